@@ -1,0 +1,5 @@
+"""The models and nothing else: no Discord, no database.
+
+Importing `engine` is cheap; TensorFlow is imported only by the modules that train or
+load a Keras model.
+"""

@@ -1,0 +1,157 @@
+"""Training checkpoints: one full `.keras` file per epoch (weights and optimizer state).
+
+Layout: `<checkpoints_dir>/<model>/<run>/epoch-0003.keras` with a sidecar
+`epoch-0003.json` holding the epoch, the metrics and a SHA-256 of the `.keras` file. The
+sidecar is written last, so a checkpoint without one (a run killed while saving) is
+ignored; a checkpoint whose bytes no longer match its checksum is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".keras"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    run: str
+    epoch: int
+    metrics: dict[str, float]
+    sha256: str
+    saved_at: str
+    extra: dict[str, Any]
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.metrics.get("val_loss")
+
+    def verify(self) -> bool:
+        return self.path.is_file() and file_sha256(self.path) == self.sha256
+
+    def label(self) -> str:
+        return f"{self.run}/{self.path.name}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CheckpointManager:
+    """The checkpoints of one model, grouped into training runs."""
+
+    def __init__(self, checkpoints_dir: Path, model: str) -> None:
+        self.root = Path(checkpoints_dir) / model
+
+    def new_run(self) -> str:
+        run = datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S%f")
+        (self.root / run).mkdir(parents=True, exist_ok=True)
+        return run
+
+    def save(self, model: Any, run: str, epoch: int, metrics: dict[str, float], **extra: Any) -> Checkpoint:
+        """Write the model (with optimizer state) for `epoch`, then its checksum sidecar."""
+        folder = self.root / run
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"epoch-{epoch:04d}{SUFFIX}"
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".saving-", suffix=SUFFIX)
+        os.close(fd)
+        try:
+            model.save(tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        info = {
+            "epoch": epoch,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "sha256": file_sha256(target),
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "extra": extra,
+        }
+        sidecar = target.with_suffix(".json")
+        sidecar_tmp = sidecar.with_name("." + sidecar.name + ".tmp")
+        sidecar_tmp.write_text(json.dumps(info, indent=2, default=str), "utf-8")
+        os.replace(sidecar_tmp, sidecar)
+        return self._from_sidecar(sidecar)
+
+    def _from_sidecar(self, sidecar: Path) -> Checkpoint:
+        info = json.loads(sidecar.read_text("utf-8"))
+        return Checkpoint(
+            path=sidecar.with_suffix(SUFFIX),
+            run=sidecar.parent.name,
+            epoch=int(info["epoch"]),
+            metrics=info.get("metrics", {}),
+            sha256=info["sha256"],
+            saved_at=info.get("saved_at", ""),
+            extra=info.get("extra", {}),
+        )
+
+    def list(self) -> list[Checkpoint]:
+        """All recorded checkpoints, oldest first (by save time, then epoch)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for sidecar in self.root.glob("run-*/epoch-*.json"):
+            try:
+                found.append(self._from_sidecar(sidecar))
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring unreadable checkpoint record %s: %s", sidecar, exc)
+        return sorted(found, key=lambda c: (c.saved_at, c.run, c.epoch))
+
+    def latest_valid(self, run: str | None = None) -> Checkpoint | None:
+        """The newest checkpoint whose checksum matches; corrupt ones are logged and skipped."""
+        for ckpt in reversed(self.list()):
+            if run is not None and ckpt.run != run:
+                continue
+            if ckpt.verify():
+                return ckpt
+            log.warning("skipping corrupt checkpoint %s (checksum mismatch or missing file)", ckpt.label())
+        return None
+
+    def resolve(self, path: str | Path) -> Checkpoint:
+        """A checkpoint chosen by the user: a path to its .keras file or `run/epoch-N.keras`."""
+        candidate = Path(path)
+        if not candidate.is_absolute() and not candidate.exists():
+            candidate = self.root / candidate
+        sidecar = candidate.with_suffix(".json")
+        if not candidate.is_file() or not sidecar.is_file():
+            raise CheckpointError(f"no checkpoint at {path}; `playbill checkpoints` lists them")
+        ckpt = self._from_sidecar(sidecar)
+        if not ckpt.verify():
+            raise CheckpointError(f"checkpoint {path} is corrupt (its checksum does not match); choose another")
+        return ckpt
+
+    def prune_runs(self, keep: int) -> None:
+        """Keep the newest `keep` runs' checkpoints; disk use stays bounded."""
+        import shutil
+
+        runs = sorted(p for p in self.root.glob("run-*") if p.is_dir())
+        for old in runs[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def make_keras_callback(manager: CheckpointManager, run: str, **extra: Any):
+    """A Keras callback that checkpoints at the end of every epoch (epochs counted from 1)."""
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            manager.save(self.model, run, epoch + 1, dict(logs or {}), **extra)
+
+    return EpochCheckpoint()

@@ -1,0 +1,73 @@
+"""`playbill`: the one command-line entry point.
+
+Each feature registers its subcommands from its own module (see COMMAND_MODULES). Heavy
+imports (TensorFlow, discord.py) happen inside the handlers, so `playbill --help` and the
+history commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
+from playbill.logs import configure_logging
+from playbill.settings import load_settings
+
+COMMAND_MODULES = (
+    "playbill.cli.sentiment",  # train/evaluate/bench sentiment, predict
+    "playbill.cli.scene",  # train/evaluate/bench/checkpoints scene, write
+    "playbill.cli.history",  # db upgrade/current, history ...
+    "playbill.cli.bot",  # run, console, sync-commands
+    "playbill.cli.jobs",  # scheduler, jobs, retrain, models ...
+)
+
+log = logging.getLogger("playbill")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="playbill", description="Playbill: the critic and the playwright.")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $PLAYBILL_CONFIG or ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups = CommandGroups(commands)
+    show = commands.add_parser("config", help="print the settings in force (the token only as set/unset)")
+    show.set_defaults(handler=_show_config)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands, groups)
+    return parser
+
+
+def _show_config(args: argparse.Namespace, settings) -> int:
+    from playbill.settings import discord_token
+
+    shown = settings.model_dump(mode="json")
+    shown["discord_token"] = "set (from the environment)" if discord_token() else "not set"
+    print_json(shown)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"error: bad settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings, verbose=args.verbose)
+    try:
+        return int(args.handler(args, settings) or 0)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from playbill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""Shared pieces of the command line: verb groups, user errors, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from engine.errors import EngineError
+
+
+class CLIError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CLIError, EngineError]
+    try:
+        from history.errors import HistoryError
+    except ImportError:  # pragma: no cover - the history package is optional at this layer
+        pass
+    else:
+        errors.append(HistoryError)
+    return tuple(errors)
+
+
+USER_ERRORS = _user_errors()
+
+
+class CommandGroups:
+    """Verb groups shared by features: `playbill train sentiment`, `playbill train scene`, ..."""
+
+    HELP = {
+        "train": "train a model (from scratch or from a checkpoint)",
+        "evaluate": "measure a model on held-out data",
+        "bench": "benchmark a model against its baseline",
+        "checkpoints": "list a model's training checkpoints",
+    }
+
+    def __init__(self, commands: argparse._SubParsersAction) -> None:
+        self._commands = commands
+        self._groups: dict[str, argparse._SubParsersAction] = {}
+
+    def __call__(self, verb: str) -> argparse._SubParsersAction:
+        """The subparsers of `playbill VERB`, created on first use."""
+        if verb not in self._groups:
+            parser = self._commands.add_parser(verb, help=self.HELP.get(verb))
+            self._groups[verb] = parser.add_subparsers(dest=f"{verb}_model", metavar="MODEL", required=True)
+        return self._groups[verb]
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on one line (machine-readable output for --json)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,184 @@
+"""Settings: embedded defaults < config.toml < PLAYBILL_* environment variables.
+
+Every key is documented in config.example.toml. The Discord token is deliberately not a
+setting: it is read from the environment only (see `discord_token`), so it can never come
+from a file, be printed with the settings, or be stored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+TOKEN_ENV_VARS = ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN")
+_config_file: Path | None = None  # set only while load_settings builds a Settings
+
+
+class SentimentSettings(BaseModel):
+    """The critic: training defaults for `playbill train sentiment` and the nightly job."""
+
+    epochs: int = Field(6, ge=1, le=100)
+    batch_size: int = Field(64, ge=1, le=4096)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    patience: int = Field(2, ge=0, le=100)
+    seed: int = 1337
+
+
+class SceneSettings(BaseModel):
+    """The playwright: training and generation defaults."""
+
+    profile: str = "default"
+    corpus: Path | None = None  # None: Tiny Shakespeare from the data directory
+    epochs: int | None = Field(None, ge=1, le=1000)  # None: the profile's own budget
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    seed: int = 1337
+    default_length: int = Field(400, ge=1, le=10_000)
+    max_length: int = Field(2000, ge=1, le=100_000)
+    temperature: float = Field(0.8, gt=0.0, le=5.0)
+    top_k: int | None = Field(None, ge=1)
+
+
+class BotSettings(BaseModel):
+    """The Discord bot."""
+
+    dev_guild_id: int | None = None  # sync commands to this guild only; None: sync nothing on start
+    owner_ids: list[int] = Field(default_factory=list)
+    cooldown_seconds: float = Field(3.0, ge=0.0)
+    max_review_chars: int = Field(5000, ge=1)
+    max_prompt_chars: int = Field(500, ge=1)
+    inference_queue_size: int = Field(64, ge=1)
+    stream_edit_interval: float = Field(1.0, gt=0.0)
+
+
+class JobsSettings(BaseModel):
+    """APScheduler jobs run inside `playbill run` or `playbill scheduler`."""
+
+    timezone: str = "UTC"
+    retrain_cron: str = "0 3 * * *"
+    purge_cron: str = "30 4 * * *"
+    backup_cron: str = "0 4 * * *"
+    misfire_grace_hours: float = Field(6.0, gt=0.0)
+    retrain_epochs_sentiment: int = Field(1, ge=1)
+    retrain_epochs_scene: int = Field(1, ge=1)
+    extra_corpus_dir: Path | None = None  # None: <home>/corpus
+    keep_versions: int = Field(5, ge=1)
+    backups_keep: int = Field(7, ge=1)
+    history_retention_days: int = Field(365, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of Playbill's settings. State lives under `home`; datasets under `data_dir`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLAYBILL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Path("var")
+    data_dir: Path | None = None  # None: <home>/data
+    database_url: str | None = None  # None: sqlite:///<home>/playbill.db
+    log_level: str = "INFO"
+
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    scene: SceneSettings = Field(default_factory=SceneSettings)
+    bot: BotSettings = Field(default_factory=BotSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+
+    @model_validator(mode="after")
+    def _fill_derived_paths(self) -> Settings:
+        if self.data_dir is None:
+            self.data_dir = self.home / "data"
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'playbill.db'}"
+        return self
+
+    # where the state lives
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.jobs.extra_corpus_dir or self.home / "corpus"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_config_file))
+        return tuple(sources)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The TOML file to read: --config, else $PLAYBILL_CONFIG, else ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("PLAYBILL_CONFIG", "config.toml"))
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings; a missing ./config.toml is fine, a missing explicit file is not."""
+    path = config_path(config_file)
+    explicit = config_file is not None or "PLAYBILL_CONFIG" in os.environ
+    if explicit and not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.is_file():
+        _refuse_token_in_file(path)
+    global _config_file
+    _config_file = path if path.is_file() else None
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file = None
+
+
+def _refuse_token_in_file(path: Path) -> None:
+    import tomllib
+
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    flat = {k.lower() for k in data} | {k.lower() for v in data.values() if isinstance(v, dict) for k in v}
+    if flat & {"token", "discord_token", "bot_token"}:
+        raise ValueError(
+            f"{path} contains a Discord token; tokens come from the environment only "
+            f"({' or '.join(TOKEN_ENV_VARS)}). Remove it from the file."
+        )
+
+
+def discord_token() -> SecretStr | None:
+    """The bot token from the environment, or None. Never read from a file."""
+    for name in TOKEN_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return SecretStr(value)
+    return None

@@ -1,0 +1,41 @@
+"""Shared fixtures: every test gets its own PLAYBILL_HOME; real data only via PLAYBILL_DATA_DIR."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# Tests never see a developer's token or config file.
+for _name in ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN", "PLAYBILL_CONFIG"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh PLAYBILL_HOME (and working directory) for one test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PLAYBILL_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def settings(home: Path):
+    from playbill.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The folder with the real datasets (CI: ../shared/data); tests needing it skip without it."""
+    value = os.environ.get("PLAYBILL_DATA_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.skip("PLAYBILL_DATA_DIR is not set to the real datasets")
+    return Path(value)
