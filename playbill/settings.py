@@ -53,10 +53,14 @@ class BotSettings(BaseModel):
     dev_guild_id: int | None = None  # sync commands to this guild only; None: sync nothing on start
     owner_ids: list[int] = Field(default_factory=list)
     cooldown_seconds: float = Field(3.0, ge=0.0)
-    max_review_chars: int = Field(5000, ge=1)
-    max_prompt_chars: int = Field(500, ge=1)
+    max_review_chars: int = Field(5000, ge=1, le=6000)  # Discord's own limit for a text option is 6000
+    max_prompt_chars: int = Field(500, ge=1, le=6000)
     inference_queue_size: int = Field(64, ge=1)
     stream_edit_interval: float = Field(1.0, gt=0.0)
+    max_batch_size: int = Field(32, ge=1, le=1024)  # sentiment requests answered by one predict call
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)  # how long the first request waits for company
+    scene_workers: int = Field(2, ge=1, le=16)  # scenes generated at the same time
+    model_refresh_seconds: float = Field(30.0, gt=0.0)  # how often the bot looks for a newly promoted model
 
 
 class JobsSettings(BaseModel):

@@ -1,11 +1,154 @@
-"""CLI commands for this feature (filled in by its issue)."""
+"""`playbill run`, `playbill console`, `playbill sync-commands`.
+
+discord.py and the bot package are imported inside the handlers, so other commands stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import subprocess
+import sys
 
-from playbill.cli.common import CommandGroups
+from playbill.cli.common import CLIError, CommandGroups
+from playbill.settings import TOKEN_ENV_VARS, discord_token
+
+log = logging.getLogger("playbill.bot")
+
+NO_TOKEN = (
+    "No Discord token: set {vars} in the environment to run the bot on Discord. "
+    "Meanwhile, try every command locally with `playbill console`."
+)
+BAD_TOKEN = (
+    "Discord rejected the token in {vars} (it is wrong, revoked or reset). Get a new one from the "
+    "Discord developer portal (Bot > Reset Token). Meanwhile, `playbill console` works without one."
+)
+QUICK_TRAINING = {
+    "sentiment": ["train", "sentiment", "--epochs", "1"],
+    "scene": ["train", "scene", "--profile", "tutorial"],
+}
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
-    """Add this feature's subcommands."""
+    run = commands.add_parser(
+        "run",
+        help="run the Discord bot and the job scheduler (no token: the local console)",
+        description="Run the bot and the nightly jobs in one process. Without a token in "
+        f"{' or '.join(TOKEN_ENV_VARS)}, explain and start `playbill console` instead.",
+    )
+    run.add_argument("--no-scheduler", action="store_true", help="do not run the nightly jobs in this process")
+    run.add_argument("--train-missing", action="store_true",
+                     help="first train a quick model for each one that is missing (minutes, not hours)")
+    run.set_defaults(handler=_run)
+
+    console = commands.add_parser(
+        "console",
+        help="the bot's commands at a local prompt (reads a pipe too)",
+        description="Type /review-sentiment TEXT, /write-scene PROMPT [length=N] [temperature=T], "
+        "/history ..., /help. Reads commands a line each until /quit or end of input.",
+    )
+    console.set_defaults(handler=_console)
+
+    sync = commands.add_parser(
+        "sync-commands",
+        help="publish the slash commands to Discord (one server, or globally)",
+        description="Sync the slash commands. Default: the dev_guild_id from the settings; "
+        "--guild ID for another server; --global for every server (can take up to an hour to show).",
+    )
+    where = sync.add_mutually_exclusive_group()
+    where.add_argument("--guild", type=int, metavar="ID", help="sync to this server only (instant)")
+    where.add_argument("--global", dest="global_", action="store_true", help="sync globally")
+    sync.set_defaults(handler=_sync_commands)
+
+
+def _run(args: argparse.Namespace, settings) -> int:
+    if args.train_missing:
+        _train_missing(settings, args)
+    token = discord_token()
+    if token is None:
+        print(NO_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS)), file=sys.stderr)
+        print("Starting `playbill console` now.", file=sys.stderr)
+        return _console(args, settings)
+    import discord
+
+    from bot.client import PlaybillBot
+    from bot.console import open_history
+    from bot.services import Services, missing_models_message
+
+    services = Services.create(settings, history=_open_history_or_fail(settings, open_history))
+
+    async def main() -> None:
+        async with PlaybillBot(settings, services=services, start_scheduler=not args.no_scheduler) as bot:
+            missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
+            if missing:
+                print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
+                      file=sys.stderr)
+            await bot.start(token.get_secret_value())
+
+    try:
+        asyncio.run(main())
+    except discord.LoginFailure:
+        raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
+    except discord.PrivilegedIntentsRequired as exc:  # pragma: no cover - Playbill asks for none
+        raise CLIError(f"Discord refused an intent: {exc}") from None
+    return 0
+
+
+def _open_history_or_fail(settings, open_history):
+    gateway = open_history(settings, sys.stderr)
+    if not gateway.available:
+        print("warning: the bot runs without the history database; nothing is recorded", file=sys.stderr)
+    return gateway
+
+
+def _console(args: argparse.Namespace, settings) -> int:
+    from bot.console import run_console
+
+    return asyncio.run(run_console(settings))
+
+
+def _sync_commands(args: argparse.Namespace, settings) -> int:
+    token = discord_token()
+    if token is None:
+        raise CLIError(NO_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS)))
+    guild_id = args.guild or (None if args.global_ else settings.bot.dev_guild_id)
+    if guild_id is None and not args.global_:
+        raise CLIError("say where: --guild ID, --global, or set [bot] dev_guild_id in the settings")
+    import discord
+
+    from bot.client import PlaybillBot
+
+    async def main() -> int:
+        bot = PlaybillBot(settings, load_models=False, sync_on_start=False)
+        async with bot:
+            await bot.login(token.get_secret_value())  # runs setup_hook: cogs, no models, no gateway
+            if guild_id is not None:
+                guild = discord.Object(id=guild_id)
+                bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+            else:
+                synced = await bot.tree.sync()
+        print(f"synced {len(synced)} commands {'to server ' + str(guild_id) if guild_id else 'globally'}: "
+              + ", ".join(sorted(c.name for c in synced)))
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except discord.LoginFailure:
+        raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
+
+
+def _train_missing(settings, args: argparse.Namespace) -> None:
+    """Train a quick model for each missing one, each in its own `playbill train` process."""
+    from engine.registry import ModelRegistry
+
+    for name, argv in QUICK_TRAINING.items():
+        if ModelRegistry(settings.models_dir, name).current_version() is not None:
+            continue
+        command = [sys.executable, "-m", "playbill.cli"]
+        if args.config:
+            command += ["--config", args.config]
+        print(f"training a quick {name} model: playbill {' '.join(argv)}", file=sys.stderr)
+        if subprocess.run(command + argv).returncode != 0:
+            raise CLIError(f"training the {name} model failed; see the messages above")

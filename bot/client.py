@@ -1,0 +1,124 @@
+"""The bot: a thin commands.Bot that wires services, cogs, dynamic buttons and the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs import EXTENSIONS
+from bot.discord_io import NO_MENTIONS, report_error
+from bot.services import Services, missing_models_message
+from bot.views import FeedbackButton
+
+log = logging.getLogger("bot")
+
+
+class PlaybillTree(app_commands.CommandTree):
+    """The one error handler for every slash command."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await report_error(interaction, error)
+
+
+class PlaybillBot(commands.Bot):
+    def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
+                 start_scheduler: bool = False, sync_on_start: bool = True) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # slash commands need no message content or member lists
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=NO_MENTIONS,
+            tree_cls=PlaybillTree,
+            help_command=None,
+        )
+        self.settings = settings
+        self.services = services if services is not None else Services.create(settings)
+        self.load_models = load_models
+        self.start_scheduler = start_scheduler
+        self.sync_on_start = sync_on_start
+        self.app_owner_ids: set[int] = set()
+        self._refresher: asyncio.Task | None = None
+
+    async def setup_hook(self) -> None:
+        if self.load_models:
+            await self.services.refresh_models_async()  # TensorFlow loads in a worker thread
+            missing = self.services.missing_models()
+            if missing:
+                log.warning("%s The other commands work meanwhile.", missing_models_message(missing))
+            self._refresher = asyncio.create_task(self._refresh_models_forever(), name="model-refresh")
+        await self.add_cogs()
+        if self.start_scheduler:
+            self._start_scheduler()
+        await self._fetch_owners()
+        guild_id = self.settings.bot.dev_guild_id
+        if self.sync_on_start and guild_id:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to the development guild %s", len(synced), guild_id)
+
+    async def add_cogs(self) -> None:
+        """Load every cog and register the dynamic feedback buttons (no network needed)."""
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(FeedbackButton)
+
+    async def _fetch_owners(self) -> None:
+        try:
+            app = await self.application_info()
+        except (discord.HTTPException, AttributeError):  # offline (tests) or a hiccup: settings' owners only
+            return
+        if app.team:
+            self.app_owner_ids = {m.id for m in app.team.members}
+        elif app.owner:
+            self.app_owner_ids = {app.owner.id}
+
+    def _start_scheduler(self) -> None:
+        try:
+            from jobs.scheduler import create_scheduler
+        except ImportError:
+            log.warning("the job scheduler is not available in this installation; no nightly retraining")
+            return
+        scheduler = create_scheduler(self.settings, background=True)
+        loop = asyncio.get_running_loop()
+
+        def after_job(event: Any) -> None:  # scheduler thread: hand the refresh to the event loop
+            if str(getattr(event, "job_id", "")).startswith("retrain-"):
+                loop.call_soon_threadsafe(lambda: self.services.spawn(self.services.refresh_models_async()))
+
+        try:
+            from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+            scheduler.add_listener(after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        except ImportError:  # pragma: no cover
+            pass
+        scheduler.start()
+        self.services.scheduler = scheduler
+        log.info("job scheduler started")
+
+    async def _refresh_models_forever(self) -> None:
+        """Pick up a newly promoted model (nightly retrain, rollback from the CLI) without a restart."""
+        while True:
+            await asyncio.sleep(self.settings.bot.model_refresh_seconds)
+            swapped = await self.services.refresh_models_async()
+            for name, changed in swapped.items():
+                if changed:
+                    log.info("now serving %s %s", name, self.services.holders[name].version)
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d servers", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        scheduler = self.services.scheduler
+        if scheduler is not None and getattr(scheduler, "running", False):
+            await asyncio.to_thread(scheduler.shutdown, wait=False)
+        self.services.close()
+        await super().close()

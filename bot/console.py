@@ -1,0 +1,219 @@
+"""`playbill console`: the bot's commands at a terminal, through the same handlers and database.
+
+Reads one command a line (interactive or from a pipe) until /quit or end of input, and
+prints each answer. Requests are recorded with source "console". The person at the
+terminal owns the files, so the admin commands are open to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot import handlers
+from bot.errors import describe
+from bot.messages import Request, Response
+from bot.services import Services, missing_models_message
+from engine.errors import InvalidInput
+
+PROMPT = "playbill> "
+_SCENE_OPTION = re.compile(r"\s+(length|temperature)=(\S+)\s*$")
+HISTORY_OPTIONS = {"user": int, "guild": int, "kind": str, "since": str, "until": str, "search": str,
+                   "label": str, "limit": int}
+
+
+class Console:
+    def __init__(self, services: Services, out: TextIO = sys.stdout, *, interactive: bool = False) -> None:
+        self.services = services
+        self.out = out
+        self.interactive = interactive
+        self.request = Request(
+            source="console",
+            user_id=_console_user_id(),
+            display_name=_console_user_name(),
+            is_admin=True,
+        )
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def banner(self) -> None:
+        status = ", ".join(f"{name} {h.version}" for name, h in self.services.holders.items() if h.loaded)
+        self.say(f"Playbill console. Models: {status or 'none'}. Type /help for commands, /quit to leave.")
+        missing = self.services.missing_models()
+        if missing:
+            self.say(missing_models_message(missing))
+        if not self.services.history.available:
+            self.say("(history database unavailable: answers are not recorded)")
+
+    async def run(self, lines: TextIO) -> int:
+        self.banner()
+        while True:
+            if self.interactive:
+                self.out.write(PROMPT)
+                self.out.flush()
+            line = await asyncio.to_thread(lines.readline)
+            if not line:  # end of input
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                break
+            await self.execute(line)
+        await self.services.drain()
+        return 0
+
+    async def execute(self, line: str) -> None:
+        command, _, rest = line.partition(" ")
+        rest = rest.strip()
+        try:
+            if command == "/help":
+                self.say(handlers.HELP)
+            elif command == "/review-sentiment":
+                self.show(await handlers.review_sentiment(self.services, self.request, rest))
+            elif command == "/write-scene":
+                await self.write_scene(rest)
+            elif command == "/history":
+                self.show(await handlers.admin_history(self.services, self.request, **_history_options(rest)))
+            elif command == "/stats":
+                since = _key_values(rest, {"since": str}).get("since", "7d")
+                self.show(await handlers.admin_stats(self.services, self.request, since=since))
+            elif command == "/model-status":
+                self.show(await handlers.model_status(self.services, self.request))
+            elif command == "/rollback":
+                self.show(await handlers.rollback(self.services, self.request, rest))
+            elif command == "/retrain":
+                self.show(await handlers.retrain(self.services, self.request, rest or "all"))
+            elif command == "/forget-me":
+                self.show(await handlers.forget_me(self.services, self.request))
+            else:
+                self.say(f"unknown command {command[:40]!r}; type /help for the list")
+        except Exception as exc:
+            message, _ = describe(exc, context=f"console {command[:40]}")
+            self.say(f"error: {message}")
+
+    async def write_scene(self, rest: str) -> None:
+        prompt, options = _scene_options(rest)
+        streamed = False
+        async for update in handlers.write_scene(self.services, self.request, prompt, **options):
+            if update.done:
+                if streamed:
+                    self.say()
+                else:
+                    self.say(update.text)
+                self.say(f"(playwright {update.model_version})")
+            elif self.interactive:  # at a terminal, show the scene as it is written
+                if not streamed:
+                    self.out.write(update.text)
+                    streamed_len = len(update.text)
+                    streamed = True
+                else:
+                    self.out.write(update.text[streamed_len:])
+                    streamed_len = len(update.text)
+                self.out.flush()
+
+    def show(self, response: Response) -> None:
+        text = response.plain()
+        if response.feedback_for:
+            text += f"\n(history #{response.feedback_for})"
+        self.say(text)
+        for f in response.files:
+            folder = Path(self.services.settings.home) / "console"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{f.filename}"
+            path.write_bytes(f.data)
+            self.say(f"saved {path}")
+
+
+def _scene_options(rest: str) -> tuple[str, dict[str, Any]]:
+    options: dict[str, Any] = {}
+    while True:
+        m = _SCENE_OPTION.search(" " + rest)
+        if not m:
+            break
+        key, value = m.group(1), m.group(2)
+        try:
+            options[key] = int(value) if key == "length" else float(value)
+        except ValueError:
+            raise InvalidInput(f"{key} must be a number (got {value!r})") from None
+        rest = (" " + rest)[: m.start()].strip()
+    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
+        rest = rest[1:-1]
+    return rest, options
+
+
+def _key_values(rest: str, allowed: dict[str, type]) -> dict[str, Any]:
+    try:
+        tokens = shlex.split(rest)
+    except ValueError as exc:
+        raise InvalidInput(f"could not read the options: {exc}") from None
+    values: dict[str, Any] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or key not in allowed:
+            raise InvalidInput(f"unknown option {token!r}; options are {', '.join(k + '=' for k in allowed)}")
+        try:
+            values[key] = allowed[key](value)
+        except ValueError:
+            raise InvalidInput(f"{key} must be a number (got {value!r})") from None
+    return values
+
+
+def _history_options(rest: str) -> dict[str, Any]:
+    values = _key_values(rest, HISTORY_OPTIONS)
+    if "limit" in values and not 1 <= values["limit"] <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000")
+    return values
+
+
+def _console_user_id() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+def _console_user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no login name in some containers
+        return "console"
+
+
+async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | None = None,
+                      *, services: Services | None = None) -> int:
+    lines = lines if lines is not None else sys.stdin
+    out = out if out is not None else sys.stdout
+    own_services = services is None
+    if services is None:
+        services = Services.create(settings, history=open_history(settings, out))
+    try:
+        await services.refresh_models_async()
+        interactive = bool(getattr(lines, "isatty", lambda: False)())
+        return await Console(services, out, interactive=interactive).run(lines)
+    finally:
+        if own_services:
+            services.close()
+
+
+def open_history(settings: Any, out: TextIO | None = None) -> Any:
+    """The history gateway (schema upgraded to head); a disabled one if it cannot be opened."""
+    from bot.recording import HistoryGateway
+
+    try:
+        gateway = HistoryGateway.open(settings.database_url)
+    except ImportError as exc:
+        message = f"the history package is missing ({exc})"
+    except Exception as exc:  # the console still answers without a database
+        message, _ = describe(exc, context="opening the history database")
+    else:
+        return gateway
+    if out is not None:
+        out.write(f"warning: history database unavailable: {message}\n")
+    return HistoryGateway(None)

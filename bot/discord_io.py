@@ -1,0 +1,125 @@
+"""Adapting handlers' plain requests and responses to discord.py interactions.
+
+Every send and edit goes through here, with AllowedMentions.none(): no reply can ping.
+`report_error` is the one error path for commands, buttons and views.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.errors import describe
+from bot.messages import EmbedData, Request, Response
+
+log = logging.getLogger("bot.discord")
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+class NotAdmin(app_commands.CheckFailure):
+    """Raised by the admin commands' check; its message is shown to the member."""
+
+
+class NotOwner(app_commands.CheckFailure):
+    pass
+
+
+def is_admin(interaction: discord.Interaction) -> bool:
+    """Administrator or Manage Server in this guild, or an owner from the settings/app."""
+    if interaction.user.id in owner_ids(interaction.client):
+        return True
+    if interaction.guild_id is None:
+        return False
+    perms = interaction.permissions
+    return bool(perms.administrator or perms.manage_guild)
+
+
+def owner_ids(client: Any) -> set[int]:
+    settings = getattr(getattr(client, "services", None), "settings", None)
+    configured = set(settings.bot.owner_ids) if settings is not None else set()
+    return configured | set(getattr(client, "app_owner_ids", ()) or ())
+
+
+def request_from(interaction: discord.Interaction) -> Request:
+    user = interaction.user
+    return Request(
+        source="discord",
+        user_id=user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        display_name=getattr(user, "display_name", "") or str(user),
+        is_admin=is_admin(interaction),
+    )
+
+
+def to_embed(data: EmbedData) -> discord.Embed:
+    embed = discord.Embed(title=data.title[:256], description=data.description[:4096] or None, colour=data.colour)
+    for f in data.fields[:25]:
+        embed.add_field(name=f.name[:256], value=f.value[:1024] or "-", inline=f.inline)
+    if data.footer:
+        embed.set_footer(text=data.footer[:2048])
+    return embed
+
+
+def send_kwargs(response: Response, *, view: discord.ui.View | None = None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS, "ephemeral": response.ephemeral}
+    if response.text:
+        kwargs["content"] = response.text[:2000]
+    if response.embed is not None:
+        kwargs["embed"] = to_embed(response.embed)
+    if response.files:
+        kwargs["files"] = [discord.File(io.BytesIO(f.data), filename=f.filename) for f in response.files]
+    if view is not None:
+        kwargs["view"] = view
+    return kwargs
+
+
+async def reply(interaction: discord.Interaction, response: Response, *, view: discord.ui.View | None = None) -> None:
+    """Answer the interaction: the first response, or a follow-up after a defer."""
+    kwargs = send_kwargs(response, view=view)
+    if interaction.response.is_done():
+        await interaction.followup.send(**kwargs)
+    else:
+        await interaction.response.send_message(**kwargs)
+
+
+def error_message(error: BaseException) -> str:
+    """The short text a member sees for any error (unexpected ones get a logged error id)."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down a little: try again in {error.retry_after:.1f} s."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works only in a server."
+    if isinstance(error, (NotAdmin, NotOwner)):
+        return str(error)
+    if isinstance(error, app_commands.MissingPermissions):
+        return "You need the " + ", ".join(p.replace("_", " ").title() for p in error.missing_permissions) + " permission."
+    if isinstance(error, app_commands.CheckFailure):
+        return "You cannot use this command here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value does not fit the option: {discord.utils.escape_mentions(str(error.value))[:100]}"
+    message, _ = describe(error, context=_where(error))
+    return message
+
+
+def _where(error: BaseException) -> str:
+    command = getattr(error, "command", None)
+    return f"/{command.qualified_name}" if command is not None else ""
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Reply with a short, ephemeral message; never raise from here."""
+    text = error_message(error)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException:
+        log.warning("could not send an error reply: %s", text, exc_info=True)

@@ -1,0 +1,66 @@
+"""Errors the bot's handlers raise, and the one place that turns any error into a reply.
+
+Users see a short message; anything unexpected gets an error id that is logged together
+with the full traceback, so an admin can find it in <home>/logs/playbill.log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from engine.errors import EngineError
+
+log = logging.getLogger("bot.errors")
+
+
+class UserFacingError(Exception):
+    """A refusal whose message is shown to the user as it is."""
+
+
+class Busy(UserFacingError):
+    def __init__(self, what: str = "The models") -> None:
+        super().__init__(f"{what} are busy right now; please retry in a moment.")
+
+
+class OnCooldown(UserFacingError):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Slow down a little: try again in {retry_after:.1f} s.")
+
+
+class NotAllowed(UserFacingError):
+    pass
+
+
+def new_error_id() -> str:
+    """A short id that ties a user's error message to the logged traceback."""
+    return secrets.token_hex(4)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [UserFacingError, EngineError]
+    try:
+        from history.errors import HistoryError
+    except ImportError:  # history not installed yet: its errors are then unexpected ones
+        pass
+    else:
+        types.append(HistoryError)
+    return tuple(types)
+
+
+USER_ERRORS = _user_error_types()
+
+
+def describe(exc: BaseException, *, context: str = "") -> tuple[str, str | None]:
+    """(message for the user, error id or None). Unexpected errors are logged with the id."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc) or exc.__class__.__name__, None
+    error_id = getattr(exc, "playbill_error_id", None) or new_error_id()
+    if getattr(exc, "playbill_error_id", None) is None:
+        try:
+            exc.playbill_error_id = error_id  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions with __slots__
+            pass
+        log.error("error %s%s", error_id, f" in {context}" if context else "", exc_info=exc)
+    return f"Something went wrong on our side (error id `{error_id}`). It has been logged.", error_id

@@ -1,0 +1,428 @@
+"""What each command does, once, for every front end.
+
+A handler takes the `Services`, a `Request` and the command's options and returns a plain
+`Response` (or, for scenes, yields `SceneUpdate`s). The Discord cogs and `playbill console`
+both call these; neither re-implements them. Every request is recorded in the history
+database with its latency and model version, whether it succeeded or not.
+
+Slow work starts only after the quick checks (options, cooldown): a front end passes
+`before_work` (Discord: defer the interaction) so refusals can still be ephemeral replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot import text as fmt
+from bot.errors import NotAllowed, UserFacingError, describe
+from bot.messages import EmbedData, Field, FileData, Request, Response
+from bot.services import TRAIN_HINT, Services
+from engine.errors import InvalidInput, ModelUnavailable
+
+log = logging.getLogger("bot.handlers")
+
+BeforeWork = Callable[[], Awaitable[Any]] | None
+
+MIN_TEMPERATURE = 0.1
+MAX_TEMPERATURE = 2.0
+POSITIVE, NEGATIVE = 0x2ECC71, 0xE74C3C
+VERDICTS = ("right", "wrong")
+MODELS = ("sentiment", "scene")
+
+
+# --------------------------------------------------------------------------- recording
+class _Recording:
+    """One history row per request: ok with the output, or error with the message."""
+
+    def __init__(self, services: Services, request: Request, kind: str, prompt: str, parameters: dict) -> None:
+        self.services, self.request = services, request
+        self.kind, self.prompt, self.parameters = kind, prompt, parameters
+        self.started = time.perf_counter()
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        r = self.request
+        return {
+            "kind": self.kind,
+            "source": r.source,
+            "user_id": r.user_id,
+            "guild_id": r.guild_id,
+            "channel_id": r.channel_id,
+            "display_name": r.display_name or None,
+            "prompt": self.prompt,
+            "parameters": self.parameters,
+            "model_name": self.kind,
+            "latency_ms": (time.perf_counter() - self.started) * 1000.0,
+            **extra,
+        }
+
+    async def done(self, **extra: Any) -> int | None:
+        return await self.services.history.record_interaction(**self._fields(status="ok", **extra))
+
+    def failed(self, exc: BaseException) -> None:
+        """Record the failure in the background: a slow database must not delay the reply."""
+        if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            error = "cancelled before the answer was complete"
+        else:
+            message, error_id = describe(exc, context=f"/{self.kind}")
+            error = message if error_id is None else f"error id {error_id}: {type(exc).__name__}: {exc}"
+        holder = self.services.holders.get(self.kind)
+        version = holder.version if holder is not None else None
+        try:
+            self.services.spawn(self.services.history.record_interaction(
+                **self._fields(status="error", error=error[:2000], model_version=version)))
+        except RuntimeError:  # no running loop (cannot happen inside a handler)
+            pass
+
+
+async def _guarded(rec: _Recording, work: Awaitable[Any]) -> Any:
+    try:
+        return await work
+    except BaseException as exc:
+        rec.failed(exc)
+        raise
+
+
+# --------------------------------------------------------------------------- the critic
+def check_review(services: Services, text: str) -> str:
+    limit = services.settings.bot.max_review_chars
+    if not text or not text.strip():
+        raise InvalidInput("Give the critic something to read: the review text is empty.")
+    if len(text) > limit:
+        raise InvalidInput(f"That review is {len(text):,} characters; the critic reads at most {limit:,}.")
+    return text
+
+
+async def review_sentiment(services: Services, request: Request, text: str, *,
+                           before_work: BeforeWork = None) -> Response:
+    """The critic's verdict on one review, with feedback buttons keyed by the history row."""
+    rec = _Recording(services, request, "sentiment", text, {})
+
+    async def work() -> tuple[Any, str | None]:
+        check_review(services, text)
+        services.cooldowns.hit(request.user_id, "review-sentiment")
+        services.holders["sentiment"].model  # raises ModelUnavailable with the training hint
+        if before_work is not None:
+            await before_work()
+        return await services.sentiment_worker.predict(text)
+
+    verdict, version = await _guarded(rec, work())
+    label = str(verdict.label)
+    p = float(verdict.positive_probability)
+    interaction_id = await rec.done(output=label, label=label, probability=p, model_version=version)
+    embed = EmbedData(
+        title=f"The critic says: {label}",
+        description=fmt.quote_block(text, 1000),
+        colour=POSITIVE if label == "positive" else NEGATIVE,
+        fields=[Field("Positive", f"`{fmt.bar(p)}`"), Field("Model", f"sentiment {version}")],
+        footer="Was the critic right? Your vote helps it learn." if interaction_id else "",
+    )
+    return Response(embed=embed, feedback_for=interaction_id)
+
+
+async def give_feedback(services: Services, request: Request, interaction_id: int, verdict: str) -> Response:
+    if verdict not in VERDICTS:
+        raise InvalidInput(f"verdict must be one of {', '.join(VERDICTS)}")
+    await services.history.record_feedback(interaction_id, request.user_id, verdict)
+    other = "wrong" if verdict == "right" else "right"
+    return Response(
+        text=f"Thanks! Noted that the critic was **{verdict}**. Changed your mind? Press \"{other}\".",
+        ephemeral=True,
+    )
+
+
+# --------------------------------------------------------------------------- the playwright
+@dataclass
+class SceneUpdate:
+    """The scene so far (prompt included); `done` on the last one, with the final text."""
+
+    text: str
+    done: bool = False
+    model_version: str | None = None
+
+
+def check_scene(services: Services, prompt: str, length: int | None, temperature: float | None) -> tuple[int, float]:
+    s = services.settings
+    if not prompt or not prompt.strip():
+        raise InvalidInput("Give the playwright a few opening words: the prompt is empty.")
+    if len(prompt) > s.bot.max_prompt_chars:
+        raise InvalidInput(f"That prompt is {len(prompt):,} characters; the playwright takes at most "
+                           f"{s.bot.max_prompt_chars:,}.")
+    length = s.scene.default_length if length is None else int(length)
+    if not 1 <= length <= s.scene.max_length:
+        raise InvalidInput(f"length must be between 1 and {s.scene.max_length} characters (got {length}).")
+    temperature = s.scene.temperature if temperature is None else float(temperature)
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+        raise InvalidInput(f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE} (got {temperature:g}).")
+    return length, temperature
+
+
+def explain_unknown(unknown: list[str]) -> str:
+    shown = ", ".join(_char_name(c) for c in unknown[:12]) + (" …" if len(unknown) > 12 else "")
+    return (f"The playwright learned from old plays and has never seen these characters: {shown}. "
+            "Please write the prompt with plain letters and punctuation.")
+
+
+def _char_name(c: str) -> str:
+    code = f"U+{ord(c):04X}"
+    if c.isprintable() and not c.isspace() and c != "`":
+        return f"'{fmt.safe(c)}' ({code})"
+    return f"{code} {unicodedata.name(c, '(unnamed)').lower()}"
+
+
+async def write_scene(services: Services, request: Request, prompt: str, length: int | None = None,
+                      temperature: float | None = None, *, before_work: BeforeWork = None) -> AsyncIterator[SceneUpdate]:
+    """Stream a scene: updates as text arrives, then one `done` update cut at a natural boundary."""
+    rec = _Recording(services, request, "scene", prompt, {"length": length, "temperature": temperature})
+    try:
+        length, temperature = check_scene(services, prompt, length, temperature)
+        rec.parameters = {"length": length, "temperature": temperature, "top_k": services.settings.scene.top_k}
+        writer = services.holders["scene"].model
+        unknown = list(writer.unknown_characters(prompt))
+        if unknown:
+            raise InvalidInput(explain_unknown(unknown))
+        services.cooldowns.hit(request.user_id, "write-scene")
+        if before_work is not None:
+            await before_work()
+        version = getattr(writer, "version", None)
+        generated = ""
+        async for piece in services.scene_runner.stream(
+            writer, prompt, length=length, temperature=temperature, top_k=services.settings.scene.top_k,
+            stop_at_boundary=True,
+        ):
+            generated += piece
+            yield SceneUpdate(_with_prompt(prompt, generated), model_version=version)
+        final = _with_prompt(prompt, fmt.cut_at_boundary(generated) if generated.strip() else generated)
+    except BaseException as exc:
+        rec.failed(exc)
+        raise
+    await rec.done(output=final, model_version=version)
+    yield SceneUpdate(final, done=True, model_version=version)
+
+
+def _with_prompt(prompt: str, generated: str) -> str:
+    return generated if generated.startswith(prompt) else prompt + generated
+
+
+# --------------------------------------------------------------------------- privacy
+async def forget_me(services: Services, request: Request) -> Response:
+    counts = await services.history.forget_user(request.user_id)
+    return Response(text=f"Done: your stored history is deleted ({_describe_counts(counts)}).", ephemeral=True)
+
+
+def _describe_counts(counts: Any) -> str:
+    if isinstance(counts, dict):
+        return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "nothing was stored"
+    return f"{counts} rows"
+
+
+# --------------------------------------------------------------------------- admin
+def require_admin(request: Request) -> None:
+    if not request.is_admin:
+        raise NotAllowed("Only server administrators can use the admin commands.")
+
+
+_SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.I)
+
+
+def parse_when(value: str | None, *, name: str = "since") -> datetime | None:
+    """'7d', '12h', '30m', '2w' (ago) or an ISO date/time (UTC); None for empty."""
+    if value is None or not str(value).strip():
+        return None
+    m = _SINCE.match(value)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2).lower()]
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{name} must look like 7d, 12h, 30m or a date like 2026-01-31 (got {value!r}).") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def admin_history(services: Services, request: Request, *, user: int | None = None, guild: int | None = None,
+                        kind: str | None = None, since: str | None = None, until: str | None = None,
+                        search: str | None = None, label: str | None = None, limit: int = 10) -> Response:
+    require_admin(request)
+    from bot.recording import make_filters
+
+    filters = make_filters(user=user, guild=guild, kind=kind, since=parse_when(since), until=parse_when(until, name="until"),
+                           search=search, label=label, limit=limit)
+    rows = await services.history.query_interactions(filters)
+    if not rows:
+        return Response(text="No interactions match.", ephemeral=True)
+    lines = [_history_line(row) for row in rows]
+    body = fmt.trim("\n".join(lines), fmt.EMBED_DESCRIPTION_LIMIT)
+    return Response(embed=EmbedData(title=f"History: {len(rows)} interaction(s), newest first", description=body),
+                    ephemeral=True)
+
+
+def _get(row: Any, name: str, default: Any = None) -> Any:
+    return row.get(name, default) if isinstance(row, dict) else getattr(row, name, default)
+
+
+def _history_line(row: Any) -> str:
+    when = _get(row, "created_at") or _get(row, "at")
+    when_s = when.strftime("%Y-%m-%d %H:%M") if isinstance(when, datetime) else str(when or "")
+    kind = _get(row, "kind", "")
+    prompt = fmt.safe(fmt.trim(" ".join(str(_get(row, "prompt", "")).split()), 60))
+    if kind == "sentiment":
+        outcome = f"{_get(row, 'label', '')} {float(_get(row, 'probability', 0) or 0):.2f}"
+    else:
+        outcome = fmt.safe(fmt.trim(" ".join(str(_get(row, "output", "") or "").split()), 60))
+    if _get(row, "status", "ok") != "ok":
+        outcome = "error: " + fmt.safe(fmt.trim(str(_get(row, "error", "") or ""), 60))
+    who = fmt.safe(str(_get(row, "display_name") or _get(row, "user_id", "")))
+    return f"`#{_get(row, 'id', '?')}` {when_s} **{kind}** {who} ({_get(row, 'source', '')}): {prompt} → {outcome}"
+
+
+async def admin_stats(services: Services, request: Request, *, since: str | None = "7d") -> Response:
+    require_admin(request)
+    stats = await services.history.history_stats(parse_when(since))
+    embed = EmbedData(title=f"History since {since or 'the beginning'}")
+    for key, value in (stats or {}).items():
+        embed.fields.append(Field(key.replace("_", " "), fmt.trim(_format_stat(value), fmt.EMBED_FIELD_LIMIT), inline=False))
+    if not embed.fields:
+        embed.description = "Nothing recorded yet."
+    return Response(embed=embed, ephemeral=True)
+
+
+def _format_stat(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "\n".join(f"{fmt.safe(str(k))}: {_format_stat(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return "\n".join(_format_stat(v) for v in value) or "-"
+    return fmt.safe(str(value))
+
+
+async def model_status(services: Services, request: Request) -> Response:
+    """Versions, metrics, last and next training runs, and a chart of metrics per version."""
+    require_admin(request)
+    from bot import charts
+
+    embed = EmbedData(title="Models")
+    series: dict[str, list[tuple[str, dict]]] = {}
+    for name, holder in services.holders.items():
+        versions = await asyncio.to_thread(holder.registry.versions)
+        current = await asyncio.to_thread(holder.registry.current_version)
+        series[name] = [(v.version, v.metrics) for v in versions]
+        lines = [f"serving: {holder.version or 'nothing'}; current: {current or 'none'}; {len(versions)} version(s)"]
+        if current:
+            metrics = next((v.metrics for v in versions if v.version == current), {})
+            if metrics:
+                lines.append(", ".join(f"{k} {_num(v)}" for k, v in metrics.items()))
+        elif not holder.loaded:
+            lines.append(f"train one with `{TRAIN_HINT[name]}`")
+        last = await _last_training_run(services, name)
+        if last:
+            lines.append(f"last run: {last}")
+        nxt = next_training_run(services, name)
+        if nxt:
+            lines.append(f"next run: {nxt:%Y-%m-%d %H:%M %Z}")
+        embed.fields.append(Field(name, fmt.trim("\n".join(lines), fmt.EMBED_FIELD_LIMIT), inline=False))
+    files = []
+    png = await asyncio.to_thread(charts.metrics_chart, series)
+    if png:
+        files.append(FileData("model-metrics.png", png))
+    return Response(embed=embed, files=files, ephemeral=True)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+async def _last_training_run(services: Services, name: str) -> str | None:
+    try:
+        runs = await services.history.training_runs(model=name, limit=1)
+    except Exception as exc:  # optional information: the status shows without it
+        log.debug("no training runs for %s: %s", name, exc)
+        return None
+    if not runs:
+        return None
+    run = runs[0]
+    started = _get(run, "started_at")
+    started_s = started.strftime("%Y-%m-%d %H:%M") if isinstance(started, datetime) else str(started or "?")
+    promoted = " (promoted)" if _get(run, "promoted") else ""
+    return f"{started_s} {_get(run, 'status', '?')}{promoted} {_get(run, 'version') or ''}".strip()
+
+
+def next_training_run(services: Services, name: str) -> datetime | None:
+    """From the running scheduler when this process has one, else from the cron setting."""
+    scheduler = services.scheduler
+    if scheduler is not None:
+        try:
+            job = scheduler.get_job(f"retrain-{name}")
+            when = getattr(job, "next_run_time", None) if job else None
+            if when:
+                return when
+        except Exception:  # pragma: no cover - a scheduler that is shutting down
+            pass
+    try:
+        from apscheduler.triggers.cron import CronTrigger
+
+        jobs = services.settings.jobs
+        trigger = CronTrigger.from_crontab(jobs.retrain_cron, timezone=jobs.timezone)
+        return trigger.get_next_fire_time(None, datetime.now(UTC))
+    except Exception:
+        return None
+
+
+async def retrain(services: Services, request: Request, model: str) -> Response:
+    require_admin(request)
+    names = MODELS if model == "all" else (model,)
+    if any(n not in MODELS for n in names):
+        raise InvalidInput(f"model must be one of {', '.join(MODELS)} or all")
+    if services.scheduler is None:
+        raise UserFacingError(f"The job scheduler does not run in this process; run `playbill retrain {model}` "
+                              "from a shell, or use this command on the bot started with `playbill run`.")
+    from jobs.scheduler import run_now
+
+    for name in names:
+        await asyncio.to_thread(run_now, services.scheduler, f"retrain-{name}")
+    return Response(text=f"Queued a retraining run for {' and '.join(names)}. `/admin model-status` shows the result "
+                         "when it finishes; a better model is swapped in without a restart.", ephemeral=True)
+
+
+async def rollback(services: Services, request: Request, model: str) -> Response:
+    require_admin(request)
+    if model not in services.holders:
+        raise InvalidInput(f"model must be one of {', '.join(services.holders)}")
+    holder = services.holders[model]
+    previous = await asyncio.to_thread(holder.registry.rollback)
+    await asyncio.to_thread(holder.refresh)
+    return Response(text=f"{model}: rolled back to {previous}; now serving {holder.version}.", ephemeral=True)
+
+
+# --------------------------------------------------------------------------- help
+HELP = """\
+/review-sentiment TEXT        the critic's verdict on a movie review
+/write-scene PROMPT [length=N] [temperature=T]
+                              a scene in the style of the corpus, from your opening words
+/history [user=ID] [kind=sentiment|scene] [since=7d] [search=TEXT] [label=positive|negative] [limit=N]
+                              recent interactions (admin)
+/stats [since=7d]             history statistics (admin)
+/model-status                 model versions, metrics and a chart (admin)
+/rollback sentiment|scene     serve the previous model version (admin)
+/forget-me                    delete your stored history
+/help                         this text
+/quit                         leave (end of input works too)"""
+
+
+def help_response() -> Response:
+    return Response(text=HELP)
+
+
+def ensure_model(services: Services, name: str) -> None:
+    """Raise ModelUnavailable naming the training command when `name` has no model loaded."""
+    holder = services.holders[name]
+    if not holder.loaded:
+        raise ModelUnavailable(f"No {name} model is trained yet; run `{TRAIN_HINT[name]}` first.")

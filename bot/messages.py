@@ -1,0 +1,67 @@
+"""The plain request and response the handlers speak; cogs and the console adapt them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Source = Literal["discord", "console", "cli"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asks, from where. `is_admin` is decided by the adapter (Discord permissions, or the
+    person at the local console, who owns the files anyway)."""
+
+    source: Source
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    display_name: str = ""
+    is_admin: bool = False
+
+
+@dataclass
+class Field:
+    name: str
+    value: str
+    inline: bool = True
+
+
+@dataclass
+class EmbedData:
+    title: str
+    description: str = ""
+    colour: int = 0x5865F2
+    fields: list[Field] = field(default_factory=list)
+    footer: str = ""
+
+
+@dataclass
+class FileData:
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Response:
+    """What a handler answers. `feedback_for` is the history id the right/wrong buttons vote on."""
+
+    text: str = ""
+    embed: EmbedData | None = None
+    files: list[FileData] = field(default_factory=list)
+    ephemeral: bool = False
+    feedback_for: int | None = None
+
+    def plain(self) -> str:
+        """The response as terminal text (the console)."""
+        parts = [self.text] if self.text else []
+        if self.embed is not None:
+            parts.append(f"== {self.embed.title} ==")
+            if self.embed.description:
+                parts.append(self.embed.description)
+            parts += [f"{f.name}: {f.value}" for f in self.embed.fields]
+            if self.embed.footer:
+                parts.append(f"({self.embed.footer})")
+        parts += [f"[file {f.filename}: {len(f.data)} bytes]" for f in self.files]
+        return "\n".join(parts)

@@ -1,0 +1,165 @@
+"""Small stand-ins that follow the engine's contracts (docs/architecture.md), for the bot's
+tests: no TensorFlow, instant answers, and knobs to make them slow or fail on purpose."""
+
+from __future__ import annotations
+
+import json
+import string
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.registry import ModelRegistry
+from engine.serving import ModelHolder
+
+POSITIVE_WORDS = {"good", "great", "superb", "loved", "wonderful", "best"}
+NEGATIVE_WORDS = {"bad", "awful", "boring", "hated", "worst", "dull"}
+
+
+@dataclass(frozen=True)
+class FakeVerdict:
+    label: str
+    positive_probability: float
+
+
+class FakeSentimentModel:
+    """Counts happy and unhappy words. Records the size of every predict batch."""
+
+    delay = 0.0  # seconds per predict call (class-wide knob for load tests)
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.batches: list[int] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, version_dir: Path) -> FakeSentimentModel:
+        return cls(Path(version_dir).name)
+
+    def predict(self, texts: list[str]) -> list[FakeVerdict]:
+        if any(not t or not t.strip() for t in texts):
+            raise InvalidInput("the text is empty")
+        with self._lock:
+            self.batches.append(len(texts))
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for text in texts:
+            words = [w.strip(".,!?").lower() for w in text.split()]
+            score = sum(w in POSITIVE_WORDS for w in words) - sum(w in NEGATIVE_WORDS for w in words)
+            p = 1 / (1 + 2.718281828 ** (-score))
+            out.append(FakeVerdict("positive" if p >= 0.5 else "negative", round(p, 4)))
+        return out
+
+    def predict_one(self, text: str) -> FakeVerdict:
+        return self.predict([text])[0]
+
+
+SCENE_TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n"
+)
+
+
+class FakeSceneWriter:
+    """Repeats a known scene; knows only printable ASCII, like a small character model."""
+
+    delay = 0.0  # seconds between streamed pieces
+    fail_after: int | None = None  # raise after this many pieces (tests the error path)
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.vocabulary = sorted(set(string.printable) - set("\x0b\x0c\r`"))
+        self.calls: list[dict[str, Any]] = []
+
+    @classmethod
+    def load(cls, version_dir: Path) -> FakeSceneWriter:
+        return cls(Path(version_dir).name)
+
+    def unknown_characters(self, text: str) -> list[str]:
+        known = set(self.vocabulary)
+        return sorted({c for c in text if c not in known})
+
+    def _check(self, prompt: str, length: int, temperature: float) -> None:
+        if not prompt:
+            raise InvalidInput("the prompt is empty")
+        if self.unknown_characters(prompt):
+            raise InvalidInput("the prompt has characters the model does not know")
+        if length < 1 or temperature <= 0:
+            raise InvalidInput("bad length or temperature")
+
+    def generate(self, prompt: str, length: int, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None, stop_at_boundary: bool = False) -> str:
+        return "".join(self.stream(prompt, length, temperature=temperature, top_k=top_k, seed=seed))
+
+    def stream(self, prompt: str, length: int = 100, temperature: float = 1.0, top_k: int | None = None,
+               seed: int | None = None, stop_at_boundary: bool = False, chunk_chars: int = 16) -> Iterator[str]:
+        self._check(prompt, length, temperature)
+        self.calls.append({"prompt": prompt, "length": length, "temperature": temperature, "top_k": top_k})
+        text = (SCENE_TEXT * (length // len(SCENE_TEXT) + 1))[:length]
+        for n, i in enumerate(range(0, len(text), chunk_chars)):
+            if self.fail_after is not None and n >= self.fail_after:
+                raise RuntimeError("the fake writer failed on purpose")
+            if self.delay:
+                time.sleep(self.delay)
+            yield text[i : i + chunk_chars]
+
+
+def publish_fake_version(models_dir: Path, name: str, metrics: dict[str, float] | None = None) -> str:
+    """Add a (fake) version to the real registry and return its name."""
+    registry = ModelRegistry(models_dir, name)
+    with registry.new_version({"metrics": metrics or {}}) as staged:
+        (staged.path / "fake.json").write_text(json.dumps({"fake": True}))
+    return staged.version
+
+
+def fake_holders(models_dir: Path, *, sentiment: bool = True, scene: bool = True) -> dict[str, ModelHolder]:
+    """Real ModelHolders over real registries, loading fake models."""
+    if sentiment:
+        publish_fake_version(models_dir, "sentiment", {"accuracy": 0.81})
+    if scene:
+        publish_fake_version(models_dir, "scene", {"val_loss": 1.62, "bits_per_char": 2.34})
+    return {
+        "sentiment": ModelHolder(ModelRegistry(models_dir, "sentiment"), FakeSentimentModel.load),
+        "scene": ModelHolder(ModelRegistry(models_dir, "scene"), FakeSceneWriter.load),
+    }
+
+
+class FakeHistoryApi:
+    """In-memory stand-in for history.api (the same function names and arguments)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.feedback: dict[tuple[int, int], str] = {}
+        self.fail_writes = False
+
+    def record_interaction(self, session_factory: Any, **fields: Any) -> int:
+        if self.fail_writes:
+            raise RuntimeError("database is locked")
+        row = {"id": len(self.rows) + 1, **fields}
+        self.rows.append(row)
+        return row["id"]
+
+    def record_feedback(self, session_factory: Any, interaction_id: int, user_id: int, verdict: str) -> None:
+        if not any(r["id"] == interaction_id for r in self.rows):
+            raise KeyError(interaction_id)
+        self.feedback[(interaction_id, user_id)] = verdict
+
+    def forget_user(self, session_factory: Any, user_id: int) -> dict[str, int]:
+        before = len(self.rows)
+        self.rows = [r for r in self.rows if r.get("user_id") != user_id]
+        votes = [k for k in self.feedback if k[1] == user_id]
+        for k in votes:
+            del self.feedback[k]
+        return {"interactions": before - len(self.rows), "feedback": len(votes)}
+
+    def query_interactions(self, session_factory: Any, filters: Any) -> list[dict[str, Any]]:
+        rows = [r for r in reversed(self.rows) if filters.get("kind") in (None, r.get("kind"))]
+        return rows[: filters.get("limit", 10)]
+
+    def history_stats(self, session_factory: Any, since: Any) -> dict[str, Any]:
+        return {"interactions": len(self.rows)}

@@ -1,0 +1,305 @@
+"""The front-end-neutral parts of the bot: handlers, the inference worker, safe text."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import handlers
+from bot import text as fmt
+from bot.errors import Busy, OnCooldown
+from bot.messages import Request
+from bot.recording import HistoryGateway
+from bot.services import Services
+from bot.testing import FakeHistoryApi, FakeSceneWriter, FakeSentimentModel, fake_holders, publish_fake_version
+from engine.errors import InvalidInput, ModelUnavailable
+
+ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display_name="alice")
+BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_name="bob")
+
+
+@pytest.fixture
+def api() -> FakeHistoryApi:
+    return FakeHistoryApi()
+
+
+@pytest.fixture
+async def services(settings, api):
+    settings.bot.cooldown_seconds = 0
+    s = Services.create(settings, holders=fake_holders(settings.models_dir),
+                        history=HistoryGateway(object(), api=api))
+    s.refresh_models()
+    yield s
+    await s.drain()
+    s.close()
+
+
+# --------------------------------------------------------------------------- safe text
+def test_user_text_cannot_ping_or_format() -> None:
+    shown = fmt.safe("@everyone **bold** <@123> `x`")
+    assert "@everyone" not in shown and "<@123>" not in shown
+    assert "\\*\\*bold\\*\\*" in shown
+
+
+def test_model_text_cannot_break_out_of_its_code_block() -> None:
+    block = fmt.code_block("evil ``` @here\n```")
+    assert block.startswith("```\n") and block.endswith("\n```")
+    assert block[3:-3].count("```") == 0
+
+
+def test_scene_messages_respect_the_limit_even_with_backticks() -> None:
+    scene = ("To be ``` or not\n" * 400)
+    messages = fmt.scene_messages(scene)
+    assert len(messages) > 1
+    assert all(len(m) <= fmt.MESSAGE_LIMIT for m in messages)
+    assert all(m.startswith("```\n") and m.endswith("\n```") and m[3:-3].count("```") == 0 for m in messages)
+    assert "".join(m[4:-4] for m in messages).replace(fmt.ZWSP, "").count("To be") == 400
+
+
+def test_cut_at_boundary_and_bar() -> None:
+    assert fmt.cut_at_boundary("Hello there. And then som") == "Hello there."
+    assert fmt.cut_at_boundary("ROMEO:\nAy me.\n\nJULIET:\nO Rom") == "ROMEO:\nAy me."
+    assert fmt.bar(0.73) == "███████░░░ 73%"
+    assert fmt.bar(2.0).endswith("100%")
+
+
+# --------------------------------------------------------------------------- the critic
+async def test_review_answers_with_label_bar_version_and_records_it(services, api) -> None:
+    response = await handlers.review_sentiment(services, ALICE, "A great film, I loved it")
+    version = services.holders["sentiment"].version
+    assert response.embed.title.endswith("positive")
+    assert "%" in response.embed.fields[0].value
+    assert version in response.embed.fields[1].value
+    assert response.feedback_for == api.rows[-1]["id"]
+    row = api.rows[-1]
+    assert row["status"] == "ok" and row["source"] == "discord" and row["model_version"] == version
+    assert row["label"] == "positive" and row["latency_ms"] >= 0 and row["prompt"] == "A great film, I loved it"
+
+
+async def test_review_shows_user_text_escaped(services) -> None:
+    response = await handlers.review_sentiment(services, ALICE, "@everyone this is **awful** <@42>")
+    assert "@everyone" not in response.embed.description and "<@42>" not in response.embed.description
+
+
+@pytest.mark.parametrize("text, message", [("   ", "empty"), ("x" * 5001, "at most 5,000")])
+async def test_bad_reviews_are_refused_and_recorded(services, api, text, message) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        await handlers.review_sentiment(services, ALICE, text)
+    await services.drain()
+    assert api.rows[-1]["status"] == "error" and message in api.rows[-1]["error"]
+
+
+async def test_cooldown_is_per_user_and_applies_to_the_console(services) -> None:
+    services.cooldowns.seconds = 30
+    await handlers.review_sentiment(services, ALICE, "good")
+    with pytest.raises(OnCooldown, match="try again in"):
+        await handlers.review_sentiment(services, ALICE, "good")
+    await handlers.review_sentiment(services, BOB, "good")  # someone else is not slowed down
+    console = Request(source="console", user_id=7)
+    await handlers.review_sentiment(services, console, "good")
+    with pytest.raises(OnCooldown):
+        await handlers.review_sentiment(services, console, "good")
+
+
+async def test_concurrent_reviews_are_micro_batched(services) -> None:
+    FakeSentimentModel.delay = 0.05
+    try:
+        texts = [f"good film number {i}" for i in range(24)]
+        results = await asyncio.gather(*(services.sentiment_worker.predict(t) for t in texts))
+    finally:
+        FakeSentimentModel.delay = 0.0
+    assert len(results) == 24
+    model = services.holders["sentiment"].model
+    assert sum(model.batches) == 24
+    assert len(model.batches) < 24 and max(model.batches) > 1  # batched, not one call each
+
+
+async def test_full_queue_says_busy_and_nothing_hangs(settings) -> None:
+    settings.bot.cooldown_seconds = 0
+    settings.bot.inference_queue_size = 2
+    settings.bot.max_batch_size = 1
+    s = Services.create(settings, holders=fake_holders(settings.models_dir), history=HistoryGateway(None))
+    s.refresh_models()
+    FakeSentimentModel.delay = 0.2
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(s.sentiment_worker.predict("good") for _ in range(8)), return_exceptions=True), 10
+        )
+    finally:
+        FakeSentimentModel.delay = 0.0
+        s.close()
+    busy = [o for o in outcomes if isinstance(o, Busy)]
+    answered = [o for o in outcomes if isinstance(o, tuple)]
+    assert busy and answered and len(busy) + len(answered) == 8
+    assert "retry in a moment" in str(busy[0])
+
+
+async def test_one_bad_text_in_a_batch_does_not_fail_the_others(services) -> None:
+    outcomes = await asyncio.gather(services.sentiment_worker.predict("good"), services.sentiment_worker.predict(" "),
+                                    services.sentiment_worker.predict("bad"), return_exceptions=True)
+    assert isinstance(outcomes[1], InvalidInput)
+    assert outcomes[0][0].label == "positive" and outcomes[2][0].label == "negative"
+
+
+async def test_a_locked_database_never_breaks_the_reply(services, api) -> None:
+    api.fail_writes = True
+    response = await handlers.review_sentiment(services, ALICE, "good")
+    assert response.embed is not None and response.feedback_for is None  # answered, just no buttons
+
+
+async def test_missing_model_names_the_training_command(settings) -> None:
+    s = Services.create(settings, holders=fake_holders(settings.models_dir, sentiment=False, scene=False),
+                        history=HistoryGateway(None))
+    s.refresh_models()
+    try:
+        with pytest.raises(ModelUnavailable, match="playbill train sentiment"):
+            await handlers.review_sentiment(s, ALICE, "good")
+        with pytest.raises(ModelUnavailable, match="playbill train scene"):
+            async for _ in handlers.write_scene(s, ALICE, "ROMEO:"):
+                pass
+    finally:
+        s.close()
+
+
+async def test_hot_swap_serves_the_new_version(services, settings) -> None:
+    first = (await services.sentiment_worker.predict("good"))[1]
+    newer = publish_fake_version(settings.models_dir, "sentiment", {"accuracy": 0.9})
+    assert services.refresh_models()["sentiment"] is True
+    assert (await services.sentiment_worker.predict("good"))[1] == newer != first
+
+
+# --------------------------------------------------------------------------- the playwright
+async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services, api) -> None:
+    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:", length=150, temperature=0.7)]
+    assert len(updates) > 3 and updates[-1].done and not any(u.done for u in updates[:-1])
+    final = updates[-1].text
+    assert final.startswith("ROMEO:") and final.rstrip()[-1] in ".?!:;"
+    row = api.rows[-1]
+    assert row["kind"] == "scene" and row["output"] == final and row["parameters"]["length"] == 150
+    assert row["model_version"] == services.holders["scene"].version
+
+
+async def test_unknown_characters_are_explained(services) -> None:
+    with pytest.raises(InvalidInput, match=r"never seen these characters: 'é'.*U\+1F600"):
+        async for _ in handlers.write_scene(services, ALICE, "Romeo é \N{GRINNING FACE}"):
+            pass
+
+
+@pytest.mark.parametrize("options, message", [({"length": 0}, "length must be"), ({"length": 10**6}, "length must be"),
+                                              ({"temperature": 9.0}, "temperature must be"), ({}, "at most 500")])
+async def test_scene_options_are_checked(services, options, message) -> None:
+    prompt = "x" * 501 if not options else "ROMEO:"
+    with pytest.raises(InvalidInput, match=message):
+        async for _ in handlers.write_scene(services, ALICE, prompt, **options):
+            pass
+
+
+async def test_scene_failure_midway_is_recorded(services, api) -> None:
+    FakeSceneWriter.fail_after = 2
+    try:
+        with pytest.raises(RuntimeError):
+            async for _ in handlers.write_scene(services, ALICE, "ROMEO:", length=200):
+                pass
+    finally:
+        FakeSceneWriter.fail_after = None
+    await services.drain()
+    assert api.rows[-1]["status"] == "error" and "error id" in api.rows[-1]["error"]
+
+
+# --------------------------------------------------------------------------- feedback, privacy, admin
+async def test_feedback_one_vote_per_user_changeable(services, api) -> None:
+    response = await handlers.review_sentiment(services, ALICE, "good")
+    await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
+    reply = await handlers.give_feedback(services, BOB, response.feedback_for, "right")
+    assert reply.ephemeral and "right" in reply.text
+    assert api.feedback == {(response.feedback_for, BOB.user_id): "right"}
+
+
+async def test_forget_me_deletes_only_the_callers_rows(services, api) -> None:
+    await handlers.review_sentiment(services, ALICE, "good")
+    await handlers.review_sentiment(services, BOB, "bad")
+    reply = await handlers.forget_me(services, ALICE)
+    assert reply.ephemeral and "1 interactions" in reply.text
+    assert [r["user_id"] for r in api.rows] == [BOB.user_id]
+
+
+async def test_admin_handlers_refuse_non_admins(services) -> None:
+    for call in (handlers.admin_history(services, ALICE), handlers.admin_stats(services, ALICE),
+                 handlers.model_status(services, ALICE), handlers.rollback(services, ALICE, "scene")):
+        with pytest.raises(handlers.NotAllowed):
+            await call
+
+
+async def test_model_status_has_versions_metrics_next_run_and_a_png(services) -> None:
+    admin = Request(source="console", user_id=1, is_admin=True)
+    response = await handlers.model_status(services, admin)
+    fields = {f.name: f.value for f in response.embed.fields}
+    assert "accuracy 0.81" in fields["sentiment"] and "next run:" in fields["sentiment"]
+    assert response.files[0].data.startswith(b"\x89PNG")
+
+
+async def test_rollback_serves_the_previous_version(services, settings) -> None:
+    admin = Request(source="console", user_id=1, is_admin=True)
+    old = services.holders["scene"].version
+    registry = services.holders["scene"].registry
+    registry.promote(old)  # as `playbill train` does: every trained version is promoted
+    registry.promote(publish_fake_version(settings.models_dir, "scene", {"val_loss": 1.5}))
+    services.refresh_models()
+    assert services.holders["scene"].version != old
+    reply = await handlers.rollback(services, admin, "scene")
+    assert services.holders["scene"].version == old and old in reply.text
+
+
+def test_parse_when() -> None:
+    assert handlers.parse_when("7d") < handlers.parse_when("1h")
+    assert handlers.parse_when("2026-01-31").year == 2026
+    with pytest.raises(InvalidInput, match="7d"):
+        handlers.parse_when("last tuesday")
+
+
+# --------------------------------------------------------------------------- the event loop stays free
+def _burn_cpu(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+async def test_event_loop_keeps_responding_while_training_and_serving(services) -> None:
+    """A CPU-bound 'training run' in a spawned process (as the jobs run it) plus a stream of
+    requests: a ticking coroutine must never see the loop blocked for 100 ms."""
+    ctx = multiprocessing.get_context("spawn")
+    trainer = ctx.Process(target=_burn_cpu, args=(3.0,))
+    trainer.start()
+    FakeSentimentModel.delay = 0.01
+    FakeSceneWriter.delay = 0.005
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - before - 0.01)
+
+    async def load() -> None:
+        for _ in range(5):
+            await asyncio.gather(*(services.sentiment_worker.predict(f"good {i}") for i in range(20)))
+            async for _ in handlers.write_scene(services, Request("discord", user_id=99), "ROMEO:", length=200):
+                pass
+
+    try:
+        ticker = asyncio.create_task(tick())
+        await load()
+        stop.set()
+        await ticker
+    finally:
+        FakeSentimentModel.delay = 0.0
+        FakeSceneWriter.delay = 0.0
+        trainer.join(10)
+    assert len(lags) > 20
+    assert max(lags) < 0.1, f"the event loop was blocked for {max(lags) * 1000:.0f} ms"
