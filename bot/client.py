@@ -28,6 +28,9 @@ class PlaybillTree(app_commands.CommandTree):
 class PlaybillBot(commands.Bot):
     def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
+        discord.VoiceClient.warn_nacl = False  # Playbill has no voice: no warning about voice libraries
+        if hasattr(discord.VoiceClient, "warn_dave"):
+            discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # slash commands need no message content or member lists
         super().__init__(

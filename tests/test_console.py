@@ -1,0 +1,97 @@
+"""`playbill console` and `playbill run` without a Discord connection."""
+
+from __future__ import annotations
+
+import io
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.console import run_console
+from bot.recording import HistoryGateway
+from bot.services import Services
+from bot.testing import FakeHistoryApi, fake_holders
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def playbill(*args: str, stdin: str = "", env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "playbill.cli", *args], input=stdin, capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+async def test_console_answers_through_the_shared_handlers(settings) -> None:
+    api = FakeHistoryApi()
+    settings.bot.cooldown_seconds = 0
+    services = Services.create(settings, holders=fake_holders(settings.models_dir),
+                               history=HistoryGateway(object(), api=api))
+    script = "\n".join([
+        "/review-sentiment What a great, wonderful film",
+        "/write-scene ROMEO: length=120 temperature=0.5",
+        "/write-scene Romeo \N{GRINNING FACE}",
+        "/review-sentiment    ",
+        "/history kind=sentiment limit=5",
+        "/history colour=blue",
+        "/dance",
+        "hello",
+        "/model-status",
+        "/quit",
+        "/review-sentiment never read: after /quit",
+    ]) + "\n"
+    out = io.StringIO()
+    code = await run_console(settings, io.StringIO(script), out, services=services)
+    text = out.getvalue()
+    assert code == 0
+    assert "The critic says: positive" in text and "sentiment v0001" in text
+    assert "ROMEO:\nBut soft" in text and "(playwright v0001" in text
+    assert "never seen these characters" in text and "U+1F600" in text
+    assert "error: Give the critic something to read" in text
+    assert re.search(r"History: [12] interaction\(s\)", text)
+    assert "unknown option 'colour=blue'" in text
+    assert text.count("type /help") == 2  # /dance and a line without a command
+    assert "saved " in text and list((settings.home / "console").glob("*model-metrics.png"))
+    assert [r["source"] for r in api.rows] == ["console"] * 4  # review, scene, refused scene, refused review
+    assert [r["status"] for r in api.rows] == ["ok", "ok", "error", "error"]
+    assert api.rows[1]["parameters"] == {"length": 120, "temperature": 0.5, "top_k": None}
+
+
+def test_console_over_a_pipe_without_models_says_how_to_train(home: Path) -> None:
+    result = playbill("console", stdin="/help\n/review-sentiment good\n/write-scene ROMEO:\n/nope\n")
+    assert result.returncode == 0, result.stderr
+    assert "playbill train sentiment" in result.stdout and "playbill train scene" in result.stdout
+    assert "/review-sentiment TEXT" in result.stdout  # the help
+    assert "unknown command '/nope'" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_without_a_token_explains_and_falls_back_to_the_console(home: Path) -> None:
+    result = playbill("run", stdin="/help\n")
+    assert result.returncode == 0
+    assert "PLAYBILL_DISCORD_TOKEN" in result.stderr and "playbill console" in result.stderr
+    assert "/write-scene PROMPT" in result.stdout
+
+
+def test_sync_commands_needs_a_token(home: Path) -> None:
+    result = playbill("sync-commands", "--global")
+    assert result.returncode == 2 and "PLAYBILL_DISCORD_TOKEN" in result.stderr and "playbill console" in result.stderr
+
+
+def test_a_rejected_token_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import discord
+
+    from bot.client import PlaybillBot
+    from playbill.cli import main
+
+    async def refuse(self, token, *, reconnect=True):
+        raise discord.LoginFailure("Improper token has been passed.")
+
+    monkeypatch.setattr(PlaybillBot, "start", refuse)
+    monkeypatch.setenv("DISCORD_TOKEN", "not-a-real-token")
+    assert main(["run", "--no-scheduler"]) == 2
+    err = capsys.readouterr().err
+    assert "rejected the token" in err and "playbill console" in err and "not-a-real-token" not in err
