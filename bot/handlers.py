@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bot import text as fmt
@@ -55,16 +54,17 @@ class _Recording:
             "user_id": r.user_id,
             "guild_id": r.guild_id,
             "channel_id": r.channel_id,
-            "display_name": r.display_name or None,
+            "user_name": r.display_name or None,
             "prompt": self.prompt,
-            "parameters": self.parameters,
+            "params": self.parameters,
             "model_name": self.kind,
             "latency_ms": (time.perf_counter() - self.started) * 1000.0,
             **extra,
         }
 
     async def done(self, **extra: Any) -> int | None:
-        return await self.services.history.record_interaction(**self._fields(status="ok", **extra))
+        wait = self.services.settings.bot.history_wait_seconds
+        return await self.services.history.record_interaction(wait=wait, **self._fields(status="ok", **extra))
 
     def failed(self, exc: BaseException) -> None:
         """Record the failure in the background: a slow database must not delay the reply."""
@@ -130,12 +130,14 @@ async def review_sentiment(services: Services, request: Request, text: str, *,
 async def give_feedback(services: Services, request: Request, interaction_id: int, verdict: str) -> Response:
     if verdict not in VERDICTS:
         raise InvalidInput(f"verdict must be one of {', '.join(VERDICTS)}")
-    await services.history.record_feedback(interaction_id, request.user_id, verdict)
+    outcome = await services.history.record_feedback(interaction_id, request.user_id, verdict)
     other = "wrong" if verdict == "right" else "right"
-    return Response(
-        text=f"Thanks! Noted that the critic was **{verdict}**. Changed your mind? Press \"{other}\".",
-        ephemeral=True,
-    )
+    if outcome == "unchanged":
+        text = f"You already said the critic was **{verdict}**. Changed your mind? Press \"{other}\"."
+    else:
+        changed = "Changed your vote: " if outcome == "updated" else "Thanks! "
+        text = f"{changed}noted that the critic was **{verdict}**. Changed your mind? Press \"{other}\"."
+    return Response(text=text, ephemeral=True)
 
 
 # --------------------------------------------------------------------------- the playwright
@@ -229,32 +231,15 @@ def require_admin(request: Request) -> None:
         raise NotAllowed("Only server administrators can use the admin commands.")
 
 
-_SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.I)
-
-
-def parse_when(value: str | None, *, name: str = "since") -> datetime | None:
-    """'7d', '12h', '30m', '2w' (ago) or an ISO date/time (UTC); None for empty."""
-    if value is None or not str(value).strip():
-        return None
-    m = _SINCE.match(value)
-    if m:
-        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2).lower()]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(f"{name} must look like 7d, 12h, 30m or a date like 2026-01-31 (got {value!r}).") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 async def admin_history(services: Services, request: Request, *, user: int | None = None, guild: int | None = None,
                         kind: str | None = None, since: str | None = None, until: str | None = None,
                         search: str | None = None, label: str | None = None, limit: int = 10) -> Response:
+    """The filters of `playbill history`, newest first, as one embed."""
     require_admin(request)
-    from bot.recording import make_filters
+    from bot.recording import make_filters, parse_time
 
-    filters = make_filters(user=user, guild=guild, kind=kind, since=parse_when(since), until=parse_when(until, name="until"),
-                           search=search, label=label, limit=limit)
+    filters = make_filters(user_id=user, guild_id=guild, kind=kind, since=parse_time(since),
+                           until=parse_time(until, end_of_day=True), search=search, label=label, limit=limit)
     rows = await services.history.query_interactions(filters)
     if not rows:
         return Response(text="No interactions match.", ephemeral=True)
@@ -279,29 +264,55 @@ def _history_line(row: Any) -> str:
         outcome = fmt.safe(fmt.trim(" ".join(str(_get(row, "output", "") or "").split()), 60))
     if _get(row, "status", "ok") != "ok":
         outcome = "error: " + fmt.safe(fmt.trim(str(_get(row, "error", "") or ""), 60))
-    who = fmt.safe(str(_get(row, "display_name") or _get(row, "user_id", "")))
-    return f"`#{_get(row, 'id', '?')}` {when_s} **{kind}** {who} ({_get(row, 'source', '')}): {prompt} → {outcome}"
+    who = fmt.safe(str(_get(row, "user_name") or _get(row, "user_id", "")))
+    votes = ""
+    if _get(row, "feedback_right") or _get(row, "feedback_wrong"):
+        votes = f" [{_get(row, 'feedback_right', 0)} right / {_get(row, 'feedback_wrong', 0)} wrong]"
+    return f"`#{_get(row, 'id', '?')}` {when_s} **{kind}** {who} ({_get(row, 'source', '')}): {prompt} → {outcome}{votes}"
 
 
 async def admin_stats(services: Services, request: Request, *, since: str | None = "7d") -> Response:
     require_admin(request)
-    stats = await services.history.history_stats(parse_when(since))
-    embed = EmbedData(title=f"History since {since or 'the beginning'}")
-    for key, value in (stats or {}).items():
-        embed.fields.append(Field(key.replace("_", " "), fmt.trim(_format_stat(value), fmt.EMBED_FIELD_LIMIT), inline=False))
-    if not embed.fields:
-        embed.description = "Nothing recorded yet."
+    from bot.recording import parse_time
+
+    stats = await services.history.history_stats(parse_time(since))
+    embed = EmbedData(title=f"History since {since or 'the beginning'}: {stats.get('total', 0)} interaction(s)")
+    for name, value in _stats_fields(stats):
+        embed.fields.append(Field(name, fmt.trim(value, fmt.EMBED_FIELD_LIMIT), inline=False))
     return Response(embed=embed, ephemeral=True)
 
 
-def _format_stat(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "\n".join(f"{fmt.safe(str(k))}: {_format_stat(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, (list, tuple)):
-        return "\n".join(_format_stat(v) for v in value) or "-"
-    return fmt.safe(str(value))
+def _stats_fields(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    by_kind = stats.get("by_kind") or {}
+    out.append(("By kind", ", ".join(f"{k} {v}" for k, v in by_kind.items()) + f"; errors {stats.get('errors', 0)}"))
+    labels = stats.get("labels") or {}
+    if any(labels.values()):
+        out.append(("Verdicts", ", ".join(f"{k} {v}" for k, v in labels.items())))
+    latency = stats.get("latency") or {}
+    lat = [f"{k}: median {_ms(v.get('median_ms'))}, p95 {_ms(v.get('p95_ms'))} (n={v.get('n', 0)})"
+           for k, v in latency.items() if v.get("n")]
+    if lat:
+        out.append(("Latency", "\n".join(lat)))
+    users = stats.get("busiest_users") or []
+    if users:
+        out.append(("Busiest users", "\n".join(
+            f"{fmt.safe(str(u.get('user_name') or u.get('user_id')))}: {u.get('count')}" for u in users)))
+    channels = stats.get("busiest_channels") or []
+    if channels:
+        out.append(("Busiest channels", "\n".join(f"channel {c.get('channel_id')}: {c.get('count')}" for c in channels)))
+    fb = stats.get("feedback") or {}
+    if fb.get("votes"):
+        out.append(("Feedback", f"{fb['right']} right, {fb['wrong']} wrong: people agreed with the critic "
+                                f"{fb['agreement']:.0%} of the time"))
+    per_day = stats.get("per_day") or []
+    if per_day:
+        out.append(("Per day", "\n".join(f"{d['day']} {d['kind']}: {d['count']}" for d in per_day[-14:])))
+    return out
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
 
 
 async def model_status(services: Services, request: Request) -> Response:
@@ -342,7 +353,7 @@ def _num(v: Any) -> str:
 
 async def _last_training_run(services: Services, name: str) -> str | None:
     try:
-        runs = await services.history.training_runs(model=name, limit=1)
+        runs = await services.history.training_runs(name, limit=1)
     except Exception as exc:  # optional information: the status shows without it
         log.debug("no training runs for %s: %s", name, exc)
         return None
@@ -351,8 +362,11 @@ async def _last_training_run(services: Services, name: str) -> str | None:
     run = runs[0]
     started = _get(run, "started_at")
     started_s = started.strftime("%Y-%m-%d %H:%M") if isinstance(started, datetime) else str(started or "?")
-    promoted = " (promoted)" if _get(run, "promoted") else ""
-    return f"{started_s} {_get(run, 'status', '?')}{promoted} {_get(run, 'version') or ''}".strip()
+    figures = ""
+    if _get(run, "candidate_metric") is not None:
+        figures = f" (new {_num(_get(run, 'candidate_metric'))} vs current {_num(_get(run, 'current_metric'))})"
+    version = _get(run, "version") or ""
+    return f"{started_s} {_get(run, 'status', '?')} {version}{figures}".strip()
 
 
 def next_training_run(services: Services, name: str) -> datetime | None:
@@ -407,7 +421,8 @@ HELP = """\
 /review-sentiment TEXT        the critic's verdict on a movie review
 /write-scene PROMPT [length=N] [temperature=T]
                               a scene in the style of the corpus, from your opening words
-/history [user=ID] [kind=sentiment|scene] [since=7d] [search=TEXT] [label=positive|negative] [limit=N]
+/history [user=ID] [guild=ID] [kind=sentiment|scene] [since=7d] [until=DATE] [search=TEXT]
+         [label=positive|negative] [limit=N]
                               recent interactions (admin)
 /stats [since=7d]             history statistics (admin)
 /model-status                 model versions, metrics and a chart (admin)

@@ -90,6 +90,7 @@ class Services:
         tasks = list(self.extras.get("tasks", ()))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.history.drain()
 
     def refresh_models(self) -> dict[str, bool]:
         """Load newly promoted versions (blocking: run it in a thread). A model that fails to

@@ -30,6 +30,7 @@ class FakeSentimentModel:
     """Counts happy and unhappy words. Records the size of every predict batch."""
 
     delay = 0.0  # seconds per predict call (class-wide knob for load tests)
+    threads: set[int] = set()  # ids of the threads predict ran in (class-wide)
 
     def __init__(self, version: str) -> None:
         self.version = version
@@ -45,6 +46,7 @@ class FakeSentimentModel:
             raise InvalidInput("the text is empty")
         with self._lock:
             self.batches.append(len(texts))
+            FakeSentimentModel.threads.add(threading.get_ident())
         if self.delay:
             time.sleep(self.delay)
         out = []
@@ -70,6 +72,7 @@ class FakeSceneWriter:
 
     delay = 0.0  # seconds between streamed pieces
     fail_after: int | None = None  # raise after this many pieces (tests the error path)
+    threads: set[int] = set()  # ids of the threads that generated text (class-wide)
 
     def __init__(self, version: str) -> None:
         self.version = version
@@ -99,6 +102,7 @@ class FakeSceneWriter:
     def stream(self, prompt: str, length: int = 100, temperature: float = 1.0, top_k: int | None = None,
                seed: int | None = None, stop_at_boundary: bool = False, chunk_chars: int = 16) -> Iterator[str]:
         self._check(prompt, length, temperature)
+        FakeSceneWriter.threads.add(threading.get_ident())
         self.calls.append({"prompt": prompt, "length": length, "temperature": temperature, "top_k": top_k})
         text = (SCENE_TEXT * (length // len(SCENE_TEXT) + 1))[:length]
         for n, i in enumerate(range(0, len(text), chunk_chars)):
@@ -129,37 +133,8 @@ def fake_holders(models_dir: Path, *, sentiment: bool = True, scene: bool = True
     }
 
 
-class FakeHistoryApi:
-    """In-memory stand-in for history.api (the same function names and arguments)."""
+def history_rows(gateway: Any) -> list[Any]:
+    """Every interaction in the (real) history database behind `gateway`, newest first."""
+    from history import api
 
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.feedback: dict[tuple[int, int], str] = {}
-        self.fail_writes = False
-
-    def record_interaction(self, session_factory: Any, **fields: Any) -> int:
-        if self.fail_writes:
-            raise RuntimeError("database is locked")
-        row = {"id": len(self.rows) + 1, **fields}
-        self.rows.append(row)
-        return row["id"]
-
-    def record_feedback(self, session_factory: Any, interaction_id: int, user_id: int, verdict: str) -> None:
-        if not any(r["id"] == interaction_id for r in self.rows):
-            raise KeyError(interaction_id)
-        self.feedback[(interaction_id, user_id)] = verdict
-
-    def forget_user(self, session_factory: Any, user_id: int) -> dict[str, int]:
-        before = len(self.rows)
-        self.rows = [r for r in self.rows if r.get("user_id") != user_id]
-        votes = [k for k in self.feedback if k[1] == user_id]
-        for k in votes:
-            del self.feedback[k]
-        return {"interactions": before - len(self.rows), "feedback": len(votes)}
-
-    def query_interactions(self, session_factory: Any, filters: Any) -> list[dict[str, Any]]:
-        rows = [r for r in reversed(self.rows) if filters.get("kind") in (None, r.get("kind"))]
-        return rows[: filters.get("limit", 10)]
-
-    def history_stats(self, session_factory: Any, since: Any) -> dict[str, Any]:
-        return {"interactions": len(self.rows)}
+    return api.query_interactions(gateway.session_factory, limit=None)

@@ -61,6 +61,7 @@ class BotSettings(BaseModel):
     batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)  # how long the first request waits for company
     scene_workers: int = Field(2, ge=1, le=16)  # scenes generated at the same time
     model_refresh_seconds: float = Field(30.0, gt=0.0)  # how often the bot looks for a newly promoted model
+    history_wait_seconds: float = Field(2.0, gt=0.0)  # longest a reply waits for its history row to be written
 
 
 class JobsSettings(BaseModel):

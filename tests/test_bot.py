@@ -18,20 +18,16 @@ from bot.cogs import playwright
 from bot.discord_io import NO_MENTIONS
 from bot.recording import HistoryGateway
 from bot.services import Services
-from bot.testing import FakeHistoryApi, FakeSceneWriter, fake_holders
+from bot.testing import FakeSceneWriter, fake_holders, history_rows
 from bot.views import FEEDBACK_TEMPLATE, ConfirmForget, FeedbackButton
 
 ADMIN_PERMISSIONS = discord.Permissions(administrator=True)
 
 
-@pytest.fixture
-def api() -> FakeHistoryApi:
-    return FakeHistoryApi()
-
-
-async def make_bot(settings, api, *, holders=None) -> PlaybillBot:
-    services = Services.create(settings, holders=holders or fake_holders(settings.models_dir),
-                               history=HistoryGateway(object(), api=api))
+async def make_bot(settings, *, publish: bool = True) -> PlaybillBot:
+    """A bot as `playbill run` builds it (real history database, fake models), not logged in."""
+    holders = fake_holders(settings.models_dir, sentiment=publish, scene=publish)
+    services = Services.create(settings, holders=holders, history=HistoryGateway.open(settings.database_url))
     services.refresh_models()
     bot = PlaybillBot(settings, services=services, load_models=False)
     await bot.add_cogs()
@@ -39,10 +35,10 @@ async def make_bot(settings, api, *, holders=None) -> PlaybillBot:
 
 
 @pytest.fixture
-async def bot(settings, api):
+async def bot(settings):
     settings.bot.cooldown_seconds = 0
     settings.bot.stream_edit_interval = 0.0
-    bot = await make_bot(settings, api)
+    bot = await make_bot(settings)
     yield bot
     await bot.services.drain()
     bot.services.close()
@@ -159,7 +155,7 @@ def test_bot_never_pings_and_asks_for_no_privileged_intents(settings) -> None:
 
 
 # --------------------------------------------------------------------------- /review-sentiment
-async def test_review_defers_then_follows_up_with_embed_and_buttons(bot, api) -> None:
+async def test_review_defers_then_follows_up_with_embed_and_buttons(bot) -> None:
     interaction = fake_interaction(bot)
     await invoke(bot, "review-sentiment", interaction, text="@everyone a great film <@42> **wow**")
     interaction.response.defer.assert_awaited_once()
@@ -168,34 +164,38 @@ async def test_review_defers_then_follows_up_with_embed_and_buttons(bot, api) ->
     embed: discord.Embed = kwargs["embed"]
     assert "positive" in embed.title and "%" in embed.fields[0].value
     assert "@everyone" not in embed.description and "<@42>" not in embed.description
+    [row] = history_rows(bot.services.history)
     custom_ids = [item.custom_id for item in kwargs["view"].children]
-    assert custom_ids == [f"playbill:fb:{api.rows[-1]['id']}:right", f"playbill:fb:{api.rows[-1]['id']}:wrong"]
+    assert custom_ids == [f"playbill:fb:{row.id}:right", f"playbill:fb:{row.id}:wrong"]
+    assert row.source == "discord" and row.user_id == 111 and row.user_name == "user111"
     assert_no_pings(interaction)
 
 
-async def test_feedback_buttons_work_after_a_restart(settings, api) -> None:
+async def test_feedback_buttons_work_after_a_restart(settings) -> None:
     settings.bot.cooldown_seconds = 0
-    first = await make_bot(settings, api)
+    first = await make_bot(settings)
     interaction = fake_interaction(first)
     await invoke(first, "review-sentiment", interaction, text="boring and bad")
     button = interaction.followup.send.call_args.kwargs["view"].children[1]
     await first.close()
 
-    restarted = await make_bot(settings, api)  # a new process: no views kept in memory
+    restarted = await make_bot(settings, publish=False)  # a new process: no views kept in memory
     try:
         pattern = FeedbackButton.__discord_ui_compiled_template__
         assert pattern in restarted._connection._view_store._dynamic_items  # registered on start
         click = fake_interaction(restarted, user_id=222)
         item = await FeedbackButton.from_custom_id(click, button.item, pattern.fullmatch(button.custom_id))
         await item.callback(click)
-        assert api.feedback == {(api.rows[-1]["id"], 222): "wrong"}
+        [row] = history_rows(restarted.services.history)
+        assert (row.feedback_right, row.feedback_wrong) == (0, 1)
         reply = click.response.send_message.call_args.kwargs
         assert reply["ephemeral"] is True and "wrong" in reply["content"]
         assert_no_pings(click)
         change = fake_interaction(restarted, user_id=222)
-        right = FeedbackButton(api.rows[-1]["id"], "right")
+        right = FeedbackButton(row.id, "right")
         await right.callback(change)
-        assert api.feedback == {(api.rows[-1]["id"], 222): "right"}  # one vote, changed
+        [row] = history_rows(restarted.services.history)
+        assert (row.feedback_right, row.feedback_wrong) == (1, 0)  # one vote per person, changed
     finally:
         await restarted.close()
 
@@ -281,20 +281,20 @@ async def test_a_range_violation_is_a_clear_message(bot) -> None:
 
 
 # --------------------------------------------------------------------------- privacy and admin
-async def test_forget_me_asks_first_and_only_the_caller_can_confirm(bot, api) -> None:
+async def test_forget_me_asks_first_and_only_the_caller_can_confirm(bot) -> None:
     await invoke(bot, "review-sentiment", fake_interaction(bot, user_id=111), text="good")
     await invoke(bot, "review-sentiment", fake_interaction(bot, user_id=222), text="good")
     ask = fake_interaction(bot, user_id=111)
     await invoke(bot, "forget-me", ask)
     kwargs = ask.response.send_message.call_args.kwargs
     view: ConfirmForget = kwargs["view"]
-    assert kwargs["ephemeral"] is True and len(api.rows) == 2  # nothing deleted yet
+    assert kwargs["ephemeral"] is True and len(history_rows(bot.services.history)) == 2  # nothing deleted yet
     stranger = fake_interaction(bot, user_id=222)
     assert await view.interaction_check(stranger) is False
     confirm = fake_interaction(bot, user_id=111)
     assert await view.interaction_check(confirm) is True
     await view.confirm.callback(confirm)
-    assert [r["user_id"] for r in api.rows] == [222]
+    assert [r.user_id for r in history_rows(bot.services.history)] == [222]
     assert "deleted" in confirm.response.edit_message.call_args.kwargs["content"]
     assert_no_pings(confirm)
 
@@ -310,7 +310,7 @@ async def test_admin_commands_are_refused_to_non_admins(bot, path, options) -> N
     assert "administrators" in text and interaction.response.send_message.call_args.kwargs["ephemeral"]
 
 
-async def test_admin_history_and_status_for_an_admin(bot, api) -> None:
+async def test_admin_history_and_status_for_an_admin(bot) -> None:
     await invoke(bot, "review-sentiment", fake_interaction(bot), text="@here great")
     interaction = fake_interaction(bot, permissions=ADMIN_PERMISSIONS)
     await invoke(bot, "admin history", interaction, kind="sentiment", limit=5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -15,23 +17,19 @@ from bot.errors import Busy, OnCooldown
 from bot.messages import Request
 from bot.recording import HistoryGateway
 from bot.services import Services
-from bot.testing import FakeHistoryApi, FakeSceneWriter, FakeSentimentModel, fake_holders, publish_fake_version
+from bot.testing import FakeSceneWriter, FakeSentimentModel, fake_holders, history_rows, publish_fake_version
 from engine.errors import InvalidInput, ModelUnavailable
+from history.errors import HistoryError
 
 ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display_name="alice")
 BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_name="bob")
 
 
 @pytest.fixture
-def api() -> FakeHistoryApi:
-    return FakeHistoryApi()
-
-
-@pytest.fixture
-async def services(settings, api):
+async def services(settings):
     settings.bot.cooldown_seconds = 0
     s = Services.create(settings, holders=fake_holders(settings.models_dir),
-                        history=HistoryGateway(object(), api=api))
+                        history=HistoryGateway.open(settings.database_url))
     s.refresh_models()
     yield s
     await s.drain()
@@ -68,16 +66,17 @@ def test_cut_at_boundary_and_bar() -> None:
 
 
 # --------------------------------------------------------------------------- the critic
-async def test_review_answers_with_label_bar_version_and_records_it(services, api) -> None:
+async def test_review_answers_with_label_bar_version_and_records_it(services) -> None:
     response = await handlers.review_sentiment(services, ALICE, "A great film, I loved it")
     version = services.holders["sentiment"].version
     assert response.embed.title.endswith("positive")
     assert "%" in response.embed.fields[0].value
     assert version in response.embed.fields[1].value
-    assert response.feedback_for == api.rows[-1]["id"]
-    row = api.rows[-1]
-    assert row["status"] == "ok" and row["source"] == "discord" and row["model_version"] == version
-    assert row["label"] == "positive" and row["latency_ms"] >= 0 and row["prompt"] == "A great film, I loved it"
+    [row] = history_rows(services.history)
+    assert response.feedback_for == row.id
+    assert row.status == "ok" and row.source == "discord" and row.model_version == version
+    assert row.label == "positive" and row.latency_ms >= 0 and row.prompt == "A great film, I loved it"
+    assert (row.user_id, row.guild_id, row.channel_id, row.user_name) == (111, 5, 6, "alice")
 
 
 async def test_review_shows_user_text_escaped(services) -> None:
@@ -86,11 +85,12 @@ async def test_review_shows_user_text_escaped(services) -> None:
 
 
 @pytest.mark.parametrize("text, message", [("   ", "empty"), ("x" * 5001, "at most 5,000")])
-async def test_bad_reviews_are_refused_and_recorded(services, api, text, message) -> None:
+async def test_bad_reviews_are_refused_and_recorded(services, text, message) -> None:
     with pytest.raises(InvalidInput, match=message):
         await handlers.review_sentiment(services, ALICE, text)
     await services.drain()
-    assert api.rows[-1]["status"] == "error" and message in api.rows[-1]["error"]
+    [row] = history_rows(services.history)
+    assert row.status == "error" and message in row.error and row.prompt == text
 
 
 async def test_cooldown_is_per_user_and_applies_to_the_console(services) -> None:
@@ -145,10 +145,20 @@ async def test_one_bad_text_in_a_batch_does_not_fail_the_others(services) -> Non
     assert outcomes[0][0].label == "positive" and outcomes[2][0].label == "negative"
 
 
-async def test_a_locked_database_never_breaks_the_reply(services, api) -> None:
-    api.fail_writes = True
-    response = await handlers.review_sentiment(services, ALICE, "good")
-    assert response.embed is not None and response.feedback_for is None  # answered, just no buttons
+async def test_a_locked_database_never_breaks_the_reply(services, settings) -> None:
+    settings.bot.history_wait_seconds = 0.2
+    locker = sqlite3.connect(settings.home / "playbill.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        started = time.perf_counter()
+        response = await handlers.review_sentiment(services, ALICE, "good")
+        assert time.perf_counter() - started < 2
+        assert response.embed is not None and response.feedback_for is None  # answered, just no buttons
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    await services.drain()
+    assert [r.prompt for r in history_rows(services.history)] == ["good"]  # written once the lock went
 
 
 async def test_missing_model_names_the_training_command(settings) -> None:
@@ -173,14 +183,14 @@ async def test_hot_swap_serves_the_new_version(services, settings) -> None:
 
 
 # --------------------------------------------------------------------------- the playwright
-async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services, api) -> None:
+async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services) -> None:
     updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:", length=150, temperature=0.7)]
     assert len(updates) > 3 and updates[-1].done and not any(u.done for u in updates[:-1])
     final = updates[-1].text
     assert final.startswith("ROMEO:") and final.rstrip()[-1] in ".?!:;"
-    row = api.rows[-1]
-    assert row["kind"] == "scene" and row["output"] == final and row["parameters"]["length"] == 150
-    assert row["model_version"] == services.holders["scene"].version
+    [row] = history_rows(services.history)
+    assert row.kind == "scene" and row.output == final and row.params["length"] == 150
+    assert row.model_version == services.holders["scene"].version and row.status == "ok"
 
 
 async def test_unknown_characters_are_explained(services) -> None:
@@ -198,7 +208,7 @@ async def test_scene_options_are_checked(services, options, message) -> None:
             pass
 
 
-async def test_scene_failure_midway_is_recorded(services, api) -> None:
+async def test_scene_failure_midway_is_recorded(services) -> None:
     FakeSceneWriter.fail_after = 2
     try:
         with pytest.raises(RuntimeError):
@@ -207,24 +217,34 @@ async def test_scene_failure_midway_is_recorded(services, api) -> None:
     finally:
         FakeSceneWriter.fail_after = None
     await services.drain()
-    assert api.rows[-1]["status"] == "error" and "error id" in api.rows[-1]["error"]
+    [row] = history_rows(services.history)
+    assert row.status == "error" and "error id" in row.error and "failed on purpose" in row.error
 
 
 # --------------------------------------------------------------------------- feedback, privacy, admin
-async def test_feedback_one_vote_per_user_changeable(services, api) -> None:
+async def test_feedback_one_vote_per_user_changeable(services) -> None:
     response = await handlers.review_sentiment(services, ALICE, "good")
-    await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
-    reply = await handlers.give_feedback(services, BOB, response.feedback_for, "right")
-    assert reply.ephemeral and "right" in reply.text
-    assert api.feedback == {(response.feedback_for, BOB.user_id): "right"}
+    first = await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
+    again = await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
+    changed = await handlers.give_feedback(services, BOB, response.feedback_for, "right")
+    assert first.text.startswith("Thanks") and "already" in again.text and changed.text.startswith("Changed")
+    [row] = history_rows(services.history)
+    assert (row.feedback_right, row.feedback_wrong) == (1, 0)
 
 
-async def test_forget_me_deletes_only_the_callers_rows(services, api) -> None:
+async def test_feedback_on_a_forgotten_interaction_is_explained(services) -> None:
+    response = await handlers.review_sentiment(services, ALICE, "good")
+    await handlers.forget_me(services, ALICE)
+    with pytest.raises(HistoryError, match="forgotten or purged"):
+        await handlers.give_feedback(services, BOB, response.feedback_for, "right")
+
+
+async def test_forget_me_deletes_only_the_callers_rows(services) -> None:
     await handlers.review_sentiment(services, ALICE, "good")
     await handlers.review_sentiment(services, BOB, "bad")
     reply = await handlers.forget_me(services, ALICE)
     assert reply.ephemeral and "1 interactions" in reply.text
-    assert [r["user_id"] for r in api.rows] == [BOB.user_id]
+    assert [r.user_id for r in history_rows(services.history)] == [BOB.user_id]
 
 
 async def test_admin_handlers_refuse_non_admins(services) -> None:
@@ -254,11 +274,19 @@ async def test_rollback_serves_the_previous_version(services, settings) -> None:
     assert services.holders["scene"].version == old and old in reply.text
 
 
-def test_parse_when() -> None:
-    assert handlers.parse_when("7d") < handlers.parse_when("1h")
-    assert handlers.parse_when("2026-01-31").year == 2026
-    with pytest.raises(InvalidInput, match="7d"):
-        handlers.parse_when("last tuesday")
+async def test_admin_history_and_stats_use_the_history_filters(services) -> None:
+    admin = Request(source="console", user_id=1, is_admin=True)
+    await handlers.review_sentiment(services, ALICE, "a great film")
+    await handlers.review_sentiment(services, BOB, "an awful film")
+    listed = await handlers.admin_history(services, admin, label="negative", since="1h")
+    assert "awful" in listed.embed.description and "great" not in listed.embed.description
+    assert (await handlers.admin_history(services, admin, until="2000-01-01")).text == "No interactions match."
+    with pytest.raises(HistoryError, match="not a time"):
+        await handlers.admin_history(services, admin, since="last tuesday")
+    stats = await handlers.admin_stats(services, admin, since="7d")
+    fields = {f.name: f.value for f in stats.embed.fields}
+    assert "2 interaction(s)" in stats.embed.title and "sentiment 2" in fields["By kind"]
+    assert "positive 1, negative 1" in fields["Verdicts"] and "median" in fields["Latency"]
 
 
 # --------------------------------------------------------------------------- the event loop stays free
@@ -271,35 +299,59 @@ def _burn_cpu(seconds: float) -> None:
 
 async def test_event_loop_keeps_responding_while_training_and_serving(services) -> None:
     """A CPU-bound 'training run' in a spawned process (as the jobs run it) plus a stream of
-    requests: a ticking coroutine must never see the loop blocked for 100 ms."""
+    requests. No model or database call may run on the event loop's thread, and a ticking
+    coroutine must see the loop answer within 100 ms (95th percentile of wall-clock lag, so
+    a busy shared machine descheduling the whole process is not counted as blocking; the
+    loop thread's own CPU time per tick must stay under 100 ms without exception)."""
     ctx = multiprocessing.get_context("spawn")
     trainer = ctx.Process(target=_burn_cpu, args=(3.0,))
     trainer.start()
-    FakeSentimentModel.delay = 0.01
+    FakeSentimentModel.delay = 0.02
     FakeSceneWriter.delay = 0.005
+    FakeSentimentModel.threads.clear()
+    FakeSceneWriter.threads.clear()
+    db_threads: set[int] = set()
+    sessions = services.history.session_factory
+
+    def watched_sessions():
+        db_threads.add(threading.get_ident())
+        return sessions()
+
+    services.history.session_factory = watched_sessions
     lags: list[float] = []
+    loop_cpu: list[float] = []
     stop = asyncio.Event()
 
     async def tick() -> None:
         while not stop.is_set():
-            before = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - before - 0.01)
+            lags.append(time.perf_counter() - wall - 0.01)
+            loop_cpu.append(time.thread_time() - cpu)
 
     async def load() -> None:
-        for _ in range(5):
-            await asyncio.gather(*(services.sentiment_worker.predict(f"good {i}") for i in range(20)))
-            async for _ in handlers.write_scene(services, Request("discord", user_id=99), "ROMEO:", length=200):
+        for i in range(5):
+            await asyncio.gather(*(handlers.review_sentiment(services, Request("discord", user_id=n), f"good {n}")
+                                   for n in range(20)))
+            async for _ in handlers.write_scene(services, Request("discord", user_id=99 + i), "ROMEO:", length=200):
                 pass
 
+    loop_thread = threading.get_ident()
     try:
         ticker = asyncio.create_task(tick())
         await load()
         stop.set()
         await ticker
+        await services.drain()
     finally:
         FakeSentimentModel.delay = 0.0
         FakeSceneWriter.delay = 0.0
+        services.history.session_factory = sessions
         trainer.join(10)
+    assert len(history_rows(services.history)) == 105  # the load really went through
+    assert loop_thread not in FakeSentimentModel.threads | FakeSceneWriter.threads | db_threads
+    assert FakeSentimentModel.threads and FakeSceneWriter.threads and db_threads
     assert len(lags) > 20
-    assert max(lags) < 0.1, f"the event loop was blocked for {max(lags) * 1000:.0f} ms"
+    p95 = sorted(lags)[int(len(lags) * 0.95)]
+    assert p95 < 0.1, f"event loop lag p95 {p95 * 1000:.0f} ms (max {max(lags) * 1000:.0f} ms)"
+    assert max(loop_cpu) < 0.1, f"the loop thread computed for {max(loop_cpu) * 1000:.0f} ms in one tick"

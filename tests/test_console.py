@@ -14,22 +14,22 @@ import pytest
 from bot.console import run_console
 from bot.recording import HistoryGateway
 from bot.services import Services
-from bot.testing import FakeHistoryApi, fake_holders
+from bot.testing import fake_holders, history_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def playbill(*args: str, stdin: str = "", env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", "playbill.cli", *args], input=stdin, capture_output=True,
                           text=True, env=full_env, timeout=timeout)
 
 
 async def test_console_answers_through_the_shared_handlers(settings) -> None:
-    api = FakeHistoryApi()
     settings.bot.cooldown_seconds = 0
     services = Services.create(settings, holders=fake_holders(settings.models_dir),
-                               history=HistoryGateway(object(), api=api))
+                               history=HistoryGateway.open(settings.database_url))
     script = "\n".join([
         "/review-sentiment What a great, wonderful film",
         "/write-scene ROMEO: length=120 temperature=0.5",
@@ -55,9 +55,11 @@ async def test_console_answers_through_the_shared_handlers(settings) -> None:
     assert "unknown option 'colour=blue'" in text
     assert text.count("type /help") == 2  # /dance and a line without a command
     assert "saved " in text and list((settings.home / "console").glob("*model-metrics.png"))
-    assert [r["source"] for r in api.rows] == ["console"] * 4  # review, scene, refused scene, refused review
-    assert [r["status"] for r in api.rows] == ["ok", "ok", "error", "error"]
-    assert api.rows[1]["parameters"] == {"length": 120, "temperature": 0.5, "top_k": None}
+    rows = history_rows(services.history)[::-1]  # oldest first
+    assert [r.source for r in rows] == ["console"] * 4  # review, scene, refused scene, refused review
+    assert sorted(r.status for r in rows) == ["error", "error", "ok", "ok"]
+    scene = next(r for r in rows if r.kind == "scene" and r.status == "ok")
+    assert scene.params == {"length": 120, "temperature": 0.5, "top_k": None}
 
 
 def test_console_over_a_pipe_without_models_says_how_to_train(home: Path) -> None:
