@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.cogs import EXTENSIONS
 from bot.discord_io import NO_MENTIONS, report_error
+from bot.errors import describe
 from bot.services import Services, missing_models_message
 from bot.views import FeedbackButton
 
@@ -83,25 +84,26 @@ class PlaybillBot(commands.Bot):
             self.app_owner_ids = {app.owner.id}
 
     def _start_scheduler(self) -> None:
+        """Start the nightly jobs in this process; the bot keeps running if they cannot start
+        (e.g. a separate `playbill scheduler` already owns the job store)."""
         try:
             from jobs.scheduler import create_scheduler
         except ImportError:
-            log.warning("the job scheduler is not available in this installation; no nightly retraining")
+            log.warning("the job scheduler is not part of this installation; no nightly retraining")
             return
-        scheduler = create_scheduler(self.settings, background=True)
         loop = asyncio.get_running_loop()
 
-        def after_job(event: Any) -> None:  # scheduler thread: hand the refresh to the event loop
-            if str(getattr(event, "job_id", "")).startswith("retrain-"):
-                loop.call_soon_threadsafe(lambda: self.services.spawn(self.services.refresh_models_async()))
+        def on_promoted(model: str, version: str) -> None:  # a job thread: hand over to the loop
+            log.info("retraining promoted %s %s; swapping it in", model, version)
+            loop.call_soon_threadsafe(lambda: self.services.spawn(self.services.refresh_models_async()))
 
         try:
-            from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
-
-            scheduler.add_listener(after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
-        except ImportError:  # pragma: no cover
-            pass
-        scheduler.start()
+            scheduler = create_scheduler(self.settings, background=True, on_promoted=on_promoted)
+            scheduler.start()
+        except Exception as exc:
+            message, _ = describe(exc, context="starting the job scheduler")
+            log.warning("the job scheduler did not start, the bot runs without it: %s", message)
+            return
         self.services.scheduler = scheduler
         log.info("job scheduler started")
 

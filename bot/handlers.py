@@ -22,6 +22,7 @@ from typing import Any
 
 from bot import text as fmt
 from bot.errors import NotAllowed, UserFacingError, describe
+from bot.inference import supports
 from bot.messages import EmbedData, Field, FileData, Request, Response
 from bot.services import TRAIN_HINT, Services
 from engine.errors import InvalidInput, ModelUnavailable
@@ -194,14 +195,18 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
         if before_work is not None:
             await before_work()
         version = getattr(writer, "version", None)
+        scene = services.settings.scene
+        stop = getattr(scene, "stop_at_boundary", True)
         generated = ""
         async for piece in services.scene_runner.stream(
-            writer, prompt, length=length, temperature=temperature, top_k=services.settings.scene.top_k,
-            stop_at_boundary=True,
+            writer, prompt, length=length, temperature=temperature, top_k=scene.top_k,
+            stop_at_boundary=stop, chunk_chars=getattr(scene, "stream_chunk_chars", 40),
         ):
             generated += piece
             yield SceneUpdate(_with_prompt(prompt, generated), model_version=version)
-        final = _with_prompt(prompt, fmt.cut_at_boundary(generated) if generated.strip() else generated)
+        if stop and not supports(writer.stream, "stop_at_boundary") and generated.strip():
+            generated = fmt.cut_at_boundary(generated)  # the writer cannot stop at a boundary itself
+        final = _with_prompt(prompt, generated)
     except BaseException as exc:
         rec.failed(exc)
         raise
@@ -210,7 +215,7 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
 
 
 def _with_prompt(prompt: str, generated: str) -> str:
-    return generated if generated.startswith(prompt) else prompt + generated
+    return prompt + generated  # the writer yields the continuation only
 
 
 # --------------------------------------------------------------------------- privacy

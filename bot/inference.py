@@ -171,3 +171,8 @@ def _supported(func: Callable, options: dict[str, Any]) -> dict[str, Any]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return options
     return {k: v for k, v in options.items() if k in params}
+
+
+def supports(func: Callable, keyword: str) -> bool:
+    """Whether `func` takes `keyword` (or any keyword)."""
+    return keyword in _supported(func, {keyword: None})

@@ -61,14 +61,15 @@ class FakeSentimentModel:
         return self.predict([text])[0]
 
 
-SCENE_TEXT = (
-    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
-    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n"
+SCENE_TEXT = (  # the continuation of a prompt like "ROMEO:"
+    "\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\nROMEO:"
 )
 
 
 class FakeSceneWriter:
-    """Repeats a known scene; knows only printable ASCII, like a small character model."""
+    """Continues any prompt with a known scene; knows only printable ASCII, like a small
+    character model. `stream` yields the continuation only, as engine.scene does."""
 
     delay = 0.0  # seconds between streamed pieces
     fail_after: int | None = None  # raise after this many pieces (tests the error path)
@@ -104,7 +105,9 @@ class FakeSceneWriter:
         self._check(prompt, length, temperature)
         FakeSceneWriter.threads.add(threading.get_ident())
         self.calls.append({"prompt": prompt, "length": length, "temperature": temperature, "top_k": top_k})
-        text = (SCENE_TEXT * (length // len(SCENE_TEXT) + 1))[:length]
+        text = SCENE_TEXT * (length // len(SCENE_TEXT) + 2)
+        end = text.find("\n\n", length) if stop_at_boundary else length  # a speech's end
+        text = text[:end]
         for n, i in enumerate(range(0, len(text), chunk_chars)):
             if self.fail_after is not None and n >= self.fail_after:
                 raise RuntimeError("the fake writer failed on purpose")

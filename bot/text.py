@@ -17,6 +17,7 @@ EMBED_FIELD_LIMIT = 1024
 ZWSP = "\u200b"
 CODE_FENCE = "```"
 
+_ENDED = re.compile(r"([.!?]['\")\]]?|\n[ \t]*\n)\s*$")
 _BOUNDARIES = (re.compile(r"[^\n]\n[ \t]*\n"), re.compile(r"[.!?](?=\s|$)"), re.compile(r"\n"))
 
 
@@ -69,6 +70,8 @@ def bar(probability: float, width: int = 10) -> str:
 def cut_at_boundary(text: str, min_keep: float = 0.5) -> str:
     """Text ending at a natural boundary in its last half: the last paragraph break, else the
     last sentence end, else the last line end, else the last space; otherwise unchanged."""
+    if _ENDED.search(text):
+        return text.rstrip()
     floor = int(len(text) * min_keep)
     for boundary in _BOUNDARIES:
         ends = [m.end() for m in boundary.finditer(text) if m.end() >= floor]

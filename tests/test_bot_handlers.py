@@ -193,6 +193,17 @@ async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services) -
     assert row.model_version == services.holders["scene"].version and row.status == "ok"
 
 
+async def test_a_writer_that_cannot_stop_at_a_boundary_is_cut_at_one(services) -> None:
+    class PlainWriter(FakeSceneWriter):
+        def stream(self, prompt, length=100, temperature=1.0, top_k=None, chunk_chars=16):
+            return super().stream(prompt, length, temperature, top_k, chunk_chars=chunk_chars)
+
+    services.holders["scene"]._model = PlainWriter("v-plain")
+    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:", length=100)]
+    streamed = "ROMEO:" + "".join(FakeSceneWriter.stream(PlainWriter("x"), "ROMEO:", 100))
+    assert len(streamed) > len(updates[-1].text) and updates[-1].text.endswith("is the sun.")
+
+
 async def test_unknown_characters_are_explained(services) -> None:
     with pytest.raises(InvalidInput, match=r"never seen these characters: 'é'.*U\+1F600"):
         async for _ in handlers.write_scene(services, ALICE, "Romeo é \N{GRINNING FACE}"):
