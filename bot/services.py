@@ -19,7 +19,7 @@ log = logging.getLogger("bot.services")
 MODEL_NAMES = ("sentiment", "scene")
 TRAIN_HINT = {
     "sentiment": "playbill train sentiment",
-    "scene": "playbill train scene --profile tutorial",
+    "scene": "playbill train scene",
 }
 
 
