@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import text as fmt
-from bot.errors import NotAllowed, UserFacingError, describe
+from bot.errors import Busy, NotAllowed, UserFacingError, describe
 from bot.inference import supports
 from bot.messages import EmbedData, Field, FileData, Request, Response
 from bot.services import TRAIN_HINT, Services
@@ -108,8 +108,10 @@ async def review_sentiment(services: Services, request: Request, text: str, *,
 
     async def work() -> tuple[Any, str | None]:
         check_review(services, text)
+        ensure_model(services, "sentiment")
+        if not services.sentiment_worker.has_room():
+            raise Busy("The critic is")
         services.cooldowns.hit(request.user_id, "review-sentiment")
-        services.holders["sentiment"].model  # raises ModelUnavailable with the training hint
         if before_work is not None:
             await before_work()
         return await services.sentiment_worker.predict(text)
@@ -187,10 +189,13 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
     try:
         length, temperature = check_scene(services, prompt, length, temperature)
         rec.parameters = {"length": length, "temperature": temperature, "top_k": services.settings.scene.top_k}
+        ensure_model(services, "scene")
         writer = services.holders["scene"].model
         unknown = list(writer.unknown_characters(prompt))
         if unknown:
             raise InvalidInput(explain_unknown(unknown))
+        if not services.scene_runner.has_room():
+            raise Busy("The playwright is")
         services.cooldowns.hit(request.user_id, "write-scene")
         if before_work is not None:
             await before_work()

@@ -45,6 +45,11 @@ class SentimentWorker:
         self._thread = threading.Thread(target=self._run, name="sentiment-worker", daemon=True)
         self._thread.start()
 
+    def has_room(self) -> bool:
+        """Whether a request would be queued now (checked before deferring, so that a busy
+        answer can still be an ephemeral reply)."""
+        return not self._queue.full()
+
     async def predict(self, text: str) -> tuple[Any, str | None]:
         """(verdict, model version) for one text; raises Busy when the queue is full."""
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -111,6 +116,10 @@ class SceneRunner:
         self._limit = workers + queue_size
         self._pending = 0
         self._lock = threading.Lock()
+
+    def has_room(self) -> bool:
+        with self._lock:
+            return self._pending < self._limit
 
     def _reserve(self) -> None:
         with self._lock:

@@ -332,3 +332,24 @@ async def test_owner_ids_from_settings_count_as_admin_but_sync_needs_an_owner(bo
     admin = fake_interaction(bot, permissions=ADMIN_PERMISSIONS)
     await invoke(bot, "admin sync", admin)
     assert "owners" in admin.response.send_message.call_args.args[0]
+
+
+async def test_busy_and_missing_models_are_ephemeral_refusals_before_any_defer(bot, settings, monkeypatch) -> None:
+    monkeypatch.setattr(bot.services.sentiment_worker, "has_room", lambda: False)
+    busy = fake_interaction(bot)
+    await invoke(bot, "review-sentiment", busy, text="good")
+    busy.response.defer.assert_not_awaited()
+    assert "retry in a moment" in busy.response.send_message.call_args.args[0]
+    assert busy.response.send_message.call_args.kwargs["ephemeral"] is True
+
+    empty = fake_holders(settings.home / "no-models", sentiment=False, scene=False)
+    services = Services.create(settings, holders=empty, history=HistoryGateway(None))
+    bare = PlaybillBot(settings, services=services, load_models=False)
+    await bare.add_cogs()
+    try:
+        missing = fake_interaction(bare)
+        await invoke(bare, "write-scene", missing, prompt="ROMEO:")
+        missing.response.defer.assert_not_awaited()
+        assert "playbill train scene" in missing.response.send_message.call_args.args[0]
+    finally:
+        await bare.close()
