@@ -366,3 +366,13 @@ async def test_event_loop_keeps_responding_while_training_and_serving(services) 
     p95 = sorted(lags)[int(len(lags) * 0.95)]
     assert p95 < 0.1, f"event loop lag p95 {p95 * 1000:.0f} ms (max {max(lags) * 1000:.0f} ms)"
     assert max(loop_cpu) < 0.1, f"the loop thread computed for {max(loop_cpu) * 1000:.0f} ms in one tick"
+
+
+async def test_serving_bench_reports_all_three_modes() -> None:
+    from bot.bench import bench_serving
+
+    model = FakeSentimentModel("v-bench")
+    report = await bench_serving(model, requests=40, chars=50, max_batch=16)
+    assert [r["mode"] for r in report["results"]] == ["on-loop", "worker, batch 1", "worker, batch 16"]
+    assert report["results"][1]["mean_batch"] == 1 and report["results"][2]["mean_batch"] > 1
+    assert all(r["requests"] == 40 and r["requests_per_s"] > 0 for r in report["results"])

@@ -61,6 +61,17 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     where.add_argument("--global", dest="global_", action="store_true", help="sync globally")
     sync.set_defaults(handler=_sync_commands)
 
+    bench = groups("bench").add_parser(
+        "bot",
+        help="the bot's inference worker vs predicting on the event loop, same model and burst",
+        description="A burst of concurrent /review-sentiment requests answered on the event loop, by the "
+        "worker one at a time, and by the worker with micro-batching: requests/s, latency, event-loop lag.",
+    )
+    bench.add_argument("--requests", type=int, default=256, help="concurrent requests in the burst (default 256)")
+    bench.add_argument("--chars", type=int, default=800, help="characters per review (default 800)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=_bench)
+
 
 def _run(args: argparse.Namespace, settings) -> int:
     if args.train_missing:
@@ -152,3 +163,27 @@ def _train_missing(settings, args: argparse.Namespace) -> None:
         print(f"training a quick {name} model: playbill {' '.join(argv)}", file=sys.stderr)
         if subprocess.run(command + argv).returncode != 0:
             raise CLIError(f"training the {name} model failed; see the messages above")
+
+
+def _bench(args: argparse.Namespace, settings) -> int:
+    from bot.bench import bench_serving
+    from engine.sentiment import SentimentModel
+    from playbill.cli.common import print_json
+
+    if args.requests < 2 or args.chars < 1:
+        raise CLIError("--requests must be at least 2 and --chars at least 1")
+    model = SentimentModel.load_current(settings.home)
+    report = asyncio.run(bench_serving(model, requests=args.requests, chars=args.chars,
+                                       max_batch=settings.bot.max_batch_size,
+                                       batch_wait=settings.bot.batch_wait_ms / 1000))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"sentiment {report['model_version']}: {args.requests} concurrent reviews of {args.chars} characters")
+    print(f"{'mode':<18}{'req/s':>8}{'median ms':>11}{'p95 ms':>9}{'loop lag p95':>14}{'max ms':>9}")
+    for r in report["results"]:
+        print(f"{r['mode']:<18}{r['requests_per_s']:>8}{r['latency_median_ms']:>11}{r['latency_p95_ms']:>9}"
+              f"{r['loop_lag_p95_ms']:>14}{r['loop_lag_max_ms']:>9}")
+    print(f"throughput, micro-batched vs one at a time: x{report['throughput_batched_vs_batch1']}; "
+          f"worst event-loop stall, on-loop vs worker: x{report['loop_lag_max_on_loop_vs_batched']}")
+    return 0
