@@ -69,7 +69,7 @@ class Console:
             if line in ("/quit", "/exit"):
                 break
             await self.execute(line)
-        await self.services.drain()
+            await self.services.drain()  # the history rows of this command are written before the next
         return 0
 
     async def execute(self, line: str) -> None:

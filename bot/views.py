@@ -39,6 +39,7 @@ class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button], template=FEEDBAC
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
+            await interaction.response.defer(ephemeral=True, thinking=True)  # acknowledged before the database
             response = await handlers.give_feedback(
                 interaction.client.services, request_from(interaction), self.interaction_id, self.verdict
             )
@@ -74,8 +75,9 @@ class ConfirmForget(discord.ui.View):
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         self.outcome = "confirmed"
         self.stop()
+        await interaction.response.defer()  # acknowledged before the database; the question stays until done
         response = await handlers.forget_me(interaction.client.services, request_from(interaction))
-        await interaction.response.edit_message(content=response.text, view=None, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(content=response.text, view=None, allowed_mentions=NO_MENTIONS)
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
     async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:

@@ -12,10 +12,12 @@ import discord
 import pytest
 from discord import app_commands
 
+from bot import handlers
 from bot import text as fmt
 from bot.client import PlaybillBot
 from bot.cogs import playwright
 from bot.discord_io import NO_MENTIONS
+from bot.messages import Request
 from bot.recording import HistoryGateway
 from bot.services import Services
 from bot.testing import FakeSceneWriter, fake_holders, history_rows
@@ -188,7 +190,8 @@ async def test_feedback_buttons_work_after_a_restart(settings) -> None:
         await item.callback(click)
         [row] = history_rows(restarted.services.history)
         assert (row.feedback_right, row.feedback_wrong) == (0, 1)
-        reply = click.response.send_message.call_args.kwargs
+        click.response.defer.assert_awaited_once_with(ephemeral=True, thinking=True)
+        reply = click.followup.send.call_args.kwargs
         assert reply["ephemeral"] is True and "wrong" in reply["content"]
         assert_no_pings(click)
         change = fake_interaction(restarted, user_id=222)
@@ -295,7 +298,8 @@ async def test_forget_me_asks_first_and_only_the_caller_can_confirm(bot) -> None
     assert await view.interaction_check(confirm) is True
     await view.confirm.callback(confirm)
     assert [r.user_id for r in history_rows(bot.services.history)] == [222]
-    assert "deleted" in confirm.response.edit_message.call_args.kwargs["content"]
+    confirm.response.defer.assert_awaited_once()
+    assert "deleted" in confirm.edit_original_response.call_args.kwargs["content"]
     assert_no_pings(confirm)
 
 
@@ -353,3 +357,14 @@ async def test_busy_and_missing_models_are_ephemeral_refusals_before_any_defer(b
         assert "playbill train scene" in missing.response.send_message.call_args.args[0]
     finally:
         await bare.close()
+
+
+async def test_a_vote_on_a_forgotten_verdict_is_explained(bot) -> None:
+    await invoke(bot, "review-sentiment", fake_interaction(bot, user_id=111), text="good")
+    [row] = history_rows(bot.services.history)
+    await handlers.forget_me(bot.services, Request("discord", user_id=111))
+    click = fake_interaction(bot, user_id=222)
+    await FeedbackButton(row.id, "right").callback(click)
+    message = click.followup.send.call_args.args[0]
+    assert "forgotten or purged" in message and click.followup.send.call_args.kwargs["ephemeral"] is True
+    assert_no_pings(click)
