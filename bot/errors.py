@@ -19,8 +19,8 @@ class UserFacingError(Exception):
 
 
 class Busy(UserFacingError):
-    def __init__(self, what: str = "The models") -> None:
-        super().__init__(f"{what} are busy right now; please retry in a moment.")
+    def __init__(self, who: str = "Playbill") -> None:
+        super().__init__(f"{who} is busy right now; please retry in a moment.")
 
 
 class OnCooldown(UserFacingError):

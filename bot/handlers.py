@@ -110,7 +110,7 @@ async def review_sentiment(services: Services, request: Request, text: str, *,
         check_review(services, text)
         ensure_model(services, "sentiment")
         if not services.sentiment_worker.has_room():
-            raise Busy("The critic is")
+            raise Busy("The critic")
         services.cooldowns.hit(request.user_id, "review-sentiment")
         if before_work is not None:
             await before_work()
@@ -195,7 +195,7 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
         if unknown:
             raise InvalidInput(explain_unknown(unknown))
         if not services.scene_runner.has_room():
-            raise Busy("The playwright is")
+            raise Busy("The playwright")
         services.cooldowns.hit(request.user_id, "write-scene")
         if before_work is not None:
             await before_work()

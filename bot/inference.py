@@ -56,7 +56,7 @@ class SentimentWorker:
         try:
             self._queue.put_nowait(_Job(text, future))
         except queue.Full:
-            raise Busy("The critic is") from None
+            raise Busy("The critic") from None
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
@@ -124,7 +124,7 @@ class SceneRunner:
     def _reserve(self) -> None:
         with self._lock:
             if self._pending >= self._limit:
-                raise Busy("The playwright is")
+                raise Busy("The playwright")
             self._pending += 1
 
     def _release(self) -> None:
@@ -155,7 +155,7 @@ class SceneRunner:
             self._pool.submit(produce)
         except RuntimeError:  # pool shut down
             self._release()
-            raise Busy("The playwright is") from None
+            raise Busy("The playwright") from None
         try:
             while True:
                 item = await pieces.get()
