@@ -368,3 +368,35 @@ async def test_a_vote_on_a_forgotten_verdict_is_explained(bot) -> None:
     message = click.followup.send.call_args.args[0]
     assert "forgotten or purged" in message and click.followup.send.call_args.kwargs["ephemeral"] is True
     assert_no_pings(click)
+
+
+@pytest.mark.parametrize("dev_guild", [None, 4242])
+async def test_setup_hook_loads_models_registers_buttons_and_syncs_only_to_the_dev_guild(
+        settings, monkeypatch, dev_guild) -> None:
+    settings.bot.dev_guild_id = dev_guild
+    holders = fake_holders(settings.models_dir)
+    bot = PlaybillBot(settings, services=Services.create(settings, holders=holders, history=HistoryGateway(None)))
+    synced = []
+
+    async def fake_sync(*, guild=None):
+        synced.append(guild)
+        return []
+
+    async def fake_application_info():
+        return SimpleNamespace(team=None, owner=SimpleNamespace(id=42))
+
+    monkeypatch.setattr(bot.tree, "sync", fake_sync)
+    monkeypatch.setattr(bot, "application_info", fake_application_info)
+    try:
+        await bot.setup_hook()
+        assert all(h.loaded for h in holders.values())
+        assert FeedbackButton.__discord_ui_compiled_template__ in bot._connection._view_store._dynamic_items
+        assert {c.name for c in bot.tree.get_commands()} == {"review-sentiment", "write-scene", "forget-me", "admin"}
+        assert bot.app_owner_ids == {42}
+        if dev_guild is None:
+            assert synced == []  # never a global sync on start
+        else:
+            assert [g.id for g in synced] == [dev_guild]
+            assert {c.name for c in bot.tree.get_commands(guild=discord.Object(dev_guild))} >= {"admin"}
+    finally:
+        await bot.close()
