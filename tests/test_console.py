@@ -82,17 +82,25 @@ def test_sync_commands_needs_a_token(home: Path) -> None:
     assert result.returncode == 2 and "PLAYBILL_DISCORD_TOKEN" in result.stderr and "playbill console" in result.stderr
 
 
-def test_a_rejected_token_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize("failure, message", [
+    ("login", "rejected the token"),
+    ("network", "Cannot reach Discord"),
+])
+def test_a_rejected_token_or_no_network_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                          failure, message) -> None:
+    import aiohttp
     import discord
 
     from bot.client import PlaybillBot
     from playbill.cli import main
 
     async def refuse(self, token, *, reconnect=True):
-        raise discord.LoginFailure("Improper token has been passed.")
+        if failure == "login":
+            raise discord.LoginFailure("Improper token has been passed.")
+        raise aiohttp.ClientConnectionError("Cannot connect to host discord.com:443")
 
     monkeypatch.setattr(PlaybillBot, "start", refuse)
     monkeypatch.setenv("DISCORD_TOKEN", "not-a-real-token")
     assert main(["run", "--no-scheduler"]) == 2
     err = capsys.readouterr().err
-    assert "rejected the token" in err and "playbill console" in err and "not-a-real-token" not in err
+    assert message in err and "playbill console" in err and "not-a-real-token" not in err

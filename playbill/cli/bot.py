@@ -24,6 +24,10 @@ BAD_TOKEN = (
     "Discord rejected the token in {vars} (it is wrong, revoked or reset). Get a new one from the "
     "Discord developer portal (Bot > Reset Token). Meanwhile, `playbill console` works without one."
 )
+UNREACHABLE = (
+    "Cannot reach Discord ({error}). Check the network or a proxy; "
+    "meanwhile `playbill console` works offline."
+)
 QUICK_TRAINING = {
     "sentiment": ["train", "sentiment", "--epochs", "1"],
     "scene": ["train", "scene", "--profile", "tutorial"],
@@ -81,6 +85,7 @@ def _run(args: argparse.Namespace, settings) -> int:
         print(NO_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS)), file=sys.stderr)
         print("Starting `playbill console` now.", file=sys.stderr)
         return _console(args, settings)
+    import aiohttp
     import discord
 
     from bot.client import PlaybillBot
@@ -103,6 +108,8 @@ def _run(args: argparse.Namespace, settings) -> int:
         raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
     except discord.PrivilegedIntentsRequired as exc:  # pragma: no cover - Playbill asks for none
         raise CLIError(f"Discord refused an intent: {exc}") from None
+    except (OSError, aiohttp.ClientError) as exc:
+        raise CLIError(UNREACHABLE.format(error=exc)) from None
     return 0
 
 
@@ -126,6 +133,7 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
     guild_id = args.guild or (None if args.global_ else settings.bot.dev_guild_id)
     if guild_id is None and not args.global_:
         raise CLIError("say where: --guild ID, --global, or set [bot] dev_guild_id in the settings")
+    import aiohttp
     import discord
 
     from bot.client import PlaybillBot
@@ -148,6 +156,8 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
         return asyncio.run(main())
     except discord.LoginFailure:
         raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
+    except (OSError, aiohttp.ClientError) as exc:
+        raise CLIError(UNREACHABLE.format(error=exc)) from None
 
 
 def _train_missing(settings, args: argparse.Namespace) -> None:
