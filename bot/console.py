@@ -93,6 +93,8 @@ class Console:
                 self.show(await handlers.rollback(self.services, self.request, rest))
             elif command == "/retrain":
                 self.show(await handlers.retrain(self.services, self.request, rest or "all"))
+            elif command == "/feedback":
+                self.show(await handlers.give_feedback(self.services, self.request, *_feedback_options(rest)))
             elif command == "/forget-me":
                 self.show(await handlers.forget_me(self.services, self.request))
             else:
@@ -124,7 +126,7 @@ class Console:
     def show(self, response: Response) -> None:
         text = response.plain()
         if response.feedback_for:
-            text += f"\n(history #{response.feedback_for})"
+            text += f"\n(right or wrong? /feedback {response.feedback_for} right|wrong)"
         self.say(text)
         for f in response.files:
             folder = Path(self.services.settings.home) / "console"
@@ -166,6 +168,13 @@ def _key_values(rest: str, allowed: dict[str, type]) -> dict[str, Any]:
         except ValueError:
             raise InvalidInput(f"{key} must be a number (got {value!r})") from None
     return values
+
+
+def _feedback_options(rest: str) -> tuple[int, str]:
+    parts = rest.split()
+    if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in handlers.VERDICTS:
+        raise InvalidInput("usage: /feedback ID right|wrong (the id is shown under each verdict)")
+    return int(parts[0]), parts[1]
 
 
 def _history_options(rest: str) -> dict[str, Any]:

@@ -437,6 +437,7 @@ HELP = """\
 /stats [since=7d]             history statistics (admin)
 /model-status                 model versions, metrics and a chart (admin)
 /rollback sentiment|scene     serve the previous model version (admin)
+/feedback ID right|wrong     tell the critic whether its verdict ID was right
 /forget-me                    delete your stored history
 /help                         this text
 /quit                         leave (end of input works too)"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,4 +65,15 @@ class Response:
             if self.embed.footer:
                 parts.append(f"({self.embed.footer})")
         parts += [f"[file {f.filename}: {len(f.data)} bytes]" for f in self.files]
-        return "\n".join(parts)
+        return terminal_text("\n".join(parts))
+
+
+_ESCAPED = re.compile(r"\\([*_~|`>\\#\-\[\]()])")
+
+
+def terminal_text(text: str) -> str:
+    """Discord-safe text made readable at a terminal: escapes, zero-width spaces and bold
+    markers removed (a terminal renders no markdown and pings nobody)."""
+    text = text.replace("\u200b", "").replace("**", "")
+    text = re.sub(r"`([^`\n]*)`", r"\1", text)
+    return _ESCAPED.sub(r"\1", text)

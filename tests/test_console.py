@@ -31,6 +31,8 @@ async def test_console_answers_through_the_shared_handlers(settings) -> None:
                                history=HistoryGateway.open(settings.database_url))
     script = "\n".join([
         "/review-sentiment What a great, wonderful film",
+        "/feedback 1 wrong",
+        "/feedback one wrong",
         "/write-scene ROMEO: length=120 temperature=0.5",
         "/write-scene Romeo \N{GRINNING FACE}",
         "/review-sentiment    ",
@@ -47,6 +49,8 @@ async def test_console_answers_through_the_shared_handlers(settings) -> None:
     text = out.getvalue()
     assert code == 0
     assert "The critic says: positive" in text and "sentiment v0001" in text
+    assert "/feedback 1 right|wrong" in text and "noted that the critic was wrong" in text
+    assert "usage: /feedback ID right|wrong" in text
     assert "ROMEO:\nBut soft" in text and "(playwright v0001" in text
     assert "never seen these characters" in text and "U+1F600" in text
     assert "error: Give the critic something to read" in text
@@ -57,6 +61,7 @@ async def test_console_answers_through_the_shared_handlers(settings) -> None:
     rows = history_rows(services.history)[::-1]  # oldest first
     assert [r.source for r in rows] == ["console"] * 4  # review, scene, refused scene, refused review
     assert sorted(r.status for r in rows) == ["error", "error", "ok", "ok"]
+    assert (rows[0].feedback_right, rows[0].feedback_wrong) == (0, 1)
     scene = next(r for r in rows if r.kind == "scene" and r.status == "ok")
     assert scene.params == {"length": 120, "temperature": 0.5, "top_k": None}
 
