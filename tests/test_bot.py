@@ -400,3 +400,22 @@ async def test_setup_hook_loads_models_registers_buttons_and_syncs_only_to_the_d
             assert {c.name for c in bot.tree.get_commands(guild=discord.Object(dev_guild))} >= {"admin"}
     finally:
         await bot.close()
+
+
+async def test_the_bot_runs_the_scheduler_and_admin_retrain_queues_the_job(bot, monkeypatch) -> None:
+    scheduler_module = pytest.importorskip("jobs.scheduler")
+    start = scheduler_module.PlaybillBackgroundScheduler.start
+    # paused: the queued job must not really retrain inside this test
+    monkeypatch.setattr(scheduler_module.PlaybillBackgroundScheduler, "start",
+                        lambda self, *args, **kwargs: start(self, paused=True))
+    bot._start_scheduler()
+    scheduler = bot.services.scheduler
+    assert scheduler is not None and scheduler.running
+    assert {job.id for job in scheduler.get_jobs()} >= {"retrain-sentiment", "retrain-scene"}
+    interaction = fake_interaction(bot, permissions=ADMIN_PERMISSIONS)
+    await invoke(bot, "admin retrain", interaction, model="scene")
+    assert "Queued a retraining run for scene" in interaction.followup.send.call_args.kwargs["content"]
+    queued = scheduler.get_job("retrain-scene").next_run_time
+    assert (queued - discord.utils.utcnow()).total_seconds() < 60
+    await bot.close()
+    assert not scheduler.running
