@@ -160,13 +160,15 @@ def check_scene(services: Services, prompt: str, length: int | None, temperature
     if len(prompt) > s.bot.max_prompt_chars:
         raise InvalidInput(f"That prompt is {len(prompt):,} characters; the playwright takes at most "
                            f"{s.bot.max_prompt_chars:,}.")
-    length = s.scene.default_length if length is None else int(length)
-    if not 1 <= length <= s.scene.max_length:
+    if length is None:  # the configured defaults are trusted (validated with the settings)
+        length = s.scene.default_length
+    elif not 1 <= int(length) <= s.scene.max_length:
         raise InvalidInput(f"length must be between 1 and {s.scene.max_length} characters (got {length}).")
-    temperature = s.scene.temperature if temperature is None else float(temperature)
-    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+    if temperature is None:
+        temperature = s.scene.temperature
+    elif not MIN_TEMPERATURE <= float(temperature) <= MAX_TEMPERATURE:
         raise InvalidInput(f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE} (got {temperature:g}).")
-    return length, temperature
+    return int(length), float(temperature)
 
 
 def explain_unknown(unknown: list[str]) -> str:
