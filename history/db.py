@@ -163,6 +163,7 @@ def _migrate(url: str | Engine, direction: str, revision: str) -> tuple[str | No
     try:
         before, _ = schema_status(engine)
         with _errors(engine), engine.begin() as connection:
+            _lock_for_migration(connection)
             config = alembic_config(connection=connection)
             try:
                 getattr(command, direction)(config, revision)
@@ -175,6 +176,15 @@ def _migrate(url: str | Engine, direction: str, revision: str) -> tuple[str | No
     if before != after:
         log.info("history database %s: %s -> %s", safe_url(engine.url), before, after)
     return before, after
+
+
+def _lock_for_migration(connection: Any) -> None:
+    """One migrator at a time: a second process starting at once waits, then finds the work done."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, before Alembic reads the version
+    elif dialect == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7428716)")  # released at commit
 
 
 def ensure_schema(engine: Engine, auto_upgrade: bool | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -299,6 +300,29 @@ def test_two_processes_write_at_once_without_losing_a_row(db_url: str, sessions)
     rows = api.query_interactions(sessions, limit=None)
     assert sorted(row.prompt for row in rows) == sorted(f"{who}:{i}" for who in (1, 2) for i in range(n))
     assert _count(sessions, Feedback) == 2 * len(range(0, n, 10))
+
+
+def _start_up(url: str, start) -> None:
+    engine = db.make_engine(url, busy_timeout=30)
+    sa.event.listen(engine, "before_cursor_execute", lambda *_: time.sleep(0.02))  # widen the race
+    start.wait(30)
+    db.ensure_schema(engine, auto_upgrade=True)
+    engine.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_starting_at_once_migrate_once(db_url: str, engine: sa.Engine) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    workers = [ctx.Process(target=_start_up, args=(db_url, start)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(90)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    current, head = db.schema_status(engine)
+    assert current == head is not None
 
 
 def test_a_lock_held_too_long_is_an_error_not_a_lost_row(tmp_path: Path) -> None:
