@@ -15,6 +15,11 @@ from history.models import Base
 config = context.config
 target_metadata = Base.metadata
 
+if config.config_file_name is not None:  # the plain `alembic` command: log as alembic.ini says
+    from logging.config import fileConfig
+
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
 
 def _include_name(name, type_, parent_names) -> bool:
     # The database may hold tables that are not ours (APScheduler's job store): leave them be.
