@@ -127,7 +127,7 @@ def _guard(fn: Callable[P, R]) -> Callable[P, R]:
         except DBAPIError as exc:
             sessions = args[0] if args else None
             bind = getattr(sessions, "kw", {}).get("bind") if sessions is not None else None
-            raise database_error(exc, getattr(bind, "url", "the history database")) from exc
+            raise database_error(exc, getattr(bind, "url", None)) from exc
 
     return wrapper
 

@@ -231,19 +231,27 @@ def _errors(engine: Engine) -> Iterator[None]:
 
 
 def database_error(exc: DBAPIError, url: Any) -> HistoryError:
+    """A one-line HistoryError saying what went wrong with the database and what to do."""
     from history.errors import DatabaseBusy
 
-    message = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else type(exc).__name__
-    where = safe_url(url)
-    if "database is locked" in message or "database is busy" in message:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    lowered = message.lower()
+    where = safe_url(url) if url is not None else "(unknown URL)"
+    if "database is locked" in lowered or "database is busy" in lowered:
         return DatabaseBusy(
             f"the history database {where} stayed locked by another process for longer than the busy timeout; "
-            "nothing was written — try again (is a long backup or migration running?)"
+            "nothing was written, try again (is a long backup or migration running?)"
         )
-    if "unable to open database" in message or "readonly" in message:
-        return HistoryError(f"cannot write the history database {where}: {message}")
-    if "connection" in message.lower() and "refused" in message.lower() or "could not connect" in message.lower():
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return HistoryError(
+            f"the history database {where} is damaged ({message}); restore the newest copy from the backups "
+            "folder, or move the file away to start a new history"
+        )
+    if "unable to open database" in lowered or "readonly" in lowered:
+        return HistoryError(f"cannot open or write the history database {where}: {message}")
+    if "connection" in lowered and ("refused" in lowered or "failed" in lowered) or "could not connect" in lowered:
         return HistoryError(f"cannot reach the history database {where}: {message}")
-    if "no such table" in message or ("relation" in message and "does not exist" in message):
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
         return SchemaOutdated(f"the history database {where} has no tables yet ({message}); run `{UPGRADE_COMMAND}`")
     return HistoryError(f"history database error ({where}): {message}")

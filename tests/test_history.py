@@ -383,3 +383,14 @@ def test_unreachable_server_is_a_clear_error() -> None:
         engine.dispose()
     with pytest.raises(HistoryError, match="not a database URL"):
         db.make_engine("not a url")
+
+
+def test_a_damaged_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"this is not an SQLite database" * 200)
+    engine = db.make_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(HistoryError, match="is damaged"):
+            db.ensure_schema(engine)
+    finally:
+        engine.dispose()
