@@ -32,6 +32,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     """Add `playbill history` and `playbill db`."""
     _register_history(commands)
     _register_db(commands)
+    bench = groups("bench").add_parser("history", help="what a history write and the admin queries cost")
+    bench.add_argument("--url", help="database to benchmark in (default: a fresh SQLite file); it gets test rows!")
+    bench.add_argument("--writes", type=_positive_int, default=500, help="rows written per measurement")
+    bench.add_argument("--rows", type=_positive_int, default=20_000, help="rows in the table for the query timings")
+    bench.set_defaults(handler=_bench)
 
 
 # --- argument types ----------------------------------------------------------------------
@@ -345,6 +350,15 @@ def _forget(args: argparse.Namespace, settings) -> int:
             f"forgot user {args.user}: deleted {counts['interactions']} interaction(s) "
             f"and {counts['feedback']} feedback vote(s)"
         )
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings) -> int:
+    from history.bench import run_bench
+
+    from playbill.cli.common import print_json
+
+    print_json(run_bench(args.url, writes=args.writes, rows=args.rows))
     return 0
 
 
