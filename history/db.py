@@ -114,6 +114,12 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def schema_status(engine: Engine) -> tuple[str | None, str | None]:
     """(the database's revision, the code's head revision); None for an empty database."""
     from alembic.runtime.migration import MigrationContext
@@ -131,10 +137,7 @@ def require_current_schema(engine: Engine) -> None:
     where = safe_url(engine.url)
     if current is None:
         raise SchemaOutdated(f"the history database {where} has no tables yet; run `{UPGRADE_COMMAND}` first")
-    from alembic.script import ScriptDirectory
-
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current not in known:
+    if current not in _known_revisions():
         raise SchemaOutdated(
             f"the history database {where} is at revision {current}, which this Playbill does not know "
             f"(newer code wrote it?); update Playbill, or restore a backup"
@@ -199,14 +202,8 @@ def ensure_schema(engine: Engine, auto_upgrade: bool | None = None) -> None:
     current, head = schema_status(engine)
     if current == head:
         return
-    if not auto_upgrade:
-        require_current_schema(engine)
-        return
-    try:
-        require_current_schema(engine)
-    except SchemaOutdated as exc:
-        if "does not know" in str(exc):
-            raise
+    if not auto_upgrade or (current is not None and current not in _known_revisions()):
+        require_current_schema(engine)  # raises, naming what to do
     upgrade(engine)
 
 
