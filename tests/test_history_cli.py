@@ -138,6 +138,7 @@ def test_bad_arguments_are_clear_errors(capsys, cli_db: str) -> None:
         (("history", "--kind", "poem"), "invalid choice"),
         (("history", "stats", "--search", "x"), "stats takes"),
         (("history", "forget"), "needs --user"),
+        (("history", "--model", "scene"), "history runs"),
         (("history", "forget", "--user", "1", "--kind", "scene"), "only --user"),
         (("history", "--since", "1d", "--until", "2d"), "--since must be before --until"),
         (("db", "downgrade", "base"), "--yes"),
@@ -176,6 +177,24 @@ def test_forget(capsys, seeded: dict[str, int]) -> None:
     code, out, _ = run(capsys, "history", "--format", "json")
     b = next(r for r in json.loads(out) if r["id"] == seeded["b"])
     assert (b["feedback_right"], b["feedback_wrong"]) == (1, 0)
+
+
+def test_training_runs(capsys, cli_db: str) -> None:
+    engine, sessions = db.open_history(cli_db, auto_upgrade=True)
+    first = api.record_training_run(sessions, model_name="sentiment", epochs=1, checkpoint_from="run-3/epoch-0002.keras")
+    api.finish_training_run(sessions, first, status="promoted", candidate_metric=0.86, current_metric=0.85, version="v2")
+    second = api.record_training_run(sessions, model_name="scene")
+    api.finish_training_run(sessions, second, status="failed", error="out of memory")
+    engine.dispose()
+    code, out, _ = run(capsys, "history", "runs", "--format", "json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [second, first]
+    code, out, _ = run(capsys, "history", "runs", "--model", "sentiment", "--format", "csv")
+    [row] = list(csv.DictReader(io.StringIO(out)))
+    assert (row["status"], row["promoted"], row["version"]) == ("promoted", "True", "v2")
+    code, out, _ = run(capsys, "history", "runs")
+    assert code == 0 and "out of memory" in out and "promoted" in out
+    code, _, err = run(capsys, "history", "runs", "--user", "1")
+    assert code == 2 and "runs takes" in err
 
 
 def test_db_upgrade_and_current(capsys, cli_db: str) -> None:

@@ -26,6 +26,7 @@ TABLE_TEXT = 60  # characters of a prompt or answer shown in a table cell
 # options of the bare `playbill history` that `stats` and `forget` do not take
 _LIST_ONLY = ("kind", "search", "label", "status", "source", "limit", "channel")
 _STATS_ONLY = ("top",)
+_RUNS_ONLY = ("model",)
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -85,12 +86,13 @@ def _register_history(commands: argparse._SubParsersAction) -> None:
         help="look back at what people asked and what the models answered",
         description=(
             "list: interactions, newest first (the default).  stats: counts per day and kind, label mix, "
-            "latency, busiest users and channels, feedback agreement.  forget: delete one user's rows."
+            "latency, busiest users and channels, feedback agreement.  forget: delete one user's rows.  "
+            "runs: the latest training runs (--model, --limit)."
         ),
         epilog="examples: playbill history --user 1234 --since 7d | playbill history stats --since 30d | "
         "playbill history forget --user 1234",
     )
-    p.add_argument("action", nargs="?", choices=("list", "stats", "forget"), default="list", help="default: list")
+    p.add_argument("action", nargs="?", choices=("list", "stats", "forget", "runs"), default="list", help="default: list")
     p.add_argument("--user", type=_discord_id, metavar="ID", help="only this Discord user (forget: required)")
     p.add_argument("--guild", type=_discord_id, metavar="ID", help="only this server")
     p.add_argument("--channel", type=_discord_id, metavar="ID", help="only this channel")
@@ -102,13 +104,25 @@ def _register_history(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--until", type=_time(True), metavar="WHEN", help="before then (a bare date includes that day)")
     p.add_argument("--search", metavar="TEXT", help="text in the prompt or the answer (any case)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help=f"at most N rows (default {DEFAULT_LIMIT})")
+    p.add_argument("--model", choices=KINDS, help="runs: only this model's training runs")
     p.add_argument("--top", type=_positive_int, metavar="N", help="stats: how many busiest users/channels (default 5)")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default, text cut short), csv or json (full)")
     p.set_defaults(handler=_history)
 
 
 def _history(args: argparse.Namespace, settings) -> int:
-    given = {name for name in (*_LIST_ONLY, *_STATS_ONLY, "user", "guild", "since", "until") if getattr(args, name) is not None}
+    given = {
+        name
+        for name in (*_LIST_ONLY, *_STATS_ONLY, *_RUNS_ONLY, "user", "guild", "since", "until")
+        if getattr(args, name) is not None
+    }
+    if args.action == "runs":
+        extra = given - {"model", "limit"}
+        if extra:
+            raise CLIError(f"runs takes --model and --limit, not {_options(extra)}")
+        return _runs(args, settings)
+    if args.action != "runs" and "model" in given:
+        raise CLIError("--model is for `playbill history runs`")
     if args.action == "forget":
         extra = given - {"user"}
         if args.user is None:
@@ -242,6 +256,64 @@ def _print_table(rows) -> None:
         }
         table.add_row(*(cells[name] for name in columns))
     console.print(table)
+
+
+def _runs(args: argparse.Namespace, settings) -> int:
+    from history.api import list_training_runs
+
+    engine, sessions = _sessions(settings)
+    try:
+        runs = list_training_runs(sessions, model_name=args.model, limit=args.limit or 20)
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        json.dump([run.to_dict() for run in runs], sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        names = list(runs[0].to_dict()) if runs else ["id"]
+        writer.writerow(names)
+        for run in runs:
+            data = run.to_dict()
+            data["metrics"] = json.dumps(data["metrics"]) if data["metrics"] is not None else None
+            writer.writerow(["" if data[n] is None else data[n] for n in names])
+        return 0
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not runs:
+        console.print("no training runs yet")
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, collapse_padding=True)
+    columns = ["id", "model", "started (UTC)", "took", "status", "epochs", "candidate", "current", "version"]
+    if console.width < 100:  # a narrow terminal: the essentials only
+        columns = ["id", "model", "started (UTC)", "status", "candidate", "current", "version"]
+    note_width = console.width - 105  # what the other columns leave for the checkpoint or error
+    if note_width >= 16:
+        columns.append("from / error")
+    for name in columns:
+        table.add_column(name, no_wrap=True)
+    for run in runs:
+        took = f"{(run.finished_at - run.started_at).total_seconds() / 60:.1f} min" if run.finished_at else "-"
+        metric = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        cells = {
+            "id": str(run.id),
+            "model": run.model_name,
+            "started (UTC)": run.started_at.strftime("%Y-%m-%d %H:%M"),
+            "took": took,
+            "status": run.status,
+            "epochs": str(run.epochs or "-"),
+            "candidate": metric(run.candidate_metric),
+            "current": metric(run.current_metric),
+            "version": _cell(run.version or "-", 20),
+            "from / error": _cell(run.error or run.checkpoint_from, max(note_width, 16)),
+        }
+        table.add_row(*(cells[name] for name in columns))
+    console.print(table)
+    return 0
 
 
 def _where(row) -> str:
