@@ -439,7 +439,8 @@ HELP = """\
 /stats [since=7d]             history statistics (admin)
 /model-status                 model versions, metrics and a chart (admin)
 /rollback sentiment|scene     serve the previous model version (admin)
-/feedback ID right|wrong     tell the critic whether its verdict ID was right
+/retrain sentiment|scene|all  queue a retraining run (admin; where the scheduler runs)
+/feedback ID right|wrong      tell the critic whether its verdict ID was right
 /forget-me                    delete your stored history
 /help                         this text
 /quit                         leave (end of input works too)"""
