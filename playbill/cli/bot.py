@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import subprocess
 import sys
 
@@ -96,6 +98,8 @@ def _run(args: argparse.Namespace, settings) -> int:
 
     async def main() -> None:
         async with PlaybillBot(settings, services=services, start_scheduler=not args.no_scheduler) as bot:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # a clean stop on SIGTERM too
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
             missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
             if missing:
                 print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
