@@ -253,10 +253,10 @@ def test_cli_write_checkpoints_evaluate(trained, monkeypatch: pytest.MonkeyPatch
 
     home, result = trained
     monkeypatch.setenv("PLAYBILL_HOME", str(home))
-    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3", "--json"]) == 0
+    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3", "--no-stop", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["text"]) == 50 and out["model_version"] == result.version and out["chars_per_s"] > 0
-    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3"]) == 0
+    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3", "--no-stop"]) == 0
     assert capsys.readouterr().out == "ROMEO:" + out["text"] + "\n"
 
     assert main(["write", "Hi 😀", "--length", "20"]) == 2
@@ -296,3 +296,14 @@ def test_real_corpus_split(real_data_dir: Path) -> None:
     corpus = Corpus.load(locate(SHAKESPEARE, real_data_dir, download=False), 0.1, 100)
     assert len(corpus.vocabulary()) == 65
     assert len(corpus.validation) == pytest.approx(111_540, abs=2)
+
+
+def test_cli_write_stops_at_a_boundary_by_default(trained, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+
+    monkeypatch.setenv("PLAYBILL_HOME", str(trained[0]))
+    assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--json"]) == 0
+    stopped = json.loads(capsys.readouterr().out)["text"]
+    assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--no-stop", "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)["text"]
+    assert full.startswith(stopped) and (stopped == full or full[len(stopped)].isspace() or stopped[-1] in ".!?\n")

@@ -44,7 +44,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     write.add_argument("--temperature", type=float, help="randomness, above 0 (default: scene.temperature)")
     write.add_argument("--top-k", type=int, help="sample only among the k likeliest characters")
     write.add_argument("--seed", type=int, help="the same seed writes the same text")
-    write.add_argument("--stop", action="store_true", help="stop at the end of a speech or sentence, not mid-word")
+    write.add_argument("--stop", action=argparse.BooleanOptionalAction, default=None,
+                       help="end at the end of a speech or sentence, not mid-word (default: scene.stop_at_boundary)")
     write.add_argument("--version", help="model version (default: the current one)")
     write.add_argument("--json", action="store_true", help='print {"text", "chars_per_s", "model_version"}')
     write.set_defaults(handler=_write)
@@ -125,17 +126,19 @@ def _write(args: argparse.Namespace, settings) -> int:
         raise CLIError(f"--length must be from 1 to {s.max_length} (scene.max_length)")
     temperature = args.temperature if args.temperature is not None else s.temperature
     top_k = args.top_k if args.top_k is not None else s.top_k
+    stop = s.stop_at_boundary if args.stop is None else args.stop
     registry = ModelRegistry(settings.models_dir, "scene")
     found = registry.get(args.version) if args.version else registry.current()
     writer = SceneWriter.load(found.path, max_length=s.max_length)
     started = time.perf_counter()
     if args.json:
-        text = writer.generate(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=args.stop)
+        text = writer.generate(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop)
         seconds = time.perf_counter() - started
         print_json({"text": text, "prompt": args.prompt, "chars_per_s": round(len(text) / max(seconds, 1e-9), 1),
                     "model_version": writer.version})
         return 0
-    pieces = writer.stream(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=args.stop)
+    pieces = writer.stream(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop,
+                           chunk_chars=s.stream_chunk_chars)
     sys.stdout.write(args.prompt)
     for piece in pieces:
         sys.stdout.write(piece)
