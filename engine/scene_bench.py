@@ -33,6 +33,16 @@ def blas_threads() -> int | None:
     return None
 
 
+def set_blas_threads(n: int) -> bool:
+    """Set numpy's OpenBLAS thread count for this process (True if it could)."""
+    lib = _openblas()
+    for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
+        if lib is not None and hasattr(lib, name):
+            getattr(lib, name)(ctypes.c_int(n))
+            return True
+    return False
+
+
 def _openblas():
     libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "libscipy_openblas*.so"))
     try:
@@ -86,12 +96,19 @@ def run_bench(length: int = 2000, tutorial_length: int = 200, batch: int = 8, se
     model = build_model(PROFILES["tutorial"], VOCAB, 1)
     net = NumpyLSTM.from_arrays(export_weights(model))
     tutorial = _tutorial_loop(model, tutorial_length, seed)
-    single = _numpy_rate(net, 1, length, seed)
-    together = _numpy_rate(net, batch, length, seed)
+    default_threads = blas_threads()
+    by_threads = {}
+    for threads in sorted({1, default_threads or 1}):
+        set_blas_threads(threads)
+        by_threads[threads] = (_numpy_rate(net, 1, length, seed), _numpy_rate(net, batch, length // 2, seed))
+    set_blas_threads(default_threads or 1)
+    single = max(rate[0] for rate in by_threads.values())
+    together = max(rate[1] for rate in by_threads.values())
     return {
         "weights": "tutorial profile, random init",
         "parameters": int(model.count_params()),
-        "blas_threads": blas_threads(),
+        "blas_threads": default_threads,
+        "by_blas_threads": {str(k): {"single": v[0], "batch": v[1]} for k, v in by_threads.items()},
         "batch": batch,
         "tutorial_chars_per_s": tutorial,
         "single_chars_per_s": single,

@@ -307,3 +307,13 @@ def test_cli_write_stops_at_a_boundary_by_default(trained, monkeypatch: pytest.M
     assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--no-stop", "--json"]) == 0
     full = json.loads(capsys.readouterr().out)["text"]
     assert full.startswith(stopped) and (stopped == full or full[len(stopped)].isspace() or stopped[-1] in ".!?\n")
+
+
+def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+
+    assert main(["bench", "scene", "--length", "20", "--tutorial-length", "3", "--batch", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["parameters"] > 5_000_000  # the tutorial-size model
+    assert result["tutorial_chars_per_s"] > 0 and result["single_chars_per_s"] > 0 and result["batch_chars_per_s"] > 0
+    assert result["single_vs_tutorial"] == pytest.approx(result["single_chars_per_s"] / result["tutorial_chars_per_s"])

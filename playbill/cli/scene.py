@@ -156,10 +156,15 @@ def _bench(args: argparse.Namespace, settings) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"weights: {result['weights']} ({result['parameters']:,} parameters), numpy BLAS threads: {result['blas_threads']}")
-    print(f"tutorial loop (one model(...) call per char): {result['tutorial_chars_per_s']:>10,.0f} chars/s")
-    print(f"numpy sampler, 1 stream:                      {result['single_chars_per_s']:>10,.0f} chars/s "
-          f"({result['single_vs_tutorial']:.0f}x)")
-    print(f"numpy sampler, {result['batch']} prompts together:            {result['batch_chars_per_s']:>10,.0f} chars/s "
-          f"total ({result['batch_vs_tutorial']:.0f}x)")
+    print(f"weights: {result['weights']} ({result['parameters']:,} parameters); "
+          f"numpy BLAS threads by default: {result['blas_threads']}; load average {result['load_average']:.2f}")
+    for threads, rates in result["by_blas_threads"].items():
+        print(f"  numpy sampler with {threads} BLAS thread(s): 1 stream {rates['single']:,.0f} chars/s, "
+              f"{result['batch']} prompts {rates['batch']:,.0f} chars/s")
+    t = result["tutorial_chars_per_s"]
+    print(f"tutorial loop (one model(...) call per char): {t:>9,.0f} chars/s   1.0x")
+    print(f"numpy sampler, 1 stream:                      {result['single_chars_per_s']:>9,.0f} chars/s "
+          f"{result['single_vs_tutorial']:>6.1f}x")
+    print(f"numpy sampler, {result['batch']} prompts together (total):    {result['batch_chars_per_s']:>9,.0f} chars/s "
+          f"{result['batch_vs_tutorial']:>6.1f}x")
     return 0
