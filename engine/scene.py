@@ -69,12 +69,12 @@ PROFILES: dict[str, SceneConfig] = {
         name="default",
         embedding_dim=256,
         rnn_units=512,
-        rnn_layers=2,
+        rnn_layers=1,
         dropout=0.25,
         batch_size=64,
         learning_rate=3e-3,
         final_lr_fraction=0.05,
-        epochs=20,
+        epochs=36,
     ),
 }
 
