@@ -346,13 +346,14 @@ def train_scene(
         x, y = epoch_arrays(train_ids, config, epoch)
         if progress:
             print(f"epoch {epoch} (run {run}, {len(x)} sequences)", flush=True)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         fit = model.fit(
             x, y, batch_size=config.batch_size, epochs=1, shuffle=False,
             validation_data=(val_x, val_y), validation_batch_size=256, verbose=1 if progress else 0,
         )
         metrics = {k: float(v[-1]) for k, v in fit.history.items()}
         metrics["epoch_seconds"] = time.monotonic() - t0
+        metrics["epoch_cpu_seconds"] = time.process_time() - cpu0  # all of this process's threads
         history.append({"epoch": epoch, **metrics})
         manager.save(model, run, epoch, metrics, **extra)
         last_epoch = epoch
