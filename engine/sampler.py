@@ -70,7 +70,8 @@ class NumpyLSTM:
             z, h, c, tmp = state.z[n], state.h[n], state.c[n], state.tmp[n]
             np.matmul(h, self.recurrent[n], out=z)
             if n == 0:
-                z += self.table[ids]
+                np.take(self.table, ids, axis=0, out=state.z_in[0])
+                z += state.z_in[0]
             else:
                 np.matmul(x, self.kernels[n], out=state.z_in[n])
                 z += state.z_in[n]
