@@ -139,7 +139,11 @@ def test_resume_equals_straight_through(tmp_path: Path, corpus_file: Path) -> No
     assert [e for _, e in epochs] == [1, 2] and epochs[0][0] != epochs[1][0]  # counter continues in a new run
 
 
-def test_resume_without_checkpoint_and_corrupt_checkpoint(tmp_path: Path, trained) -> None:
+def test_resume_without_checkpoint_and_corrupt_checkpoint(
+    tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from playbill.cli import main
+
     with pytest.raises(CheckpointError, match="no valid scene checkpoint"):
         train_scene(None, tmp_path, tmp_path, resume=True, progress=False)
     home, _ = trained
@@ -151,6 +155,11 @@ def test_resume_without_checkpoint_and_corrupt_checkpoint(tmp_path: Path, traine
     (target / ckpt.path.with_suffix(".json").name).write_text(ckpt.path.with_suffix(".json").read_text())
     with pytest.raises(CheckpointError, match="corrupt"):
         train_scene(None, copy_home, tmp_path, checkpoint=f"{ckpt.run}/{ckpt.path.name}", progress=False)
+    with pytest.raises(CheckpointError, match="no valid scene checkpoint"):  # --resume skips the corrupt one
+        train_scene(None, copy_home, tmp_path, resume=True, progress=False)
+    monkeypatch.setenv("PLAYBILL_HOME", str(copy_home))
+    assert main(["checkpoints", "scene"]) == 0
+    assert "corrupt" in capsys.readouterr().out
 
 
 def test_version_records_metrics_profile_and_corpus(trained, corpus_file: Path) -> None:
