@@ -62,10 +62,15 @@ def _train(args: argparse.Namespace, settings) -> int:
     if args.resume and args.checkpoint:
         raise CLIError("give either --resume or --checkpoint, not both")
     corpus = args.corpus or s.corpus
-    result = train_scene(
-        config, settings.home, settings.data_dir, epochs=epochs, resume=args.resume, checkpoint=args.checkpoint,
-        corpus=corpus, promote=not args.no_promote, progress=not args.json,
-    )
+    try:
+        result = train_scene(
+            config, settings.home, settings.data_dir, epochs=epochs, resume=args.resume, checkpoint=args.checkpoint,
+            corpus=corpus, promote=not args.no_promote, progress=not args.json,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
+              file=sys.stderr)
+        return 130
     if args.json:
         print_json({k: v for k, v in result.as_dict().items() if k != "extra"})
     else:
