@@ -280,7 +280,9 @@ def train_scene(
     epochs this call runs (default: the profile's budget, minus epochs already done when
     resuming). Resuming (`resume=True`: the latest valid checkpoint; `checkpoint=`: a chosen
     one) restores the weights, the optimizer state, the config and the vocabulary, and the
-    epoch counter continues.
+    epoch counter continues. `extra_texts` (e.g. the nightly job's user texts) are appended
+    to the training part only, keeping the held-out block comparable between versions;
+    characters the corpus does not use are dropped from them.
     """
     import keras
 
