@@ -203,11 +203,11 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
             await before_work()
         version = getattr(writer, "version", None)
         scene = services.settings.scene
-        stop = getattr(scene, "stop_at_boundary", True)
+        stop = scene.stop_at_boundary
         generated = ""
         async for piece in services.scene_runner.stream(
             writer, prompt, length=length, temperature=temperature, top_k=scene.top_k,
-            stop_at_boundary=stop, chunk_chars=getattr(scene, "stream_chunk_chars", 40),
+            stop_at_boundary=stop, chunk_chars=scene.stream_chunk_chars,
         ):
             generated += piece
             yield SceneUpdate(_with_prompt(prompt, generated), model_version=version)

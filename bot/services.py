@@ -126,7 +126,7 @@ def default_holders(settings: Any) -> dict[str, ModelHolder]:
     def load_scene(path):
         from engine.scene import SceneWriter
 
-        return SceneWriter.load(path)
+        return SceneWriter.load(path, max_length=settings.scene.max_length)
 
     return {
         "sentiment": ModelHolder(ModelRegistry(settings.models_dir, "sentiment"), load_sentiment),

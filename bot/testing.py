@@ -141,3 +141,20 @@ def history_rows(gateway: Any) -> list[Any]:
     from history import api
 
     return api.query_interactions(gateway.session_factory, limit=None)
+
+
+TINY_PLAY = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n"
+) * 30
+
+
+def train_tiny_scene(home: Path, workdir: Path) -> str:
+    """A real (tiny) playwright in `home`'s registry, trained in seconds; returns its version."""
+    from engine.scene import SceneConfig, train_scene
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus = workdir / "play.txt"
+    corpus.write_text(TINY_PLAY, encoding="utf-8")
+    config = SceneConfig(name="tiny", embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=1, seed=7)
+    return train_scene(config, home, workdir, epochs=1, corpus=corpus, progress=False).version

@@ -419,3 +419,33 @@ async def test_the_bot_runs_the_scheduler_and_admin_retrain_queues_the_job(bot, 
     assert (queued - discord.utils.utcnow()).total_seconds() < 60
     await bot.close()
     assert not scheduler.running
+
+
+async def test_write_scene_streams_from_a_real_tiny_model(settings, tmp_path) -> None:
+    """The real engine.scene.SceneWriter behind the cog: streamed edits, limits, its vocabulary."""
+    from bot.services import default_holders
+    from bot.testing import train_tiny_scene
+
+    version = train_tiny_scene(settings.home, tmp_path / "work")
+    settings.bot.cooldown_seconds = 0
+    settings.bot.stream_edit_interval = 0.0
+    settings.scene.stream_chunk_chars = 50
+    holders = {**fake_holders(settings.models_dir, scene=False), "scene": default_holders(settings)["scene"]}
+    services = Services.create(settings, holders=holders, history=HistoryGateway.open(settings.database_url))
+    services.refresh_models()
+    bot = PlaybillBot(settings, services=services, load_models=False)
+    await bot.add_cogs()
+    try:
+        interaction = fake_interaction(bot)
+        await invoke(bot, "write-scene", interaction, prompt="ROMEO:", length=1500, temperature=0.8)
+        edits = [c.kwargs["content"] for m in interaction.sent_messages for c in m.edit.call_args_list]
+        sent = [c.args[0] for c in interaction.followup.send.call_args_list]
+        assert len(edits) >= 3 and all(len(t) <= fmt.MESSAGE_LIMIT for t in sent + edits)
+        assert sent[0].startswith("```\nROMEO:") and f"-# playwright {version}" in (edits or sent)[-1]
+        [row] = history_rows(services.history)
+        assert row.model_version == version and row.output.startswith("ROMEO:") and len(row.output) > 200
+        refused = fake_interaction(bot)
+        await invoke(bot, "write-scene", refused, prompt="ROMEO \N{GRINNING FACE}")
+        assert "U+1F600" in refused.response.send_message.call_args.args[0]
+    finally:
+        await bot.close()
