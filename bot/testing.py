@@ -158,3 +158,34 @@ def train_tiny_scene(home: Path, workdir: Path) -> str:
     corpus.write_text(TINY_PLAY, encoding="utf-8")
     config = SceneConfig(name="tiny", embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=1, seed=7)
     return train_scene(config, home, workdir, epochs=1, corpus=corpus, progress=False).version
+
+
+TINY_REVIEWS = (
+    [("a wonderful film, superb acting and a great story", "positive"),
+     ("I loved it, the best movie this year", "positive"),
+     ("great fun, wonderful music and a superb cast", "positive"),
+     ("simply the best, loved every minute", "positive")],
+    [("an awful film, boring and dull", "negative"),
+     ("the worst movie, I hated every minute", "negative"),
+     ("dull plot, awful acting, a boring mess", "negative"),
+     ("bad, boring and the worst ending", "negative")],
+)
+
+
+def train_tiny_sentiment(home: Path, workdir: Path) -> str:
+    """A real (tiny) critic in `home`'s registry, trained in seconds on a CSV; returns its version."""
+    import csv
+
+    from engine.sentiment import SentimentConfig, train_sentiment
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    reviews = workdir / "reviews.csv"
+    with reviews.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for i in range(12):
+            for text, label in TINY_REVIEWS[0] + TINY_REVIEWS[1]:
+                writer.writerow([f"{text} {i}", label])
+    config = SentimentConfig(vocab_size=200, bigram_buckets=500, window=16, embedding_dim=8, lstm_units=8,
+                             batch_size=16, epochs=1)
+    return train_sentiment(config, home, workdir, epochs=1, data=reviews, progress=False).version

@@ -3,8 +3,8 @@ here on tiny data, and the real SQLite history database."""
 
 from __future__ import annotations
 
-import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,43 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-GOOD = ["a wonderful film, superb acting and a great story", "I loved it, the best movie this year",
-        "great fun, wonderful music and a superb cast", "simply the best, loved every minute"]
-BAD = ["an awful film, boring and dull", "the worst movie, I hated every minute",
-       "dull plot, awful acting, a boring mess", "bad, boring and the worst ending"]
-PLAY = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
-        "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n") * 30
-
 
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PLAYBILL_HOME with a tiny critic and a tiny playwright (seconds to train)."""
-    sentiment = pytest.importorskip("engine.sentiment")
-    scene = pytest.importorskip("engine.scene")
+    pytest.importorskip("engine.sentiment")
+    pytest.importorskip("engine.scene")
+    from bot.testing import train_tiny_scene, train_tiny_sentiment
+
     root = tmp_path_factory.mktemp("e2e")
-    home, data = root / "home", root / "data"
+    home = root / "home"
     home.mkdir()
-    data.mkdir()
-    reviews = root / "reviews.csv"
-    with reviews.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        for i in range(12):
-            for text in GOOD:
-                writer.writerow([f"{text} {i}", "positive"])
-            for text in BAD:
-                writer.writerow([f"{text} {i}", "negative"])
-    corpus = root / "play.txt"
-    corpus.write_text(PLAY, encoding="utf-8")
-    sentiment.train_sentiment(
-        sentiment.SentimentConfig(vocab_size=200, bigram_buckets=500, window=16, embedding_dim=8, lstm_units=8,
-                                  batch_size=16, epochs=1),
-        home, data, epochs=1, data=reviews, progress=False,
-    )
-    scene.train_scene(
-        scene.SceneConfig(embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=1),
-        home, data, epochs=1, corpus=corpus, progress=False,
-    )
+    train_tiny_sentiment(home, root / "work")
+    train_tiny_scene(home, root / "work")
     return home
 
 
@@ -73,7 +49,7 @@ def test_console_over_a_pipe_with_real_models(trained_home: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in out + result.stderr
     assert "Models: sentiment v0001" in out and "scene v0001" in out
-    assert "The critic says: " in out and "Positive: `" in out
+    assert "The critic says: " in out and re.search(r"Positive: [█░]{10} \d+%", out)
     assert "\nROMEO:" in out and "(playwright v0001" in out
     assert "never seen these characters" in out and "U+1F600" in out
     assert "unknown command '/nonsense'" in out
