@@ -205,6 +205,16 @@ class ReviewBatches:
 # ---------------------------------------------------------------- serving (pure numpy)
 
 
+def _one_blas_thread() -> None:
+    """Our matrices are small: OpenBLAS threads only spin against each other (10x slower
+    on a busy 2-core machine, measured). Limit BLAS to one thread for the process; best effort."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional; slower on busy machines without it
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 class SentimentModel:
     """A trained critic for serving: numpy only, read-only weights, safe to share across threads."""
 
@@ -226,6 +236,7 @@ class SentimentModel:
         self._ngram_weight = weights["ngram_weight"].astype(np.float32)
         for array in (self._table, self._recurrent, self._dense_w, self._ngram_weight):
             array.flags.writeable = False
+        _one_blas_thread()
 
     @classmethod
     def load(cls, version_dir: Path) -> SentimentModel:
