@@ -330,7 +330,9 @@ def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequenc
     val_rows, train_rows = order[:n_val], order[n_val:]
     train_texts = [reviews.texts[i] for i in train_rows]
     train_labels = [reviews.labels[i] for i in train_rows]
-    extras = [(str(t), int(y)) for t, y in extra_examples if isinstance(t, str) and t.strip() and int(y) in (0, 1)]
+    extras = [(t, int(y)) for t, y in extra_examples if isinstance(t, str) and t.strip() and y in (0, 1)]
+    if len(extras) < len(extra_examples):
+        log.warning("ignored %d extra examples that were not (text, 0 or 1) pairs", len(extra_examples) - len(extras))
     train_texts += [t for t, _ in extras]
     train_labels += [y for _, y in extras]
     digest = hashlib.sha256(reviews.fingerprint.encode())
@@ -485,7 +487,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         (staged.path / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2), "utf-8")
     if promote:
         registry.promote(staged.version, reason="train_sentiment")
-    manager.prune_runs(keep=3)  # each epoch's checkpoint holds the optimizer state: bound the disk use
+    manager.prune_runs(keep=2)  # each epoch's checkpoint holds the optimizer state: bound the disk use
     return TrainingResult(
         model=NAME, version=staged.version, metrics=metrics, epochs_run=len(validation.history),
         last_epoch=last_epoch, started_from=start.label() if start else None, promoted=promote,

@@ -186,6 +186,19 @@ def test_predictions_learned_and_inputs_checked(trained) -> None:
         assert verdict.label in ("positive", "negative") and 0.0 <= verdict.positive_probability <= 1.0
 
 
+def test_predict_is_thread_safe(trained) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.sentiment import SentimentModel
+
+    model = SentimentModel.load_current(trained[0])
+    batches = [[t for t, _ in synthetic_reviews(40, seed=s)] for s in range(8)]
+    alone = [model.predict(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict, batches))
+    assert together == alone
+
+
 def test_versioned_save_and_load(trained, tmp_path: Path) -> None:
     from engine.registry import ModelRegistry
     from engine.sentiment import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentModel, train_sentiment
