@@ -71,11 +71,19 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 
 
 class _OwnsJobStore:
-    """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back."""
+    """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back.
+
+    It also closes an APScheduler 3 race: after `shutdown()` the scheduler thread makes one
+    last pass over the due jobs with its executors already shut down, which advances a due
+    job's next run time without running it (a lost run). Here no pass runs once shutdown
+    has begun; the job-store lock (re-entrant) makes the check and the pass one step.
+    """
 
     playbill_lock: FileLock
+    _stopping = False
 
     def start(self, *args: Any, **kwargs: Any) -> None:
+        self._stopping = False
         try:
             self.playbill_lock.acquire()
         except JobBusy as exc:
@@ -90,10 +98,18 @@ class _OwnsJobStore:
             raise
 
     def shutdown(self, wait: bool = True) -> None:
+        with self._jobstores_lock:  # type: ignore[attr-defined]
+            self._stopping = True
         try:
             super().shutdown(wait)  # type: ignore[misc]
         finally:
             self.playbill_lock.release()
+
+    def _process_jobs(self) -> float | None:
+        with self._jobstores_lock:  # type: ignore[attr-defined]
+            if self._stopping:
+                return None
+            return super()._process_jobs()  # type: ignore[misc]
 
 
 class PlaybillBackgroundScheduler(_OwnsJobStore, BackgroundScheduler):

@@ -1,0 +1,166 @@
+"""The retrain job with a fake trainer in a real spawned process: promotion, rejection, faults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine.checkpoints import CheckpointManager
+from engine.registry import ModelRegistry
+from engine.serving import ModelHolder
+from jobs import records, trainers
+from jobs.common import retrain_lock
+from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog, calls, control, make_initial_model
+
+
+@pytest.fixture
+def env(settings, monkeypatch: pytest.MonkeyPatch):
+    runlog = FakeRunLog()
+    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
+    first = make_initial_model(settings.home, quality=0.5, epochs=2)
+    return SimpleNamespace(
+        settings=settings,
+        home=settings.home,
+        runlog=runlog,
+        first=first,
+        registry=ModelRegistry(settings.models_dir, "sentiment"),
+        checkpoints=CheckpointManager(settings.checkpoints_dir, "sentiment"),
+    )
+
+
+def test_better_model_is_promoted_and_hot_swapped_under_load(env) -> None:
+    holder = ModelHolder(env.registry, lambda path: SimpleNamespace(version=path.name, quality=(path / "model.json").read_text()))
+    holder.refresh()
+    seen, errors, stop = set(), [], threading.Event()
+
+    def serve() -> None:  # the bot's inference threads, predicting all along
+        while not stop.is_set():
+            try:
+                model = holder.model
+                assert model.quality  # a fully loaded model, never a half one
+                seen.add(model.version)
+            except Exception as exc:  # pragma: no cover - the failure we look for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        outcome = retrain_from_checkpoint("sentiment", env.settings)
+        swapped = holder.refresh()  # what the bot's refresher thread does after the job
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+    assert outcome.status == "promoted", outcome.message
+    assert swapped and holder.version == outcome.candidate_version == env.registry.current_version()
+    assert not errors and seen == {env.first, outcome.candidate_version}
+    assert outcome.candidate_metric == pytest.approx(0.6) and outcome.current_metric == pytest.approx(0.5)
+    (call,) = calls(env.home)
+    assert call["pid"] != os.getpid()  # trained in another process
+    assert call["checkpoint"].endswith("epoch-0002.keras") and call["epochs"] == 1
+    row = env.runlog.rows[outcome.run_id]
+    assert row["status"] == "promoted" and row["promoted"] is True
+    assert (row["candidate_metric"], row["current_metric"]) == (pytest.approx(0.6), pytest.approx(0.5))
+    # the next run continues the promoted version's line
+    assert resume_checkpoint(env.registry, env.checkpoints).epoch == 3
+
+
+def test_worse_model_is_rejected_with_both_figures(env) -> None:
+    control(env.home, delta=-0.2)  # e.g. trained on shuffled labels
+    outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "rejected"
+    assert env.registry.current_version() == env.first
+    assert [v.version for v in env.registry.versions()] == [env.first]  # the candidate is gone
+    row = env.runlog.rows[outcome.run_id]
+    assert row["status"] == "rejected" and row["promoted"] is False
+    assert row["candidate_metric"] == pytest.approx(0.3) and row["current_metric"] == pytest.approx(0.5)
+    assert "0.3000 vs 0.5000" in outcome.message
+    # its checkpoints are not resumed from: the next run starts again from the current model's
+    assert resume_checkpoint(env.registry, env.checkpoints).epoch == 2
+
+
+def test_killed_training_leaves_model_untouched_and_next_run_resumes(env) -> None:
+    env.settings.jobs.retrain_epochs_sentiment = 3
+    control(env.home, delta=0.1, die_at_epoch=4)  # epoch 3 completes, the process dies during epoch 4
+    pointer = (env.registry.root / "CURRENT").read_bytes()
+    outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "failed" and "killed (signal 9)" in outcome.message
+    assert (env.registry.root / "CURRENT").read_bytes() == pointer
+    assert [v.version for v in env.registry.versions()] == [env.first]
+    assert env.runlog.rows[outcome.run_id]["status"] == "failed"
+
+    control(env.home, delta=0.1)
+    again = retrain_from_checkpoint("sentiment", env.settings)
+    assert again.status == "promoted"
+    assert calls(env.home)[-1]["start"] == {"quality": pytest.approx(0.6), "epoch": 3}  # the last complete one
+
+
+def test_corrupt_checkpoint_is_skipped_with_a_log_line(env, caplog: pytest.LogCaptureFixture) -> None:
+    latest = env.checkpoints.latest_valid()
+    latest.path.write_bytes(latest.path.read_bytes()[:5])  # truncated on disk
+    with caplog.at_level(logging.WARNING):
+        outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "promoted"
+    assert calls(env.home)[0]["checkpoint"].endswith("epoch-0001.keras")
+    assert any("skipping corrupt checkpoint" in r.getMessage() and latest.path.name in r.getMessage()
+               for r in caplog.records)
+
+
+def test_feedback_reaches_training_and_a_slice_is_kept_out(env) -> None:
+    env.runlog.examples = [(f"review number {i} was {'great' if i % 2 else 'awful'}", i % 2) for i in range(40)]
+    outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "promoted"
+    trained_on = [tuple(x) for x in calls(env.home)[0]["extra"]]
+    held_out = set(env.runlog.examples) - set(trained_on)
+    assert set(trained_on) <= set(env.runlog.examples)
+    assert 0 < len(held_out) < 20  # about a fifth kept out for checking
+    assert outcome.figures["candidate"]["holdout_n"] == len(held_out)
+
+
+def test_a_second_run_of_the_same_model_is_refused(env) -> None:
+    with retrain_lock(env.settings, "sentiment"):
+        outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "skipped" and "already running" in outcome.message
+    assert calls(env.home) == [] and env.runlog.rows == {}
+
+
+def test_interrupted_run_row_is_closed_on_the_next_run(env) -> None:
+    stale = env.runlog.start("sentiment", checkpoint_from=None, epochs=1)
+    marker = env.home / "locks" / "retrain-sentiment.run"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f'{{"run_id": {stale}, "pid": 1}}')
+    retrain_from_checkpoint("sentiment", env.settings)
+    assert env.runlog.rows[stale]["status"] == "failed" and "interrupted" in env.runlog.rows[stale]["error"]
+    assert not marker.exists()
+
+
+def test_versions_and_checkpoints_are_pruned(env) -> None:
+    env.settings.jobs.keep_versions = 2
+    for _ in range(3):
+        assert retrain_from_checkpoint("sentiment", env.settings).status == "promoted"
+    versions = [v.version for v in env.registry.versions()]
+    assert len(versions) == 2 and env.registry.current_version() == versions[-1]
+    runs = sorted(p.name for p in env.checkpoints.root.glob("run-*"))
+    assert len(runs) == 2
+    assert resume_checkpoint(env.registry, env.checkpoints).epoch == 5
+    assert env.registry.rollback() == versions[0]
+    # after a rollback the line of the rolled-back version is not continued
+    assert resume_checkpoint(env.registry, env.checkpoints).epoch == 4
+
+
+def test_no_model_yet_is_a_clear_failed_run(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    runlog = FakeRunLog()
+    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
+    outcome = retrain_from_checkpoint("sentiment", settings)
+    assert outcome.status == "failed" and "playbill train sentiment" in outcome.message
+    assert runlog.rows[outcome.run_id]["status"] == "failed"
