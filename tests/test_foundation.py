@@ -19,6 +19,7 @@ from playbill.settings import discord_token, load_settings
 def test_settings_layering(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("config.toml").write_text('[scene]\ntemperature = 0.5\ndefault_length = 300\n')
     monkeypatch.setenv("PLAYBILL_SCENE__DEFAULT_LENGTH", "123")
+    monkeypatch.delenv("PLAYBILL_DATA_DIR", raising=False)
     s = load_settings()
     assert s.scene.temperature == 0.5  # from the file
     assert s.scene.default_length == 123  # the environment wins over the file
