@@ -1,0 +1,104 @@
+"""`playbill models|jobs|retrain` and the backup job."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from engine.registry import ModelRegistry
+from jobs import records, trainers
+from jobs.common import retrain_lock
+from jobs.maintenance import backup_database
+from playbill.cli import main
+from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog, control, make_initial_model
+
+
+def make_versions(home, n: int) -> list[str]:
+    registry = ModelRegistry(home / "models", "scene")
+    made = []
+    for i in range(n):
+        with registry.new_version({"metrics": {"val_loss": 2.0 - i / 10}}) as staged:
+            (staged.path / "weights").write_text(str(i))
+        registry.promote(staged.version)
+        made.append(staged.version)
+    return made
+
+
+def test_models_list_promote_rollback(home, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = make_versions(home, 2)
+    assert main(["models", "list", "scene"]) == 0
+    out = capsys.readouterr().out
+    assert f"* {second}" in out and f"  {first}" in out and "val_loss=1.9000" in out
+    assert main(["models", "list"]) == 0
+    assert "sentiment: 0 version(s) - train one with `playbill train sentiment`" in capsys.readouterr().out
+
+    assert main(["models", "rollback", "scene"]) == 0
+    assert f"rolled back from {second} to {first}" in capsys.readouterr().out
+    assert main(["models", "promote", "scene", second]) == 0
+    assert main(["models", "list", "scene", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["version"], r["current"]) for r in rows] == [(first, False), (second, True)]
+
+    assert main(["models", "promote", "scene", "v9999-nope"]) == 2
+    assert "has no version 'v9999-nope'" in capsys.readouterr().err
+    assert main(["models", "rollback", "sentiment"]) == 2
+    assert "no sentiment model yet" in capsys.readouterr().err
+
+
+def test_retrain_command_reports_and_refuses_while_running(settings, monkeypatch, capsys) -> None:
+    runlog = FakeRunLog()
+    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
+    first = make_initial_model(settings.home)
+    control(settings.home, delta=0.05)
+    assert main(["retrain", "sentiment"]) == 0
+    out = capsys.readouterr().out
+    assert f"continuing {first} from run-" in out and "sentiment: promoted: promoted v0002" in out
+    with retrain_lock(settings, "sentiment"):
+        assert main(["retrain", "sentiment", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "skipped"
+    assert "error: a sentiment retrain is already running (process" in captured.err
+
+
+def test_jobs_command_lists_jobs(home, capsys) -> None:
+    assert main(["jobs"]) == 0
+    out = capsys.readouterr().out
+    for job_id in ("retrain-sentiment", "retrain-scene", "purge-history", "backup-database"):
+        assert job_id in out
+    assert "not registered yet" in out
+
+
+def test_bad_cron_or_timezone_is_a_clear_settings_error(home, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PLAYBILL_JOBS__RETRAIN_CRON", "every night")
+    assert main(["jobs"]) == 2
+    assert "bad cron expression 'every night'" in capsys.readouterr().err
+    monkeypatch.delenv("PLAYBILL_JOBS__RETRAIN_CRON")
+    monkeypatch.setenv("PLAYBILL_JOBS__TIMEZONE", "Mars/Olympus")
+    assert main(["jobs"]) == 2
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def test_backup_is_a_consistent_copy_and_keeps_the_last_n(settings) -> None:
+    settings.jobs.backups_keep = 2
+    db = sqlite3.connect(settings.home / "playbill.db")
+    db.execute("CREATE TABLE t (x INTEGER)")
+    db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    db.commit()
+    made = []
+    for _ in range(3):
+        made.append(backup_database(settings))  # while a connection is open on the database
+    db.close()
+    kept = sorted(settings.backups_dir.glob("playbill-*.db"))
+    assert kept == made[1:]
+    copy = sqlite3.connect(kept[-1])
+    assert copy.execute("SELECT count(*) FROM t").fetchone() == (100,)
+    copy.close()
+    assert not list(settings.backups_dir.glob(".*partial"))
+
+
+def test_backup_skips_a_server_database(settings) -> None:
+    settings.database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    assert backup_database(settings) is None
