@@ -255,12 +255,21 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
                 running = f"process {holder.get('pid', '?')}, since {holder.get('since', '?')}"
         state = stored.get(spec.id)
         if state is not None:
-            infos.append(JobInfo(spec.id, state.get("name", spec.name), str(state.get("trigger", "")),
+            infos.append(JobInfo(spec.id, state.get("name", spec.name), describe_trigger(state.get("trigger")),
                                  state.get("next_run_time"), True, running))
         else:
-            infos.append(JobInfo(spec.id, spec.name, str(spec.trigger), spec.trigger.get_next_fire_time(None, now),
-                                 False, running))
+            infos.append(JobInfo(spec.id, spec.name, describe_trigger(spec.trigger),
+                                 spec.trigger.get_next_fire_time(None, now), False, running))
     return infos
+
+
+def describe_trigger(trigger: Any) -> str:
+    """A cron trigger as its crontab line and time zone: `0 3 * * * (Europe/Paris)`."""
+    if not isinstance(trigger, CronTrigger):
+        return str(trigger or "")
+    fields = {f.name: str(f) for f in trigger.fields}
+    line = " ".join(fields[k] for k in ("minute", "hour", "day", "month", "day_of_week"))
+    return f"{line} ({trigger.timezone})"
 
 
 def _stored_states(store: SQLAlchemyJobStore) -> dict[str, dict[str, Any]]:

@@ -153,3 +153,22 @@ def test_list_jobs_before_and_after_registration(settings) -> None:
     assert all(j.registered for j in after.values())
     assert after["purge-history"].next_run_time is None  # paused stays paused
     assert after["retrain-scene"].next_run_time is not None
+
+
+def test_scheduler_command_stops_cleanly_on_ctrl_c(settings) -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "playbill.cli", "scheduler"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = proc.stdout.readline()
+        assert "scheduler running" in first_line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0 and "scheduler stopped" in err and "Traceback" not in err
+    assert "retrain-sentiment  next run" in out
+    scheduler = create_scheduler(settings)  # the lock was given back
+    scheduler.start(paused=True)
+    scheduler.shutdown()

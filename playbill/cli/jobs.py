@@ -51,7 +51,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     scheduler = create_scheduler(settings)
     scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
         for job in stored_jobs(settings):
@@ -61,7 +61,8 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         print("stopping the scheduler...", file=sys.stderr, flush=True)
         terminate_training()  # a run cut short is recorded as failed; the current model is untouched
         scheduler.shutdown(wait=True)
@@ -83,10 +84,10 @@ def list_jobs(args: argparse.Namespace, settings: Any) -> int:
                         "next_run_time": job.next_run_time.isoformat() if job.next_run_time else None,
                         "registered": job.registered, "running": job.running})
         return 0
-    print(f"{'JOB':<18} {'NEXT RUN':<26} {'SCHEDULE':<40} STATE")
+    print(f"{'JOB':<18} {'NEXT RUN':<26} {'SCHEDULE':<28} STATE")
     for job in jobs:
         state = f"running ({job.running})" if job.running else ("scheduled" if job.registered else "not registered yet")
-        print(f"{job.id:<18} {_when(job.next_run_time):<26} {job.schedule:<40} {state}")
+        print(f"{job.id:<18} {_when(job.next_run_time):<26} {job.schedule:<28} {state}")
     if not all(job.registered for job in jobs):
         print("(jobs are registered when `playbill run` or `playbill scheduler` starts; times shown from the config)")
     return 0
