@@ -171,7 +171,7 @@ def _train_evaluate_decide(
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = _run_dirs(checkpoints)
     plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level)
-    messages = _run_spawned(job, settings_values(settings), plan, say)
+    messages = _run_spawned(job, settings_values(settings), plan, say, settings.jobs.retrain_timeout_hours * 3600)
     new_runs = sorted(_run_dirs(checkpoints) - runs_before)
 
     trained = messages.get("trained")
@@ -216,7 +216,8 @@ def _jsonable(value: Any) -> Any:
 # --- the spawned training process -------------------------------------------------------
 
 
-def _run_spawned(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, say: Report) -> dict[str, Any]:
+def _run_spawned(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, say: Report,
+                 timeout: float) -> dict[str, Any]:
     """Run train+evaluate in a spawned process; returns the messages it sent, plus `exit`."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
@@ -225,7 +226,16 @@ def _run_spawned(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, sa
     _ACTIVE.add(process)
     send.close()  # the child holds the only writer: EOF as soon as it exits
     messages: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    timed_out = False
     while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not receive.poll(min(left, 5.0)):
+            if left <= 0:
+                timed_out = True
+                process.terminate()
+                break
+            continue
         try:
             kind, payload = receive.recv()
         except (EOFError, OSError):
@@ -238,7 +248,9 @@ def _run_spawned(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, sa
     _ACTIVE.discard(process)
     receive.close()
     code = process.exitcode
-    if code and code < 0:
+    if timed_out:
+        messages["exit"] = f"the training process was stopped after the {timeout / 3600:g} h time limit (retrain_timeout_hours)"
+    elif code and code < 0:
         messages["exit"] = f"the training process was killed (signal {-code}) before it finished"
     elif code:
         messages["exit"] = f"the training process ended unexpectedly (exit code {code})"

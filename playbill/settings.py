@@ -74,6 +74,7 @@ class JobsSettings(BaseModel):
     backups_keep: int = Field(7, ge=1)
     history_retention_days: int = Field(365, ge=1)
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    retrain_timeout_hours: float = Field(6.0, gt=0.0)
 
     @field_validator("timezone")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,6 +56,9 @@ def test_better_model_is_promoted_and_hot_swapped_under_load(env) -> None:
     try:
         outcome = retrain_from_checkpoint("sentiment", env.settings)
         swapped = holder.refresh()  # what the bot's refresher thread does after the job
+        deadline = time.monotonic() + 10
+        while outcome.candidate_version not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # let the serving threads meet the new version
     finally:
         stop.set()
         for t in threads:
@@ -164,3 +168,12 @@ def test_no_model_yet_is_a_clear_failed_run(settings, monkeypatch: pytest.Monkey
     outcome = retrain_from_checkpoint("sentiment", settings)
     assert outcome.status == "failed" and "playbill train sentiment" in outcome.message
     assert runlog.rows[outcome.run_id]["status"] == "failed"
+
+
+def test_a_hung_training_process_is_stopped_at_the_time_limit(env) -> None:
+    env.settings.jobs.retrain_timeout_hours = 1.5 / 3600
+    control(env.home, block_on=str(env.home / "never"))
+    outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "failed" and "time limit" in outcome.message
+    assert env.registry.current_version() == env.first
+    assert retrain_lock(env.settings, "sentiment").holder() is None  # the next run is not blocked
