@@ -24,7 +24,7 @@ class RunLog:
     def start(self, model: str, *, checkpoint_from: str | None, epochs: int) -> int:
         from history import api
 
-        return api.record_training_run(self._sessions, model, checkpoint_from=checkpoint_from, epochs=epochs)
+        return api.record_training_run(self._sessions, model_name=model, checkpoint_from=checkpoint_from, epochs=epochs)
 
     def finish(self, run_id: int, *, status: str, **fields: Any) -> None:
         from history import api

@@ -107,6 +107,7 @@ def train_sentiment(settings: Settings, *, checkpoint: Path | None, epochs: int,
         extra_examples=[tuple(ex) for ex in extra],
         promote=False,
         progress=progress,
+        evaluate_test=False,  # the job measures both versions on the test set itself
     )
     return result.as_dict()
 
@@ -132,11 +133,11 @@ def evaluate_sentiment(settings: Settings, version: str, *, holdout: list) -> di
 
 
 def train_scene(settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list, progress: bool) -> dict:
-    from engine.scene import SceneConfig
     from engine.scene import train_scene as train
 
+    # resuming restores the checkpoint's own config and vocabulary; the profile only names it
     result = train(
-        _config(SceneConfig, settings.scene),
+        None,
         settings.home,
         settings.data_dir,
         profile=settings.scene.profile,
