@@ -42,6 +42,8 @@ from playbill.settings import Settings
 log = logging.getLogger(__name__)
 
 MODELS = ("sentiment", "scene")
+_DATA_KEYS = ("train_reviews", "validation_reviews", "extra_examples", "data_fingerprint", "data_source", "corpus",
+              "started_from", "checkpoint_run", "last_epoch", "epochs")
 REJECTED_MARK = "REJECTED"  # a checkpoint run whose candidate was turned down; never resumed from
 
 
@@ -182,12 +184,14 @@ def _train_evaluate_decide(
             _discard(registry, checkpoints, trained["version"], new_runs)
         raise EngineError(messages.get("error") or messages["exit"])
 
+    candidate = trained["version"]
+    meta = registry.get(candidate).metadata
+    outcome.figures["candidate_data"] = {k: meta[k] for k in _DATA_KEYS if k in meta}  # what it was trained on
     figures = messages["evaluated"]
     candidate_metric = float(figures["candidate"][job.metric])
     current_metric = float(figures["current"][job.metric])
     outcome.candidate_metric, outcome.current_metric = candidate_metric, current_metric
-    outcome.figures = {"training": trained, **figures, "extra": extra.summary, "checkpoint_runs": new_runs}
-    candidate = trained["version"]
+    outcome.figures.update(training=trained, **figures, extra=extra.summary, checkpoint_runs=new_runs)
     comparison = f"{job.metric} {candidate_metric:.4f} vs {current_metric:.4f} on {job.held_out}"
     if registry.current_version() != current:
         better = False
