@@ -102,3 +102,26 @@ def test_backup_is_a_consistent_copy_and_keeps_the_last_n(settings) -> None:
 def test_backup_skips_a_server_database(settings) -> None:
     settings.database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     assert backup_database(settings) is None
+
+
+def test_purge_job_deletes_only_old_history(settings) -> None:
+    pytest.importorskip("history.api")  # TODO(jobs): remove once history is on main
+    from datetime import timedelta
+
+    from history import api
+    from history.db import open_history
+    from history.models import utcnow
+
+    from jobs.maintenance import purge_history
+
+    settings.jobs.history_retention_days = 30
+    engine, sessions = open_history(settings.database_url)
+    try:
+        old = api.record_interaction(sessions, kind="sentiment", prompt="old review", label="positive",
+                                     created_at=utcnow() - timedelta(days=31))
+        api.record_feedback(sessions, old, 1, "right")
+        new = api.record_interaction(sessions, kind="sentiment", prompt="new review", label="negative")
+        assert purge_history(settings) == {"interactions": 1, "feedback": 1}
+        assert api.get_interaction(sessions, old) is None and api.get_interaction(sessions, new) is not None
+    finally:
+        engine.dispose()

@@ -171,3 +171,29 @@ def test_scheduler_command_stops_cleanly_on_ctrl_c(settings) -> None:
     scheduler = create_scheduler(settings)  # the lock was given back
     scheduler.start(paused=True)
     scheduler.shutdown()
+
+
+@pytest.mark.postgres
+def test_job_store_in_postgresql(settings) -> None:
+    import os
+
+    url = os.environ.get("PLAYBILL_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("PLAYBILL_TEST_DATABASE_URL is not set")
+    settings.database_url = url
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
+        for _ in range(2):
+            scheduler = create_scheduler(settings)
+            scheduler.start(paused=True)
+            scheduler.shutdown()
+        with engine.connect() as conn:
+            ids = sorted(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+        assert ids == sorted(JOB_IDS)
+        assert {j.id for j in list_jobs(settings) if j.registered} == set(JOB_IDS)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
+        engine.dispose()
