@@ -77,7 +77,7 @@ class FileLock:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
-            raise JobBusy(f"{self.what} is already running ({self._describe_holder()})") from None
+            raise JobBusy(f"{self.what} is already running ({self._describe_holder()}); try again when it has finished") from None
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")}))

@@ -49,7 +49,7 @@ REJECTED_MARK = "REJECTED"  # a checkpoint run whose candidate was turned down; 
 
 @dataclass
 class RetrainOutcome:
-    """What one retrain did: status is promoted, rejected, failed or skipped (already running)."""
+    """What one retrain did: status is promoted, rejected, failed or skipped (already running, or no model)."""
 
     model: str
     status: str
@@ -92,7 +92,8 @@ def retrain_from_checkpoint(
     report: Report | None = None,
 ) -> RetrainOutcome:
     """The retrain job for `model_name` ("sentiment" or "scene"). Never raises for a failed run:
-    the outcome (and its training-runs row) says what happened."""
+    the outcome (and its training-runs row) says what happened. "skipped" (no row): another
+    run of this model holds the lock, or there is no model to continue yet."""
     if model_name not in trainers.MODEL_JOBS:
         raise InvalidInput(f"unknown model {model_name!r}; choose one of {', '.join(trainers.MODEL_JOBS)}")
     settings = restore_settings(settings_values)
@@ -118,7 +119,11 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
     try:
         _close_interrupted_run(history, marker)
         current = registry.current_version()
-        if current is not None and not (registry.root / POINTER_FILE).is_file():
+        if current is None:  # nothing to continue: not a run, no row (a fresh install would log one a night)
+            message = f"there is no {job.name} model to continue yet; train one with `playbill train {job.name}`"
+            log.warning("retrain of %s skipped: %s", job.name, message)
+            return RetrainOutcome(job.name, "skipped", message)
+        if not (registry.root / POINTER_FILE).is_file():
             # without a pointer the newest version counts as current: pin it before a candidate appears
             registry.promote(current, reason="pinned before a retrain")
         start = resume_checkpoint(registry, checkpoints)
@@ -162,8 +167,6 @@ def _train_evaluate_decide(
     outcome: RetrainOutcome,
 ) -> None:
     current = outcome.current_version
-    if current is None:
-        raise EngineError(f"there is no {job.name} model to continue yet; train one with `playbill train {job.name}`")
     if start is None:
         raise EngineError(
             f"no valid checkpoint of the current {job.name} model ({current}) to continue from; "

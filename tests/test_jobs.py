@@ -161,13 +161,22 @@ def test_versions_and_checkpoints_are_pruned(env) -> None:
     assert resume_checkpoint(env.registry, env.checkpoints).epoch == 4
 
 
-def test_no_model_yet_is_a_clear_failed_run(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_model_yet_is_skipped_with_a_clear_message(settings, monkeypatch: pytest.MonkeyPatch) -> None:
     runlog = FakeRunLog()
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
     monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
     outcome = retrain_from_checkpoint("sentiment", settings)
-    assert outcome.status == "failed" and "playbill train sentiment" in outcome.message
-    assert runlog.rows[outcome.run_id]["status"] == "failed"
+    assert outcome.status == "skipped" and "train one with `playbill train sentiment`" in outcome.message
+    assert runlog.rows == {} and calls(settings.home) == []
+
+
+def test_no_valid_checkpoint_is_a_failed_run(env) -> None:
+    for ckpt in env.checkpoints.list():
+        ckpt.path.write_bytes(b"")  # every checkpoint damaged
+    outcome = retrain_from_checkpoint("sentiment", env.settings)
+    assert outcome.status == "failed" and "no valid checkpoint of the current sentiment model" in outcome.message
+    assert env.runlog.rows[outcome.run_id]["status"] == "failed" and calls(env.home) == []
+    assert env.registry.current_version() == env.first
 
 
 def test_a_hung_training_process_is_stopped_at_the_time_limit(env) -> None:

@@ -110,7 +110,7 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
         if args.json:
             print_json(outcome.as_dict())
         if outcome.status == "skipped":
-            print(f"error: {outcome.message}; try again when it has finished", file=sys.stderr)
+            print(f"error: {outcome.message}", file=sys.stderr)
             code = max(code, 2)
         elif outcome.status == "failed":
             if quiet and not args.json:
