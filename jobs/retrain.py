@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import threading
 import time
@@ -79,6 +80,7 @@ class _Plan:
     current: str
     progress: bool
     log_level: int
+    niceness: int = 0
 
 
 Report = Callable[[str], None]
@@ -175,7 +177,8 @@ def _train_evaluate_decide(
     extra = job.gather(settings, history.feedback)
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = _run_dirs(checkpoints)
-    plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level)
+    plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level,
+                 settings.jobs.training_niceness)
     messages = _run_spawned(job, settings_values(settings), plan, say, settings.jobs.retrain_timeout_hours * 3600)
     new_runs = sorted(_run_dirs(checkpoints) - runs_before)
 
@@ -194,7 +197,8 @@ def _train_evaluate_decide(
     candidate_metric = float(figures["candidate"][job.metric])
     current_metric = float(figures["current"][job.metric])
     outcome.candidate_metric, outcome.current_metric = candidate_metric, current_metric
-    outcome.figures.update(training=trained, **figures, extra=extra.summary, checkpoint_runs=new_runs)
+    outcome.figures.update(training=trained, **figures, extra=extra.summary, checkpoint_runs=new_runs,
+                           training_process=messages.get("process", {}))
     comparison = f"{job.metric} {candidate_metric:.4f} vs {current_metric:.4f} on {job.held_out}"
     if registry.current_version() != current:
         better = False
@@ -282,6 +286,8 @@ def terminate_training() -> int:
 def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, conn: Any) -> None:
     """Entry point of the spawned process: train from the checkpoint, then evaluate both versions."""
     _exit_with_parent()
+    if plan.niceness:
+        os.nice(plan.niceness)  # the bot's process keeps the CPU when they compete
     logging.basicConfig(level=plan.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = restore_settings(values)
@@ -292,6 +298,8 @@ def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, con
         candidate = job.evaluate(settings, trained["version"], holdout=plan.holdout)
         current = job.evaluate(settings, plan.current, holdout=plan.holdout)
         conn.send(("evaluated", _jsonable({"candidate": candidate, "current": current})))
+        conn.send(("process", {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                               "pid": os.getpid()}))
     except EngineError as exc:
         conn.send(("error", str(exc)))
     except KeyboardInterrupt:

@@ -75,6 +75,7 @@ class JobsSettings(BaseModel):
     history_retention_days: int = Field(365, ge=1)
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     retrain_timeout_hours: float = Field(6.0, gt=0.0)
+    training_niceness: int = Field(10, ge=0, le=19)
 
     @field_validator("timezone")
     @classmethod

@@ -26,6 +26,12 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=retrain)
 
+    p = groups("bench").add_parser("retrain", help="what a nightly retrain costs the host process (in a sandbox)")
+    p.add_argument("model", nargs="?", default="sentiment", choices=MODEL_NAMES)
+    p.add_argument("--tiny", action="store_true", help="on a tiny model made for the purpose, not a copy of yours")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(handler=bench_retrain)
+
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = verbs.add_parser("list", help="versions of each model, the current one marked *")
@@ -117,6 +123,18 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
                 print(f"error: {name} retrain failed: {outcome.message}", file=sys.stderr)
             code = max(code, 1)
     return code
+
+
+def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.bench import bench_retrain as bench
+
+    figures = bench(settings, args.model, tiny=args.tiny)
+    if args.json:
+        print_json(figures)
+    else:
+        for key, value in figures.items():
+            print(f"{key:<32} {value}")
+    return 0
 
 
 def _registry(settings: Any, name: str):
