@@ -186,3 +186,34 @@ def test_a_hung_training_process_is_stopped_at_the_time_limit(env) -> None:
     assert outcome.status == "failed" and "time limit" in outcome.message
     assert env.registry.current_version() == env.first
     assert retrain_lock(env.settings, "sentiment").holder() is None  # the next run is not blocked
+
+
+def test_registry_remove_refuses_the_current_version(env) -> None:
+    from engine.errors import ModelUnavailable
+
+    with env.registry.new_version({"metrics": {"accuracy": 0.1}}) as staged:
+        (staged.path / "model.json").write_text("{}")
+    with pytest.raises(ModelUnavailable, match="current version"):
+        env.registry.remove(env.first)
+    env.registry.remove(staged.version)
+    assert [v.version for v in env.registry.versions()] == [env.first]
+    assert [p.name for p in env.registry.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_promotion_by_hand_during_the_run_wins(env, tmp_path: Path) -> None:
+    with env.registry.new_version({"metrics": {"accuracy": 0.55}}) as staged:
+        (staged.path / "model.json").write_text('{"quality": 0.55, "epoch": 2}')
+    gate = tmp_path / "go"
+    control(env.home, delta=0.3, block_on=str(gate))
+    result = {}
+    job = threading.Thread(target=lambda: result.update(outcome=retrain_from_checkpoint("sentiment", env.settings)))
+    job.start()
+    deadline = time.monotonic() + 30
+    while not calls(env.home) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    env.registry.promote(staged.version, reason="an admin chose it")  # `playbill models promote` meanwhile
+    gate.write_text("go")
+    job.join()
+    outcome = result["outcome"]
+    assert outcome.status == "rejected" and "current version changed during the run" in outcome.message
+    assert env.registry.current_version() == staged.version
