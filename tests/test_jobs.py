@@ -217,3 +217,55 @@ def test_a_promotion_by_hand_during_the_run_wins(env, tmp_path: Path) -> None:
     outcome = result["outcome"]
     assert outcome.status == "rejected" and "current version changed during the run" in outcome.message
     assert env.registry.current_version() == staged.version
+
+
+HOST = """
+import sys
+from jobs import records, trainers
+from jobs.retrain import retrain_from_checkpoint
+from playbill.settings import load_settings
+from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog
+
+if __name__ == "__main__":
+    trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
+    records.open_run_log = lambda url: FakeRunLog()
+    retrain_from_checkpoint("sentiment", load_settings())
+"""
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_host_killed_mid_run_leaves_no_orphan_and_no_lock(env, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    control(env.home, delta=0.1, block_on=str(tmp_path / "never"))
+    script = tmp_path / "host.py"
+    script.write_text(HOST)
+    tests_dir = str(Path(__file__).parent)
+    host = subprocess.Popen([sys.executable, str(script)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])})
+    try:
+        deadline = time.monotonic() + 30
+        while not calls(env.home) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = calls(env.home)[0]["pid"]
+        assert retrain_lock(env.settings, "sentiment").holder() is not None
+        host.send_signal(signal.SIGKILL)  # the bot's process dies (kill -9, power cut of the parent)
+        host.wait(timeout=10)
+    finally:
+        host.kill() if host.poll() is None else None
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(child)  # the training process followed its parent
+    assert retrain_lock(env.settings, "sentiment").holder() is None
+    assert env.registry.current_version() == env.first
