@@ -142,6 +142,10 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
                 log.exception("retrain of %s failed", job.name)
             outcome.status, outcome.message = "failed", message
             history.finish(run_id, status="failed", error=message, version=outcome.candidate_version)
+        except BaseException:  # Ctrl-C, shutdown: the run is over, say so, then let it propagate
+            history.finish(run_id, status="failed", error="interrupted", version=outcome.candidate_version)
+            marker.unlink(missing_ok=True)
+            raise
         marker.unlink(missing_ok=True)
         outcome.seconds = round(time.monotonic() - started, 1)
         say(f"{job.name}: {outcome.status}: {outcome.message}")
@@ -239,22 +243,28 @@ def _run_spawned(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, sa
     messages: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     timed_out = False
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not receive.poll(min(left, 5.0)):
-            if left <= 0:
-                timed_out = True
-                process.terminate()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not receive.poll(min(left, 5.0)):
+                if left <= 0:
+                    timed_out = True
+                    process.terminate()
+                    break
+                continue
+            try:
+                kind, payload = receive.recv()
+            except (EOFError, OSError):
                 break
-            continue
-        try:
-            kind, payload = receive.recv()
-        except (EOFError, OSError):
-            break
-        if kind == "phase":
-            say(f"{job.name}: {payload}")
-        else:
-            messages[kind] = payload
+            if kind == "phase":
+                say(f"{job.name}: {payload}")
+            else:
+                messages[kind] = payload
+    except BaseException:  # interrupted while waiting: do not leave the training process behind
+        process.terminate()
+        process.join(10)
+        _ACTIVE.discard(process)
+        raise
     process.join()
     _ACTIVE.discard(process)
     receive.close()

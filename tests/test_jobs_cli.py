@@ -125,3 +125,48 @@ def test_purge_job_deletes_only_old_history(settings) -> None:
         assert api.get_interaction(sessions, old) is None and api.get_interaction(sessions, new) is not None
     finally:
         engine.dispose()
+
+
+CLI_HOST = """
+import sys
+from jobs import records, trainers
+from playbill.cli import main
+from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog
+
+if __name__ == "__main__":
+    trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
+    records.open_run_log = lambda url: FakeRunLog()
+    sys.exit(main(["retrain", "sentiment"]))
+"""
+
+
+def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_jobs import running
+    from test_jobs_fakes import calls
+
+    make_initial_model(settings.home)
+    control(settings.home, block_on=str(tmp_path / "never"))
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_HOST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not calls(settings.home) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = calls(settings.home)[0]["pid"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not running(child)
+    assert retrain_lock(settings, "sentiment").holder() is None
+    assert not (settings.home / "locks" / "retrain-sentiment.run").exists()  # the row was closed as failed
