@@ -13,7 +13,8 @@ if ! ready; then
     apt-get update -qq && apt-get install -y -qq postgresql >/dev/null || exit 1
     v=$(ls /etc/postgresql | head -n1)
     sed -i 's/^\(host.*\)scram-sha-256$/\1trust/; s/^\(host.*\)md5$/\1trust/; s/^\(local.*\)peer$/\1trust/' /etc/postgresql/"$v"/main/pg_hba.conf
-    pg_ctlcluster --skip-systemctl-redirect "$v" main start
+    # the package may have started the cluster already: restart so the trust rules apply
+    pg_ctlcluster --skip-systemctl-redirect "$v" main restart || pg_ctlcluster --skip-systemctl-redirect "$v" main start
     for _ in $(seq 1 40); do ready && break; sleep 0.5; done
 fi
 ready || { echo "PostgreSQL still not answering on 127.0.0.1:5432" >&2; exit 1; }

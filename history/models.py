@@ -1,0 +1,173 @@
+"""The history schema: interactions, feedback on them, and training runs.
+
+SQLAlchemy 2 typed ORM. Changing anything here needs a migration (see docs/history.md);
+a test fails while the models and migrations/ disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+KINDS = ("sentiment", "scene")
+SOURCES = ("discord", "console", "cli")
+LABELS = ("positive", "negative")
+STATUSES = ("ok", "error")
+VERDICTS = ("right", "wrong")
+RUN_STATUSES = ("running", "promoted", "rejected", "failed")
+
+# Every constraint and index gets a predictable name, so migrations can refer to them
+# (SQLite batch mode needs names to drop or alter a constraint).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always an aware UTC datetime in Python, on every backend.
+
+    SQLite has no time zones: values are stored as naive UTC text (which sorts correctly);
+    PostgreSQL stores timestamptz. Naive datetimes passed in are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    sql = f"{column} IN ({allowed})"
+    if nullable:
+        sql = f"{column} IS NULL OR {sql}"
+    return CheckConstraint(sql, name=column)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Interaction(Base):
+    """One request to a model and what it answered (or the error it met)."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        _one_of("kind", KINDS),
+        _one_of("source", SOURCES),
+        _one_of("status", STATUSES),
+        _one_of("label", LABELS, nullable=True),
+        Index("ix_interactions_created_at", "created_at"),
+        Index("ix_interactions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_interactions_guild_id_created_at", "guild_id", "created_at"),
+        Index("ix_interactions_kind_created_at", "kind", "created_at"),
+        Index("ix_interactions_channel_id", "channel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="discord")
+    # Discord snowflakes fit in a signed 64-bit integer; None outside Discord.
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_name: Mapped[str | None] = mapped_column(String(100))
+    prompt: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(16))
+    probability: Mapped[float | None] = mapped_column(Float)  # P(positive) for sentiment
+    model_name: Mapped[str | None] = mapped_column(String(32))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(8), default="ok")
+    error: Mapped[str | None] = mapped_column(Text)
+
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="interaction", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Feedback(Base):
+    """One person's verdict on one interaction; voting again changes it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("interaction_id", "user_id"),
+        _one_of("verdict", VERDICTS),
+        Index("ix_feedback_user_id", "user_id"),
+        Index("ix_feedback_updated_at", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("interactions.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    verdict: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    interaction: Mapped[Interaction] = relationship(back_populates="feedback")
+
+
+class TrainingRun(Base):
+    """One (re)training of a model: where it started, what it measured, whether it was promoted."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        _one_of("status", RUN_STATUSES),
+        Index("ix_training_runs_model_name_started_at", "model_name", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    checkpoint_from: Mapped[str | None] = mapped_column(Text)
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    candidate_metric: Mapped[float | None] = mapped_column(Float)
+    current_metric: Mapped[float | None] = mapped_column(Float)
+    promoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
