@@ -121,12 +121,8 @@ class PlaybillBlockingScheduler(_OwnsJobStore, BlockingScheduler):
 
 
 def _store_engine(url: str) -> Engine:
-    try:
-        from history.db import make_engine
-    except ImportError:  # TODO(jobs): drop once history.db is on main
-        from sqlalchemy import create_engine
+    from history.db import make_engine  # the history database's engine: busy timeout, clear errors
 
-        return create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
     return make_engine(url)
 
 

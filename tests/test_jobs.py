@@ -17,19 +17,17 @@ from engine.serving import ModelHolder
 from jobs import records, trainers
 from jobs.common import retrain_lock
 from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
-from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog, calls, control, make_initial_model
+from test_jobs_fakes import FAKE_SENTIMENT, add_feedback, calls, control, make_initial_model, training_runs
 
 
 @pytest.fixture
 def env(settings, monkeypatch: pytest.MonkeyPatch):
-    runlog = FakeRunLog()
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
-    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
     first = make_initial_model(settings.home, quality=0.5, epochs=2)
     return SimpleNamespace(
         settings=settings,
         home=settings.home,
-        runlog=runlog,
+        runs=lambda: training_runs(settings),
         first=first,
         registry=ModelRegistry(settings.models_dir, "sentiment"),
         checkpoints=CheckpointManager(settings.checkpoints_dir, "sentiment"),
@@ -49,6 +47,7 @@ def test_better_model_is_promoted_and_hot_swapped_under_load(env) -> None:
                 seen.add(model.version)
             except Exception as exc:  # pragma: no cover - the failure we look for
                 errors.append(exc)
+            time.sleep(0.0005)
 
     threads = [threading.Thread(target=serve) for _ in range(4)]
     for t in threads:
@@ -71,9 +70,10 @@ def test_better_model_is_promoted_and_hot_swapped_under_load(env) -> None:
     (call,) = calls(env.home)
     assert call["pid"] != os.getpid()  # trained in another process
     assert call["checkpoint"].endswith("epoch-0002.keras") and call["epochs"] == 1
-    row = env.runlog.rows[outcome.run_id]
-    assert row["status"] == "promoted" and row["promoted"] is True
-    assert (row["candidate_metric"], row["current_metric"]) == (pytest.approx(0.6), pytest.approx(0.5))
+    row = env.runs()[outcome.run_id]
+    assert row.status == "promoted" and row.promoted is True and row.version == outcome.candidate_version
+    assert (row.candidate_metric, row.current_metric) == (pytest.approx(0.6), pytest.approx(0.5))
+    assert row.checkpoint_from.endswith("epoch-0002.keras") and row.epochs == 1 and row.finished_at is not None
     # the next run continues the promoted version's line
     assert resume_checkpoint(env.registry, env.checkpoints).epoch == 3
 
@@ -84,9 +84,9 @@ def test_worse_model_is_rejected_with_both_figures(env) -> None:
     assert outcome.status == "rejected"
     assert env.registry.current_version() == env.first
     assert [v.version for v in env.registry.versions()] == [env.first]  # the candidate is gone
-    row = env.runlog.rows[outcome.run_id]
-    assert row["status"] == "rejected" and row["promoted"] is False
-    assert row["candidate_metric"] == pytest.approx(0.3) and row["current_metric"] == pytest.approx(0.5)
+    row = env.runs()[outcome.run_id]
+    assert row.status == "rejected" and row.promoted is False
+    assert row.candidate_metric == pytest.approx(0.3) and row.current_metric == pytest.approx(0.5)
     assert "0.3000 vs 0.5000" in outcome.message
     # its checkpoints are not resumed from: the next run starts again from the current model's
     assert resume_checkpoint(env.registry, env.checkpoints).epoch == 2
@@ -100,7 +100,7 @@ def test_killed_training_leaves_model_untouched_and_next_run_resumes(env) -> Non
     assert outcome.status == "failed" and "killed (signal 9)" in outcome.message
     assert (env.registry.root / "CURRENT").read_bytes() == pointer
     assert [v.version for v in env.registry.versions()] == [env.first]
-    assert env.runlog.rows[outcome.run_id]["status"] == "failed"
+    assert env.runs()[outcome.run_id].status == "failed" and "killed" in env.runs()[outcome.run_id].error
 
     control(env.home, delta=0.1)
     again = retrain_from_checkpoint("sentiment", env.settings)
@@ -120,12 +120,16 @@ def test_corrupt_checkpoint_is_skipped_with_a_log_line(env, caplog: pytest.LogCa
 
 
 def test_feedback_reaches_training_and_a_slice_is_kept_out(env) -> None:
-    env.runlog.examples = [(f"review number {i} was {'great' if i % 2 else 'awful'}", i % 2) for i in range(40)]
+    votes = [(f"review number {i} was {'great' if i % 2 else 'awful'}", "positive" if i % 2 else "negative",
+              "right" if i % 3 else "wrong") for i in range(40)]
+    add_feedback(env.settings, votes)
+    # "right" keeps the critic's label, "wrong" flips it
+    examples = {(text, int((label == "positive") == (verdict == "right"))) for text, label, verdict in votes}
     outcome = retrain_from_checkpoint("sentiment", env.settings)
     assert outcome.status == "promoted"
     trained_on = [tuple(x) for x in calls(env.home)[0]["extra"]]
-    held_out = set(env.runlog.examples) - set(trained_on)
-    assert set(trained_on) <= set(env.runlog.examples)
+    held_out = examples - set(trained_on)
+    assert set(trained_on) <= examples
     assert 0 < len(held_out) < 20  # about a fifth kept out for checking
     assert outcome.figures["candidate"]["holdout_n"] == len(held_out)
 
@@ -134,16 +138,18 @@ def test_a_second_run_of_the_same_model_is_refused(env) -> None:
     with retrain_lock(env.settings, "sentiment"):
         outcome = retrain_from_checkpoint("sentiment", env.settings)
     assert outcome.status == "skipped" and "already running" in outcome.message
-    assert calls(env.home) == [] and env.runlog.rows == {}
+    assert calls(env.home) == [] and env.runs() == {}
 
 
 def test_interrupted_run_row_is_closed_on_the_next_run(env) -> None:
-    stale = env.runlog.start("sentiment", checkpoint_from=None, epochs=1)
+    runlog = records.open_run_log(env.settings.database_url)
+    stale = runlog.start("sentiment", checkpoint_from=None, epochs=1)
+    runlog.close()
     marker = env.home / "locks" / "retrain-sentiment.run"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f'{{"run_id": {stale}, "pid": 1}}')
     retrain_from_checkpoint("sentiment", env.settings)
-    assert env.runlog.rows[stale]["status"] == "failed" and "interrupted" in env.runlog.rows[stale]["error"]
+    assert env.runs()[stale].status == "failed" and "interrupted" in env.runs()[stale].error
     assert not marker.exists()
 
 
@@ -162,12 +168,10 @@ def test_versions_and_checkpoints_are_pruned(env) -> None:
 
 
 def test_no_model_yet_is_skipped_with_a_clear_message(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    runlog = FakeRunLog()
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
-    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
     outcome = retrain_from_checkpoint("sentiment", settings)
     assert outcome.status == "skipped" and "train one with `playbill train sentiment`" in outcome.message
-    assert runlog.rows == {} and calls(settings.home) == []
+    assert training_runs(settings) == {} and calls(settings.home) == []
 
 
 def test_no_valid_checkpoint_is_a_failed_run(env) -> None:
@@ -175,7 +179,7 @@ def test_no_valid_checkpoint_is_a_failed_run(env) -> None:
         ckpt.path.write_bytes(b"")  # every checkpoint damaged
     outcome = retrain_from_checkpoint("sentiment", env.settings)
     assert outcome.status == "failed" and "no valid checkpoint of the current sentiment model" in outcome.message
-    assert env.runlog.rows[outcome.run_id]["status"] == "failed" and calls(env.home) == []
+    assert env.runs()[outcome.run_id].status == "failed" and calls(env.home) == []
     assert env.registry.current_version() == env.first
 
 
@@ -220,15 +224,13 @@ def test_a_promotion_by_hand_during_the_run_wins(env, tmp_path: Path) -> None:
 
 
 HOST = """
-import sys
-from jobs import records, trainers
+from jobs import trainers
 from jobs.retrain import retrain_from_checkpoint
 from playbill.settings import load_settings
-from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog
+from test_jobs_fakes import FAKE_SENTIMENT
 
 if __name__ == "__main__":
     trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
-    records.open_run_log = lambda url: FakeRunLog()
     retrain_from_checkpoint("sentiment", load_settings())
 """
 
@@ -269,3 +271,9 @@ def test_host_killed_mid_run_leaves_no_orphan_and_no_lock(env, tmp_path: Path) -
     assert not running(child)  # the training process followed its parent
     assert retrain_lock(env.settings, "sentiment").holder() is None
     assert env.registry.current_version() == env.first
+    (killed,) = env.runs().values()
+    assert killed.status == "running"  # nobody was left to close it...
+    control(env.home, delta=0.1)
+    again = retrain_from_checkpoint("sentiment", env.settings)  # ...so the next run does
+    assert again.status == "promoted"
+    assert env.runs()[killed.id].status == "failed" and "interrupted" in env.runs()[killed.id].error

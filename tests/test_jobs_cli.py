@@ -8,11 +8,11 @@ import sqlite3
 import pytest
 
 from engine.registry import ModelRegistry
-from jobs import records, trainers
+from jobs import trainers
 from jobs.common import retrain_lock
 from jobs.maintenance import backup_database
 from playbill.cli import main
-from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog, control, make_initial_model
+from test_jobs_fakes import FAKE_SENTIMENT, control, make_initial_model, training_runs
 
 
 def make_versions(home, n: int) -> list[str]:
@@ -48,9 +48,7 @@ def test_models_list_promote_rollback(home, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_retrain_command_reports_and_refuses_while_running(settings, monkeypatch, capsys) -> None:
-    runlog = FakeRunLog()
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
-    monkeypatch.setattr(records, "open_run_log", lambda url: runlog)
     first = make_initial_model(settings.home)
     control(settings.home, delta=0.05)
     assert main(["retrain", "sentiment"]) == 0
@@ -81,7 +79,7 @@ def test_bad_cron_or_timezone_is_a_clear_settings_error(home, monkeypatch, capsy
     assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
 
 
-def test_backup_is_a_consistent_copy_and_keeps_the_last_n(settings) -> None:
+def test_backup_job_is_a_consistent_copy_and_keeps_the_last_n(settings) -> None:
     settings.jobs.backups_keep = 2
     db = sqlite3.connect(settings.home / "playbill.db")
     db.execute("CREATE TABLE t (x INTEGER)")
@@ -105,7 +103,6 @@ def test_backup_skips_a_server_database(settings) -> None:
 
 
 def test_purge_job_deletes_only_old_history(settings) -> None:
-    pytest.importorskip("history.api")  # TODO(jobs): remove once history is on main
     from datetime import timedelta
 
     from history import api
@@ -129,13 +126,12 @@ def test_purge_job_deletes_only_old_history(settings) -> None:
 
 CLI_HOST = """
 import sys
-from jobs import records, trainers
+from jobs import trainers
 from playbill.cli import main
-from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog
+from test_jobs_fakes import FAKE_SENTIMENT
 
 if __name__ == "__main__":
     trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
-    records.open_run_log = lambda url: FakeRunLog()
     sys.exit(main(["retrain", "sentiment"]))
 """
 
@@ -169,4 +165,6 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not running(child)
     assert retrain_lock(settings, "sentiment").holder() is None
-    assert not (settings.home / "locks" / "retrain-sentiment.run").exists()  # the row was closed as failed
+    assert not (settings.home / "locks" / "retrain-sentiment.run").exists()
+    (run,) = training_runs(settings).values()
+    assert run.status == "failed" and run.error == "interrupted"

@@ -12,11 +12,11 @@ import pytest
 from engine.registry import ModelRegistry
 from engine.serving import ModelHolder
 from jobs.retrain import retrain_from_checkpoint
+from test_jobs_fakes import add_feedback, training_runs
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("engine.sentiment")  # TODO(jobs): remove once the engine and history are on main
+pytest.importorskip("engine.sentiment")  # TODO(jobs): remove once the engine is on main
 pytest.importorskip("engine.scene")
-pytest.importorskip("history.api")
 
 POSITIVE = "wonderful superb moving brilliant delightful charming gripping".split()
 NEGATIVE = "awful boring dreadful clumsy tedious terrible lifeless".split()
@@ -45,32 +45,6 @@ def tiny_sentiment_config():
 
     return SentimentConfig(vocab_size=64, bigram_buckets=256, window=16, embedding_dim=8, lstm_units=8, dropout=0.0,
                            learning_rate=2e-2, batch_size=16, epochs=1, patience=10, validation_fraction=0.2)
-
-
-def add_feedback(settings, examples: list[tuple[str, str, str]]) -> None:
-    """(review, the critic's label, the person's verdict) as the bot records them."""
-    from history import api
-    from history.db import open_history
-
-    engine, sessions = open_history(settings.database_url)
-    try:
-        for i, (text, label, verdict) in enumerate(examples):
-            interaction = api.record_interaction(sessions, kind="sentiment", prompt=text, label=label,
-                                                 probability=0.9, model_name="sentiment", user_id=1000 + i)
-            api.record_feedback(sessions, interaction, 2000 + i, verdict)
-    finally:
-        engine.dispose()
-
-
-def training_runs(settings):
-    from history import api
-    from history.db import open_history
-
-    engine, sessions = open_history(settings.database_url)
-    try:
-        return api.list_training_runs(sessions, "sentiment")
-    finally:
-        engine.dispose()
 
 
 def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_is_rejected(settings, tmp_path) -> None:
@@ -137,7 +111,7 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
     bad = retrain_from_checkpoint("sentiment", settings)
     assert bad.status == "rejected", bad.message
     assert registry.current_version() == outcome.candidate_version
-    runs = {run.id: run for run in training_runs(settings)}
+    runs = training_runs(settings)
     assert runs[outcome.run_id].status == "promoted" and runs[bad.run_id].status == "rejected"
     assert runs[bad.run_id].candidate_metric < runs[bad.run_id].current_metric
 

@@ -1,10 +1,10 @@
-"""Tiny stand-ins for the engine and the history layer, for the jobs tests (no tests here).
+"""A tiny stand-in for the engine, and history helpers, for the jobs tests (no tests here).
 
 A fake "model" is a JSON document {"quality": q, "epoch": e}. The fake trainer runs in the
 spawned process exactly like the real one: resumes from a checkpoint file, saves one
 checkpoint per epoch through engine.checkpoints, publishes a registry version with
 promote=False. It is steered by <home>/fake-trainer.json and logs its calls to
-<home>/fake-calls.jsonl.
+<home>/fake-calls.jsonl. The history database is the real one (SQLite under the test's home).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,27 +98,28 @@ def make_initial_model(home: Path, quality: float = 0.5, epochs: int = 2) -> str
     return staged.version
 
 
-class FakeRunLog:
-    """The history calls the jobs make, kept in memory (one instance per test)."""
+def training_runs(settings, model: str = "sentiment") -> dict[int, Any]:
+    """The training-runs rows of `model` in the history database, by id."""
+    from history import api
+    from history.db import open_history
 
-    def __init__(self, feedback: list[tuple[str, int]] | None = None) -> None:
-        self.rows: dict[int, dict[str, Any]] = {}
-        self.examples = list(feedback or [])
-        self._lock = threading.Lock()
+    engine, sessions = open_history(settings.database_url)
+    try:
+        return {run.id: run for run in api.list_training_runs(sessions, model, limit=1000)}
+    finally:
+        engine.dispose()
 
-    def start(self, model: str, *, checkpoint_from: str | None, epochs: int) -> int:
-        with self._lock:
-            run_id = len(self.rows) + 1
-            self.rows[run_id] = {"model_name": model, "status": "running", "checkpoint_from": checkpoint_from,
-                                 "epochs": epochs}
-            return run_id
 
-    def finish(self, run_id: int, *, status: str, **fields: Any) -> None:
-        with self._lock:
-            self.rows[run_id].update(status=status, **fields)
+def add_feedback(settings, examples: list[tuple[str, str, str]]) -> None:
+    """(review, the critic's label, a person's verdict "right"/"wrong"), recorded as the bot does."""
+    from history import api
+    from history.db import open_history
 
-    def feedback(self) -> list[tuple[str, int]]:
-        return list(self.examples)
-
-    def close(self) -> None:
-        pass
+    engine, sessions = open_history(settings.database_url)
+    try:
+        for i, (text, label, verdict) in enumerate(examples):
+            interaction = api.record_interaction(sessions, kind="sentiment", prompt=text, label=label,
+                                                 probability=0.9, model_name="sentiment", user_id=1000 + i)
+            api.record_feedback(sessions, interaction, 2000 + i, verdict)
+    finally:
+        engine.dispose()

@@ -13,10 +13,10 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import create_engine, text
 
 from engine.errors import InvalidInput
-from jobs import records, trainers
+from jobs import trainers
 from jobs.common import JobBusy
 from jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, run_now
-from test_jobs_fakes import FAKE_SENTIMENT, FakeRunLog, calls, control, make_initial_model
+from test_jobs_fakes import FAKE_SENTIMENT, calls, control, make_initial_model, training_runs
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -37,12 +37,13 @@ def stored_rows(settings) -> dict[str, float | None]:
 
 
 @pytest.fixture
-def runlog(settings, monkeypatch: pytest.MonkeyPatch) -> FakeRunLog:
-    log = FakeRunLog()
+def fake_trainer(settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
-    monkeypatch.setattr(records, "open_run_log", lambda url: log)
     make_initial_model(settings.home)
-    return log
+
+
+def finished(settings) -> list[str]:
+    return [run.status for run in training_runs(settings).values() if run.status != "running"]
 
 
 def test_jobs_registered_once_with_the_right_next_run_time(settings) -> None:
@@ -81,7 +82,7 @@ def test_one_process_owns_the_job_store(settings) -> None:
     second.shutdown()
 
 
-def test_a_missed_night_runs_once_after_a_restart(settings, runlog: FakeRunLog) -> None:
+def test_a_missed_night_runs_once_after_a_restart(settings, fake_trainer) -> None:
     missed = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
     settings.jobs.retrain_cron = f"{missed.minute} {missed.hour} * * *"
     scheduler = create_scheduler(settings)
@@ -92,17 +93,17 @@ def test_a_missed_night_runs_once_after_a_restart(settings, runlog: FakeRunLog) 
     restarted = create_scheduler(settings)  # registers the jobs again, keeping the missed run
     restarted.start()
     try:
-        wait_for(lambda: any(r["status"] != "running" for r in runlog.rows.values()))
+        wait_for(lambda: finished(settings))
         time.sleep(1.0)  # room for a duplicate to show up
     finally:
         restarted.shutdown()
-    assert [r["status"] for r in runlog.rows.values()] == ["promoted"]
+    assert [r.status for r in training_runs(settings).values()] == ["promoted"]
     assert len(calls(settings.home)) == 1
     next_time = datetime.fromtimestamp(stored_rows(settings)["retrain-sentiment"], UTC)
     assert next_time == missed + timedelta(days=1)  # back on schedule, nothing lost
 
 
-def test_restart_during_a_run_does_not_start_it_again(settings, runlog: FakeRunLog, tmp_path) -> None:
+def test_restart_during_a_run_does_not_start_it_again(settings, fake_trainer, tmp_path) -> None:
     gate = tmp_path / "go"
     control(settings.home, delta=0.1, block_on=str(gate))
     scheduler = create_scheduler(settings)
@@ -118,13 +119,13 @@ def test_restart_during_a_run_does_not_start_it_again(settings, runlog: FakeRunL
         assert job.next_run_time > datetime.now(UTC) + timedelta(minutes=1)  # not due again
         time.sleep(1.0)
         gate.write_text("go")
-        wait_for(lambda: any(r["status"] != "running" for r in runlog.rows.values()))
+        wait_for(lambda: finished(settings))
     finally:
         restarted.shutdown()
-    assert len(calls(settings.home)) == 1 and [r["status"] for r in runlog.rows.values()] == ["promoted"]
+    assert len(calls(settings.home)) == 1 and [r.status for r in training_runs(settings).values()] == ["promoted"]
 
 
-def test_run_now_runs_the_job_and_reports_the_promotion(settings, runlog: FakeRunLog) -> None:
+def test_run_now_runs_the_job_and_reports_the_promotion(settings, fake_trainer) -> None:
     promoted = []
     scheduler = create_scheduler(settings, on_promoted=lambda model, version: promoted.append((model, version)))
     scheduler.start()
@@ -136,8 +137,8 @@ def test_run_now_runs_the_job_and_reports_the_promotion(settings, runlog: FakeRu
         job = scheduler.get_job("retrain-sentiment")
     finally:
         scheduler.shutdown()
-    (row,) = runlog.rows.values()
-    assert promoted == [("sentiment", row["version"])]
+    (row,) = training_runs(settings).values()
+    assert promoted == [("sentiment", row.version)]
     expected = CronTrigger.from_crontab(settings.jobs.retrain_cron, timezone="UTC").get_next_fire_time(None, datetime.now(UTC))
     assert job.next_run_time == expected
 
