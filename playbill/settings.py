@@ -45,6 +45,8 @@ class SceneSettings(BaseModel):
     max_length: int = Field(2000, ge=1, le=100_000)
     temperature: float = Field(0.8, gt=0.0, le=5.0)
     top_k: int | None = Field(None, ge=1)
+    stop_at_boundary: bool = True  # end replies at a speech/sentence end, never mid-word
+    stream_chunk_chars: int = Field(40, ge=1, le=10_000)  # characters per streamed piece
 
 
 class BotSettings(BaseModel):

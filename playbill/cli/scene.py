@@ -1,11 +1,175 @@
-"""CLI commands for this feature (filled in by its issue)."""
+"""The playwright's commands: train/evaluate/bench/checkpoints scene, and `playbill write`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
-from playbill.cli.common import CommandGroups
+from playbill.cli.common import CLIError, CommandGroups, print_json
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
+    train = groups("train").add_parser("scene", help="train the playwright (character-level LSTM)")
+    train.add_argument("--profile", help="size profile: default (best for ~1 h on CPU) or tutorial (the tutorial's model)")
+    train.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's budget)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    train.add_argument("--checkpoint", metavar="PATH", help="continue from this checkpoint (see `playbill checkpoints scene`)")
+    train.add_argument("--corpus", metavar="PATH", help="a UTF-8 text file to learn instead of Tiny Shakespeare")
+    train.add_argument("--no-promote", action="store_true", help="publish the new version without making it current")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.set_defaults(handler=_train)
+
+    evaluate = groups("evaluate").add_parser("scene", help="validation loss on the held-out last 10%% of the corpus")
+    evaluate.add_argument("--version", help="model version (default: the current one)")
+    evaluate.add_argument("--corpus", metavar="PATH", help="evaluate on this corpus's held-out block")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    checkpoints = groups("checkpoints").add_parser("scene", help="list the playwright's training checkpoints")
+    checkpoints.add_argument("--json", action="store_true", help="print JSON, one object per line")
+    checkpoints.set_defaults(handler=_checkpoints)
+
+    bench = groups("bench").add_parser("scene", help="tutorial sampling loop vs the numpy sampler, same weights")
+    bench.add_argument("--length", type=int, default=2000, help="characters per stream for the numpy sampler")
+    bench.add_argument("--tutorial-length", type=int, default=200, help="characters for the (slow) tutorial loop")
+    bench.add_argument("--batch", type=int, default=8, help="prompts generated together")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(handler=_bench)
+
+    write = commands.add_parser("write", help="let the playwright continue a prompt")
+    write.add_argument("prompt", help="the opening words, e.g. 'ROMEO:'")
+    write.add_argument("--length", type=int, help="characters to write (default: scene.default_length)")
+    write.add_argument("--temperature", type=float, help="randomness, above 0 (default: scene.temperature)")
+    write.add_argument("--top-k", type=int, help="sample only among the k likeliest characters")
+    write.add_argument("--seed", type=int, help="the same seed writes the same text")
+    write.add_argument("--stop", action=argparse.BooleanOptionalAction, default=None,
+                       help="end at the end of a speech or sentence, not mid-word (default: scene.stop_at_boundary)")
+    write.add_argument("--version", help="model version (default: the current one)")
+    write.add_argument("--json", action="store_true", help='print {"text", "chars_per_s", "model_version"}')
+    write.set_defaults(handler=_write)
+
+
+def _train(args: argparse.Namespace, settings) -> int:
+    from engine.scene import get_profile, train_scene
+
+    s = settings.scene
+    config = get_profile(args.profile or s.profile).with_overrides(validation_fraction=s.validation_fraction, seed=s.seed)
+    epochs = args.epochs if args.epochs is not None else s.epochs
+    if epochs is not None and epochs < 1:
+        raise CLIError("--epochs must be at least 1")
+    if args.resume and args.checkpoint:
+        raise CLIError("give either --resume or --checkpoint, not both")
+    corpus = args.corpus or s.corpus
+    try:
+        result = train_scene(
+            config, settings.home, settings.data_dir, epochs=epochs, resume=args.resume, checkpoint=args.checkpoint,
+            corpus=corpus, promote=not args.no_promote, progress=not args.json,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        print_json({k: v for k, v in result.as_dict().items() if k != "extra"})
+    else:
+        m = result.metrics
+        print(
+            f"scene {result.version}: val_loss {m['val_loss']:.4f} nats/char ({m['bits_per_char']:.3f} bits), "
+            f"epoch {result.last_epoch}, {result.seconds / 60:.1f} min"
+            + (" (current)" if result.promoted else " (not promoted)")
+        )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings) -> int:
+    from engine.scene import evaluate_scene
+
+    result = evaluate_scene(settings.home, settings.data_dir, version=args.version, corpus=args.corpus)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"scene {result['model_version']}: val_loss {result['val_loss']:.4f} nats/char, "
+              f"{result['bits_per_char']:.3f} bits/char on {result['chars']} held-out characters")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace, settings) -> int:
+    from engine.checkpoints import CheckpointManager
+
+    found = CheckpointManager(settings.checkpoints_dir, "scene").list()
+    if not found:
+        print("no scene checkpoints yet; `playbill train scene` writes one per epoch")
+        return 0
+    rows = []
+    for ckpt in found:
+        rows.append({
+            "checkpoint": ckpt.label(), "run": ckpt.run, "epoch": ckpt.epoch, "val_loss": ckpt.val_loss,
+            "saved_at": ckpt.saved_at, "status": "valid" if ckpt.verify() else "corrupt",
+            "profile": ckpt.extra.get("config", {}).get("name"),
+        })
+    if args.json:
+        for row in rows:
+            print_json(row)
+        return 0
+    print(f"{'checkpoint':48} {'epoch':>5} {'val_loss':>8}  {'saved (UTC)':25} status")
+    for row in rows:
+        loss = f"{row['val_loss']:.4f}" if row["val_loss"] is not None else "-"
+        print(f"{row['checkpoint']:48} {row['epoch']:>5} {loss:>8}  {row['saved_at']:25} {row['status']}")
+    print("resume: playbill train scene --resume  (latest valid) or --checkpoint RUN/epoch-NNNN.keras")
+    return 0
+
+
+def _write(args: argparse.Namespace, settings) -> int:
+    from engine.registry import ModelRegistry
+    from engine.scene import SceneWriter
+
+    s = settings.scene
+    length = args.length if args.length is not None else s.default_length
+    if not 1 <= length <= s.max_length:
+        raise CLIError(f"--length must be from 1 to {s.max_length} (scene.max_length)")
+    temperature = args.temperature if args.temperature is not None else s.temperature
+    top_k = args.top_k if args.top_k is not None else s.top_k
+    stop = s.stop_at_boundary if args.stop is None else args.stop
+    registry = ModelRegistry(settings.models_dir, "scene")
+    found = registry.get(args.version) if args.version else registry.current()
+    writer = SceneWriter.load(found.path, max_length=s.max_length)
+    started = time.perf_counter()
+    if args.json:
+        text = writer.generate(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop)
+        seconds = time.perf_counter() - started
+        print_json({"text": text, "prompt": args.prompt, "chars_per_s": round(len(text) / max(seconds, 1e-9), 1),
+                    "model_version": writer.version})
+        return 0
+    pieces = writer.stream(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop,
+                           chunk_chars=s.stream_chunk_chars)
+    sys.stdout.write(args.prompt)
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings) -> int:
+    from engine.scene_bench import run_bench
+
+    if args.length < 1 or args.tutorial_length < 1 or args.batch < 1:
+        raise CLIError("--length, --tutorial-length and --batch must be at least 1")
+    result = run_bench(length=args.length, tutorial_length=args.tutorial_length, batch=args.batch)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"weights: {result['weights']} ({result['parameters']:,} parameters); "
+          f"numpy BLAS threads by default: {result['blas_threads']}; load average {result['load_average']:.2f}")
+    for threads, rates in result["by_blas_threads"].items():
+        print(f"  numpy sampler with {threads} BLAS thread(s): 1 stream {rates['single']:,.0f} chars/s, "
+              f"{result['batch']} prompts {rates['batch']:,.0f} chars/s")
+    t = result["tutorial_chars_per_s"]
+    print(f"tutorial loop (one model(...) call per char): {t:>9,.0f} chars/s   1.0x")
+    print(f"numpy sampler, 1 stream:                      {result['single_chars_per_s']:>9,.0f} chars/s "
+          f"{result['single_vs_tutorial']:>6.1f}x")
+    print(f"numpy sampler, {result['batch']} prompts together (total):    {result['batch_chars_per_s']:>9,.0f} chars/s "
+          f"{result['batch_vs_tutorial']:>6.1f}x")
+    return 0

@@ -1,0 +1,119 @@
+"""`playbill bench scene`: the tutorial's sampling loop against the numpy sampler, same weights.
+
+The tutorial wrote one character per `model(...)` call (plus `tf.random.categorical`);
+the numpy sampler (`engine.sampler`) steps the same LSTM with preallocated buffers.
+Weights: the tutorial profile (embedding 256, LSTM 1024, 65 characters), random init, so
+the figure does not depend on a trained model being present (speed does not depend on
+the weight values).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import time
+
+import numpy as np
+
+from engine.sampler import NumpyLSTM, export_weights, sample
+from engine.scene import PROFILES, build_model
+
+VOCAB = 65  # Tiny Shakespeare's characters
+
+
+def blas_threads() -> int | None:
+    """numpy's OpenBLAS thread count, if it can be read."""
+    lib = _openblas()
+    if lib is None:
+        return None
+    for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads"):
+        if hasattr(lib, name):
+            return int(getattr(lib, name)())
+    return None
+
+
+def set_blas_threads(n: int) -> bool:
+    """Set numpy's OpenBLAS thread count for this process (True if it could)."""
+    lib = _openblas()
+    for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
+        if lib is not None and hasattr(lib, name):
+            getattr(lib, name)(ctypes.c_int(n))
+            return True
+    return False
+
+
+def _openblas():
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "libscipy_openblas*.so"))
+    try:
+        return ctypes.CDLL(libs[0]) if libs else None
+    except OSError:
+        return None
+
+
+def _tutorial_loop(model, length: int, seed: int) -> float:
+    """The tutorial's way: one Keras call per character with the state passed around."""
+    import keras
+    import tensorflow as tf
+
+    units = PROFILES["tutorial"].rnn_units
+    step_in = keras.Input(batch_shape=(1, 1), dtype="int32")
+    h_in, c_in = keras.Input(batch_shape=(1, units)), keras.Input(batch_shape=(1, units))
+    x = keras.layers.Embedding(VOCAB, PROFILES["tutorial"].embedding_dim, name="embedding")(step_in)
+    x, h, c = keras.layers.LSTM(units, return_sequences=True, return_state=True, name="lstm0")(x, initial_state=[h_in, c_in])
+    logits = keras.layers.Dense(VOCAB, name="logits")(x)
+    stepper = keras.Model([step_in, h_in, c_in], [logits, h, c])
+    for name in ("embedding", "lstm0", "logits"):
+        stepper.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    tf.random.set_seed(seed)
+    ids = tf.constant([[0]], dtype=tf.int32)
+    h, c = tf.zeros((1, units)), tf.zeros((1, units))
+    for _ in range(5):  # warm up
+        stepper([ids, h, c])
+    started = time.perf_counter()
+    for _ in range(length):
+        logits, h, c = stepper([ids, h, c])
+        ids = tf.cast(tf.random.categorical(logits[:, -1, :] / 1.0, num_samples=1), tf.int32)
+    return length / (time.perf_counter() - started)
+
+
+def _numpy_rate(net: NumpyLSTM, batch: int, length: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    state = net.new_state(batch)
+    ids = np.zeros(batch, np.intp)
+    net.step(state, ids)
+    started = time.perf_counter()
+    for _ in range(length):
+        ids = sample(state.logits, 1.0, None, rng)
+        net.step(state, ids)
+    return batch * length / (time.perf_counter() - started)
+
+
+def run_bench(length: int = 2000, tutorial_length: int = 200, batch: int = 8, seed: int = 0) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(PROFILES["tutorial"], VOCAB, 1)
+    net = NumpyLSTM.from_arrays(export_weights(model))
+    tutorial = _tutorial_loop(model, tutorial_length, seed)
+    default_threads = blas_threads()
+    by_threads = {}
+    for threads in sorted({1, default_threads or 1}):
+        set_blas_threads(threads)
+        by_threads[threads] = (_numpy_rate(net, 1, length, seed), _numpy_rate(net, batch, length // 2, seed))
+    set_blas_threads(default_threads or 1)
+    single = max(rate[0] for rate in by_threads.values())
+    together = max(rate[1] for rate in by_threads.values())
+    return {
+        "weights": "tutorial profile, random init",
+        "parameters": int(model.count_params()),
+        "blas_threads": default_threads,
+        "by_blas_threads": {str(k): {"single": v[0], "batch": v[1]} for k, v in by_threads.items()},
+        "batch": batch,
+        "tutorial_chars_per_s": tutorial,
+        "single_chars_per_s": single,
+        "batch_chars_per_s": together,
+        "single_vs_tutorial": single / tutorial,
+        "batch_vs_tutorial": together / tutorial,
+        "load_average": os.getloadavg()[0],
+    }

@@ -1,0 +1,328 @@
+"""The playwright: corpus split, vocabulary, training/resume, the numpy sampler, the CLI.
+
+Tiny models on tiny corpora written by the tests; one shared trained model per module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.checkpoints import CheckpointManager
+from engine.errors import CheckpointError, DataUnavailable, InvalidInput
+from engine.scene import (
+    Corpus,
+    SceneConfig,
+    SceneWriter,
+    Vocabulary,
+    _stop_at_boundary,
+    epoch_arrays,
+    evaluate_scene,
+    get_profile,
+    train_scene,
+)
+
+LINES = [
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n\n",
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n",
+    "MERCUTIO:\nA plague on both your houses! They have made worms' meat of me.\n\n",
+    "NURSE:\nFaith, I can tell how to answer that; I am the nurse.\n\n",
+]
+TEXT = "".join(LINES) * 12  # ~2,800 characters, 4 speakers
+
+TINY = SceneConfig(
+    name="tiny", embedding_dim=8, rnn_units=16, rnn_layers=1, dropout=0.0, seq_length=20,
+    batch_size=8, learning_rate=1e-2, final_lr_fraction=0.5, epochs=2, seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "plays.txt"
+    path.write_text(TEXT, "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path):
+    """One tiny two-layer model trained for two epochs (with dropout, as the default profile)."""
+    home = tmp_path_factory.mktemp("scene-home")
+    config = replace(TINY, rnn_layers=2, dropout=0.1)
+    result = train_scene(config, home, home / "data", corpus=corpus_file, progress=False)
+    return home, result
+
+
+# ----------------------------------------------------------------- corpus and vocabulary
+
+
+def test_vocabulary_round_trip(tmp_path: Path) -> None:
+    vocab = Vocabulary.from_text(TEXT)
+    ids = vocab.encode(TEXT)
+    assert ids.dtype == np.int32 and vocab.decode(ids) == TEXT
+    vocab.save(tmp_path / "v.json")
+    again = Vocabulary.load(tmp_path / "v.json")
+    assert again.chars == vocab.chars == sorted(set(TEXT))
+    assert again.unknown("Romeo ✨ é!") == ["✨", "é"]
+
+
+def test_trained_model_keeps_its_vocabulary(trained) -> None:
+    home, result = trained
+    writer = SceneWriter.load_current(home)
+    assert writer.version == result.version
+    assert writer.vocabulary == sorted(set(TEXT))
+    assert writer.unknown_characters("ROMEO: 😀 hi~") == ["😀", "~"]
+
+
+def test_held_out_block_is_the_last_tenth(corpus_file: Path) -> None:
+    corpus = Corpus.load(corpus_file, 0.1, TINY.seq_length)
+    split = int(len(TEXT) * 0.9)
+    assert corpus.train == TEXT[:split] and corpus.validation == TEXT[split:]
+    vocab = corpus.vocabulary()
+    train_ids = vocab.encode(corpus.train)
+    x, y = epoch_arrays(train_ids, TINY, epoch=3)
+    assert x.shape == y.shape and x.shape[1] == TINY.seq_length and len(x) % TINY.batch_size == 0
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
+    for row_x, row_y in zip(x, y, strict=True):  # every training sequence lies inside the training block
+        assert vocab.decode(np.append(row_x, row_y[-1])) in corpus.train
+    again = epoch_arrays(train_ids, TINY, epoch=3)
+    other = epoch_arrays(train_ids, TINY, epoch=4)
+    np.testing.assert_array_equal(x, again[0])  # the same epoch always sees the same data
+    assert not np.array_equal(x[: len(other[0])], other[0][: len(x)])
+
+
+def test_extra_texts_train_only_and_known_characters_only(corpus_file: Path) -> None:
+    plain = Corpus.load(corpus_file, 0.1, TINY.seq_length)
+    extra = Corpus.load(corpus_file, 0.1, TINY.seq_length, extra_texts=["ROMEO: a new line 🎭", "  "])
+    assert extra.validation == plain.validation  # validation stays comparable across versions
+    assert extra.train.startswith(plain.train) and "ROMEO: a new line" in extra.train
+    assert "🎭" not in extra.train and extra.fingerprint != plain.fingerprint
+
+
+def test_bad_corpora_are_clear_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"\x89PNG\x00\x01\x02" * 400)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Roméo ".encode("latin-1") * 400)
+    short = tmp_path / "short.txt"
+    short.write_text("To be or not to be.", "utf-8")
+    with pytest.raises(InvalidInput, match="binary"):
+        Corpus.load(binary, 0.1, 100)
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        Corpus.load(latin, 0.1, 100)
+    with pytest.raises(InvalidInput, match="too short"):
+        Corpus.load(short, 0.1, 100)
+    with pytest.raises(DataUnavailable, match="does not exist"):
+        Corpus.load(tmp_path / "nope.txt", 0.1, 100)
+    with pytest.raises(InvalidInput, match="unknown scene profile"):
+        get_profile("huge")
+
+
+# ----------------------------------------------------------------- training and checkpoints
+
+
+def test_resume_equals_straight_through(tmp_path: Path, corpus_file: Path) -> None:
+    straight = train_scene(TINY, tmp_path / "a", tmp_path, corpus=corpus_file, epochs=2, progress=False)
+    first = train_scene(TINY, tmp_path / "b", tmp_path, corpus=corpus_file, epochs=1, progress=False)
+    resumed = train_scene(None, tmp_path / "b", tmp_path, resume=True, epochs=1, progress=False)
+    assert first.last_epoch == 1 and resumed.last_epoch == 2 and resumed.started_from is not None
+    a = np.load(tmp_path / "a/models/scene" / straight.version / "sampler.npz")
+    b = np.load(tmp_path / "b/models/scene" / resumed.version / "sampler.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert resumed.metrics["val_loss"] == pytest.approx(straight.metrics["val_loss"], rel=1e-4)
+    epochs = [(c.run, c.epoch) for c in CheckpointManager(tmp_path / "b/checkpoints", "scene").list()]
+    assert [e for _, e in epochs] == [1, 2] and epochs[0][0] != epochs[1][0]  # counter continues in a new run
+
+
+def test_resume_without_checkpoint_and_corrupt_checkpoint(
+    tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from playbill.cli import main
+
+    with pytest.raises(CheckpointError, match="no valid scene checkpoint"):
+        train_scene(None, tmp_path, tmp_path, resume=True, progress=False)
+    home, _ = trained
+    ckpt = CheckpointManager(home / "checkpoints", "scene").list()[0]
+    copy_home = tmp_path / "copy"
+    target = copy_home / "checkpoints/scene" / ckpt.run
+    target.mkdir(parents=True)
+    (target / ckpt.path.name).write_bytes(ckpt.path.read_bytes()[:100])  # truncated
+    (target / ckpt.path.with_suffix(".json").name).write_text(ckpt.path.with_suffix(".json").read_text())
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train_scene(None, copy_home, tmp_path, checkpoint=f"{ckpt.run}/{ckpt.path.name}", progress=False)
+    with pytest.raises(CheckpointError, match="no valid scene checkpoint"):  # --resume skips the corrupt one
+        train_scene(None, copy_home, tmp_path, resume=True, progress=False)
+    monkeypatch.setenv("PLAYBILL_HOME", str(copy_home))
+    assert main(["checkpoints", "scene"]) == 0
+    assert "corrupt" in capsys.readouterr().out
+
+
+def test_version_records_metrics_profile_and_corpus(trained, corpus_file: Path) -> None:
+    home, result = trained
+    meta = json.loads((home / "models/scene" / result.version / "metadata.json").read_text())
+    assert meta["profile"] == "tiny" and meta["epochs"] == 2
+    assert meta["corpus"]["source"] == str(corpus_file) and len(meta["corpus"]["fingerprint"]) >= 16
+    assert 0 < meta["metrics"]["val_loss"] < np.log(len(set(TEXT)))  # it learned something
+    evaluated = evaluate_scene(home, home / "data")
+    assert evaluated["model_version"] == result.version
+    assert evaluated["val_loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-6)
+    assert evaluated["bits_per_char"] == pytest.approx(evaluated["val_loss"] / np.log(2))
+
+
+# ----------------------------------------------------------------- the numpy sampler
+
+
+def test_numpy_sampler_matches_keras_probabilities(trained) -> None:
+    import keras
+
+    home, result = trained
+    model = keras.models.load_model(home / "models/scene" / result.version / "model.keras")
+    writer = SceneWriter.load_current(home)
+    ids = np.array([writer.vocabulary.index(c) for c in "JULIET:\nO Romeo, Romeo!"], np.int32)
+    keras_probs = keras.ops.convert_to_numpy(keras.ops.softmax(model(ids[None], training=False), axis=-1))[0]
+    state = writer.net.new_state(1)
+    numpy_probs = []
+    for i in ids:
+        logits = writer.net.step(state, np.array([i])).astype(np.float64)
+        p = np.exp(logits - logits.max())
+        numpy_probs.append((p / p.sum())[0])
+    np.testing.assert_allclose(np.array(numpy_probs), keras_probs, atol=2e-6)
+    assert keras_probs.max(axis=-1).mean() > 1.5 / len(writer.vocabulary)  # not a uniform (untrained) model
+
+
+def test_seeded_generation_is_reproducible(trained) -> None:
+    home, _ = trained
+    writer = SceneWriter.load_current(home)
+    one = writer.generate("ROMEO:", 120, temperature=0.8, seed=42)
+    assert len(one) == 120 and set(one) <= set(writer.vocabulary)
+    assert writer.generate("ROMEO:", 120, temperature=0.8, seed=42) == one
+    assert writer.generate("ROMEO:", 120, temperature=0.8, seed=43) != one
+    assert "".join(writer.stream("ROMEO:", 120, temperature=0.8, seed=42, chunk_chars=7)) == one
+    pieces = list(writer.stream("ROMEO:", 120, temperature=0.8, seed=42, chunk_chars=7))
+    assert len(pieces) > 5
+    batch = writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], 80, temperature=0.8, top_k=5, seed=1)
+    assert [len(t) for t in batch] == [80, 80, 80]
+    assert writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], 80, temperature=0.8, top_k=5, seed=1) == batch
+    greedy = writer.generate("JULIET:", 60, top_k=1, seed=1)
+    assert writer.generate("JULIET:", 60, top_k=1, seed=2) == greedy  # top-1 is deterministic
+
+
+def test_stop_at_boundary_only_shortens(trained) -> None:
+    home, _ = trained
+    writer = SceneWriter.load_current(home)
+    for seed in range(5):
+        full = writer.generate("MERCUTIO:", 150, temperature=0.9, seed=seed)
+        short = writer.generate("MERCUTIO:", 150, temperature=0.9, seed=seed, stop_at_boundary=True)
+        assert full.startswith(short) and short
+        assert short == full or short.endswith(("\n\n", ".", "!", "?")) or full[len(short)].isspace()
+        assert "".join(writer.stream("MERCUTIO:", 150, temperature=0.9, seed=seed, stop_at_boundary=True)) == short
+    def cut(text: str) -> str:
+        return _stop_at_boundary(text, len(text))
+
+    assert cut("I shall say good night till it be morrow. Parting is") == "I shall say good night till it be morrow."
+    assert cut("Good night! Parting is such sweet sorrow, that I sha") == "Good night! Parting is such sweet sorrow, that I"
+    assert cut("He said.\n\nROMEO:\nI") == "He said.\n\n"
+    assert cut("no boundary at all here but wor") == "no boundary at all here but"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "options", "message"),
+    [
+        ("", {}, "empty"),
+        ("   \n", {}, "empty"),
+        ("ROMEO 🗡️ é", {}, "never seen these characters: '🗡', U\\+FE0F, 'é'"),
+        ("ROMEO:", {"temperature": 0}, "temperature must be above 0"),
+        ("ROMEO:", {"temperature": -1.0}, "temperature"),
+        ("ROMEO:", {"temperature": float("nan")}, "temperature"),
+        ("ROMEO:", {"length": 0}, "length must be"),
+        ("ROMEO:", {"length": 10**9}, "length must be"),
+        ("ROMEO:", {"top_k": 0}, "top-k"),
+    ],
+)
+def test_bad_prompts_and_options(trained, prompt: str, options: dict, message: str) -> None:
+    writer = SceneWriter.load_current(trained[0])
+    with pytest.raises(InvalidInput, match=message):
+        writer.generate(prompt, **{"length": 20, **options})
+    with pytest.raises(InvalidInput, match=message):
+        writer.stream(prompt, **{"length": 20, **options})
+    with pytest.raises(InvalidInput, match=message):
+        writer.generate_batch(["ROMEO:", prompt], **{"length": 20, **options})
+
+
+# ----------------------------------------------------------------- command line
+
+
+def test_cli_write_checkpoints_evaluate(trained, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+
+    home, result = trained
+    monkeypatch.setenv("PLAYBILL_HOME", str(home))
+    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3", "--no-stop", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["text"]) == 50 and out["model_version"] == result.version and out["chars_per_s"] > 0
+    assert main(["write", "ROMEO:", "--length", "50", "--seed", "3", "--no-stop"]) == 0
+    assert capsys.readouterr().out == "ROMEO:" + out["text"] + "\n"
+
+    assert main(["write", "Hi 😀", "--length", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'😀'" in err and "Traceback" not in err
+    assert main(["write", "ROMEO:", "--temperature", "0"]) == 2
+    assert "temperature" in capsys.readouterr().err
+    assert main(["write", "ROMEO:", "--length", "999999"]) == 2
+    assert "scene.max_length" in capsys.readouterr().err
+
+    assert main(["checkpoints", "scene"]) == 0
+    listing = capsys.readouterr().out
+    assert "epoch-0001.keras" in listing and "epoch-0002.keras" in listing and "valid" in listing
+    assert main(["evaluate", "scene", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) >= {"val_loss", "bits_per_char", "model_version"}
+
+
+def test_cli_train_errors(home: Path, tmp_path: Path, capsys) -> None:
+    from playbill.cli import main
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe" + "x".encode("utf-16-le") * 2000)
+    assert main(["train", "scene", "--corpus", str(bad)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    assert main(["train", "scene", "--resume"]) == 2
+    assert "no valid scene checkpoint" in capsys.readouterr().err
+    assert main(["train", "scene", "--profile", "giant"]) == 2
+    assert "unknown scene profile" in capsys.readouterr().err
+    assert main(["write", "ROMEO:"]) == 2
+    assert "train scene" in capsys.readouterr().err
+
+
+def test_real_corpus_split(real_data_dir: Path) -> None:
+    from engine.datasets import SHAKESPEARE, locate
+
+    corpus = Corpus.load(locate(SHAKESPEARE, real_data_dir, download=False), 0.1, 100)
+    assert len(corpus.vocabulary()) == 65
+    assert len(corpus.validation) == pytest.approx(111_540, abs=2)
+
+
+def test_cli_write_stops_at_a_boundary_by_default(trained, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+
+    monkeypatch.setenv("PLAYBILL_HOME", str(trained[0]))
+    assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--json"]) == 0
+    stopped = json.loads(capsys.readouterr().out)["text"]
+    assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--no-stop", "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)["text"]
+    assert full.startswith(stopped) and (stopped == full or full[len(stopped)].isspace() or stopped[-1] in ".!?\n")
+
+
+def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+
+    assert main(["bench", "scene", "--length", "20", "--tutorial-length", "3", "--batch", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["parameters"] > 5_000_000  # the tutorial-size model
+    assert result["tutorial_chars_per_s"] > 0 and result["single_chars_per_s"] > 0 and result["batch_chars_per_s"] > 0
+    assert result["single_vs_tutorial"] == pytest.approx(result["single_chars_per_s"] / result["tutorial_chars_per_s"])
