@@ -298,7 +298,9 @@ def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, con
     _exit_with_parent()
     if plan.niceness:
         os.nice(plan.niceness)  # the bot's process keeps the CPU when they compete
-    logging.basicConfig(level=plan.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # as the console of `playbill`: warnings, or everything with -v (the job's process logs the outcome)
+    level = plan.log_level if plan.log_level and plan.log_level <= logging.DEBUG else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = restore_settings(values)
         trained = job.train(settings, checkpoint=Path(plan.checkpoint), epochs=plan.epochs,
