@@ -26,7 +26,7 @@ _config_file: Path | None = None  # set only while load_settings builds a Settin
 class SentimentSettings(BaseModel):
     """The critic: training defaults for `playbill train sentiment` and the nightly job."""
 
-    epochs: int = Field(6, ge=1, le=100)
+    epochs: int = Field(8, ge=1, le=100)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     patience: int = Field(2, ge=0, le=100)
