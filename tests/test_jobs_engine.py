@@ -48,7 +48,6 @@ def tiny_sentiment_config():
 def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_is_rejected(settings, tmp_path) -> None:
     import csv
 
-    pytest.importorskip("engine.sentiment")  # TODO(jobs): remove once the sentiment engine is on main
     from engine.sentiment import SentimentModel, train_sentiment
 
     settings.data_dir = tmp_path / "data"
