@@ -158,6 +158,18 @@ class ModelRegistry:
                 return step["previous"]
         raise ModelUnavailable(f"{self.name}: there is no earlier version to roll back to")
 
+    def remove(self, version: str) -> None:
+        """Delete one version that is not the current one (e.g. a candidate that was turned down).
+
+        It is renamed out of sight first, so it disappears from `versions()` at once.
+        """
+        found = self.get(version)
+        if version == self.current_version():
+            raise ModelUnavailable(f"{self.name} {version} is the current version; promote another one before removing it")
+        doomed = self.root / f".removing-{version}"
+        os.replace(found.path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` versions; the current one is always kept."""
         current = self.current_version()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +26,7 @@ _config_file: Path | None = None  # set only while load_settings builds a Settin
 class SentimentSettings(BaseModel):
     """The critic: training defaults for `playbill train sentiment` and the nightly job."""
 
-    epochs: int = Field(6, ge=1, le=100)
+    epochs: int = Field(8, ge=1, le=100)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     patience: int = Field(2, ge=0, le=100)
@@ -80,6 +80,31 @@ class JobsSettings(BaseModel):
     keep_versions: int = Field(5, ge=1)
     backups_keep: int = Field(7, ge=1)
     history_retention_days: int = Field(365, ge=1)
+    feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    retrain_timeout_hours: float = Field(6.0, gt=0.0)
+    training_niceness: int = Field(10, ge=0, le=19)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Paris' or 'UTC')") from None
+        return value
+
+    @field_validator("retrain_cron", "purge_cron", "backup_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"bad cron expression {value!r} (minute hour day month weekday): {exc}") from None
+        return value
 
 
 class Settings(BaseSettings):

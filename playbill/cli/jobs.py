@@ -1,11 +1,184 @@
-"""CLI commands for this feature (filled in by its issue)."""
+"""`playbill scheduler`, `playbill jobs`, `playbill retrain`, `playbill models ...`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from playbill.cli.common import CommandGroups
+from playbill.cli.common import CLIError, CommandGroups, print_json
+
+MODEL_NAMES = ("sentiment", "scene")
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
+    p = commands.add_parser("scheduler", help="run the job scheduler alone (without the bot); Ctrl-C stops it")
+    p.set_defaults(handler=run_scheduler)
+
+    p = commands.add_parser("jobs", help="list the scheduled jobs and their next run times")
+    p.add_argument("--json", action="store_true", help="one JSON object per job")
+    p.set_defaults(handler=list_jobs)
+
+    p = commands.add_parser("retrain", help="retrain now from the current model's checkpoint (the nightly job)")
+    p.add_argument("model", nargs="?", default="all", choices=(*MODEL_NAMES, "all"), help="default: all")
+    p.add_argument("--json", action="store_true", help="print each outcome as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=retrain)
+
+    p = groups("bench").add_parser("retrain", help="what a nightly retrain costs the host process (in a sandbox)")
+    p.add_argument("model", nargs="?", default="sentiment", choices=MODEL_NAMES)
+    p.add_argument("--tiny", action="store_true", help="on a tiny model made for the purpose, not a copy of yours")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(handler=bench_retrain)
+
+    models = commands.add_parser("models", help="list, promote or roll back model versions")
+    verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = verbs.add_parser("list", help="versions of each model, the current one marked *")
+    p.add_argument("model", nargs="?", choices=MODEL_NAMES, help="default: both")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=models_list)
+    p = verbs.add_parser("promote", help="make VERSION the current version (the running bot swaps it in)")
+    p.add_argument("model", choices=MODEL_NAMES)
+    p.add_argument("version")
+    p.set_defaults(handler=models_promote)
+    p = verbs.add_parser("rollback", help="go back to the version current before the last promotion")
+    p.add_argument("model", choices=MODEL_NAMES)
+    p.set_defaults(handler=models_rollback)
+
+
+def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
+    import signal
+    import threading
+
+    from jobs.retrain import terminate_training
+    from jobs.scheduler import create_scheduler, list_jobs as stored_jobs
+
+    scheduler = create_scheduler(settings)
+    scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
+        for job in stored_jobs(settings):
+            print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("stopping the scheduler...", file=sys.stderr, flush=True)
+        terminate_training()  # a run cut short is recorded as failed; the current model is untouched
+        scheduler.shutdown(wait=True)
+    print("scheduler stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _when(moment: Any) -> str:
+    return moment.isoformat(timespec="minutes") if moment is not None else "paused"
+
+
+def list_jobs(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.scheduler import list_jobs as stored_jobs
+
+    jobs = stored_jobs(settings)
+    if args.json:
+        for job in jobs:
+            print_json({"id": job.id, "name": job.name, "schedule": job.schedule,
+                        "next_run_time": job.next_run_time.isoformat() if job.next_run_time else None,
+                        "registered": job.registered, "running": job.running})
+        return 0
+    print(f"{'JOB':<18} {'NEXT RUN':<26} {'SCHEDULE':<28} STATE")
+    for job in jobs:
+        state = f"running ({job.running})" if job.running else ("scheduled" if job.registered else "not registered yet")
+        print(f"{job.id:<18} {_when(job.next_run_time):<26} {job.schedule:<28} {state}")
+    if not all(job.registered for job in jobs):
+        print("(jobs are registered when `playbill run` or `playbill scheduler` starts; times shown from the config)")
+    return 0
+
+
+def retrain(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.common import settings_values
+    from jobs.retrain import retrain_from_checkpoint
+
+    models = MODEL_NAMES if args.model == "all" else (args.model,)
+    quiet = args.quiet or args.json
+
+    def report(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    code = 0
+    for name in models:
+        outcome = retrain_from_checkpoint(name, settings_values(settings), progress=not quiet, report=report)
+        if args.json:
+            print_json(outcome.as_dict())
+        if outcome.status == "skipped":
+            print(f"error: {outcome.message}", file=sys.stderr)
+            code = max(code, 2)
+        elif outcome.status == "failed":
+            if quiet and not args.json:
+                print(f"error: {name} retrain failed: {outcome.message}", file=sys.stderr)
+            code = max(code, 1)
+    return code
+
+
+def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.bench import bench_retrain as bench
+
+    figures = bench(settings, args.model, tiny=args.tiny)
+    if args.json:
+        print_json(figures)
+    else:
+        for key, value in figures.items():
+            print(f"{key:<32} {value}")
+    return 0
+
+
+def _registry(settings: Any, name: str):
+    from engine.registry import ModelRegistry
+
+    return ModelRegistry(settings.models_dir, name)
+
+
+def models_list(args: argparse.Namespace, settings: Any) -> int:
+    names = (args.model,) if args.model else MODEL_NAMES
+    for name in names:
+        registry = _registry(settings, name)
+        current = registry.current_version()
+        versions = registry.versions()
+        if args.json:
+            for v in versions:
+                print_json({"model": name, "version": v.version, "current": v.version == current,
+                            "created_at": v.metadata.get("created_at"), "metrics": v.metrics})
+            continue
+        print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `playbill train {name}`"))
+        for v in reversed(versions):
+            mark = "*" if v.version == current else " "
+            figures = " ".join(f"{k}={_fmt(val)}" for k, val in sorted(v.metrics.items()) if isinstance(val, int | float))
+            print(f"  {mark} {v.version:<28} {str(v.metadata.get('created_at', '')):<26} {figures}")
+    return 0
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def models_promote(args: argparse.Namespace, settings: Any) -> int:
+    registry = _registry(settings, args.model)
+    previous = registry.current_version()
+    registry.promote(args.version, reason="promoted by hand (playbill models promote)")  # unknown -> ModelUnavailable
+    print(f"{args.model}: {args.version} is now current (was {previous}); a running bot swaps it in on its next refresh")
+    return 0
+
+
+def models_rollback(args: argparse.Namespace, settings: Any) -> int:
+    registry = _registry(settings, args.model)
+    previous = registry.current_version()
+    if previous is None:
+        raise CLIError(f"there is no {args.model} model yet; train one with `playbill train {args.model}`")
+    restored = registry.rollback()
+    print(f"{args.model}: rolled back from {previous} to {restored}")
+    return 0

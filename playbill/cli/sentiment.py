@@ -1,11 +1,161 @@
-"""CLI commands for this feature (filled in by its issue)."""
+"""The critic's commands: train/evaluate/bench/checkpoints sentiment, and predict."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from playbill.cli.common import CommandGroups
+from playbill.cli.common import CLIError, CommandGroups, print_json
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
+    train = groups("train").add_parser("sentiment", help="train the critic on IMDB (or your CSV)")
+    train.add_argument("--epochs", type=int, help="epochs to run now (default: [sentiment] epochs)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    train.add_argument("--checkpoint", metavar="PATH", help="continue from this checkpoint (see `playbill checkpoints sentiment`)")
+    train.add_argument("--data", metavar="FILE.csv", type=Path, help="train on a CSV with columns text,label instead of IMDB")
+    train.add_argument("--no-promote", action="store_true", help="save the new version without making it current")
+    train.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    train.set_defaults(handler=_train)
+
+    evaluate = groups("evaluate").add_parser("sentiment", help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
+    evaluate.add_argument("--data", metavar="FILE.csv", type=Path, help="a CSV with columns text,label")
+    evaluate.add_argument("--version", help="a model version (default: the current one)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=_evaluate)
+
+    bench = groups("bench").add_parser("sentiment", help="the tutorial recipe vs the default model, same run")
+    bench.add_argument("--epochs", type=int, default=10, help="epochs for the tutorial recipe (default 10, as the tutorial)")
+    bench.add_argument("--skip-train", action="store_true", help="reuse the current default model instead of training one")
+    bench.add_argument("--skip-tutorial", action="store_true", help="measure only the default model")
+    bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.set_defaults(handler=_bench)
+
+    checkpoints = groups("checkpoints").add_parser("sentiment", help="list the critic's training checkpoints")
+    checkpoints.add_argument("--json", action="store_true", help="one JSON object a line")
+    checkpoints.set_defaults(handler=_checkpoints)
+
+    predict = commands.add_parser("predict", help="judge a review: positive or negative")
+    predict.add_argument("text", nargs="?", help="the review text")
+    predict.add_argument("--file", type=Path, help="a UTF-8 file with one review a line")
+    predict.add_argument("--version", help="a model version (default: the current one)")
+    predict.add_argument("--json", action="store_true", help="one JSON object a line")
+    predict.set_defaults(handler=_predict)
+
+
+def _config(settings):
+    from engine.sentiment import SentimentConfig
+
+    s = settings.sentiment
+    return SentimentConfig(epochs=s.epochs, batch_size=s.batch_size, validation_fraction=s.validation_fraction,
+                           patience=s.patience, seed=s.seed)
+
+
+def _train(args: argparse.Namespace, settings) -> int:
+    if args.epochs is not None and args.epochs < 1:
+        raise CLIError("--epochs must be at least 1")
+    if args.resume and args.checkpoint:
+        raise CLIError("use either --resume or --checkpoint, not both")
+    from engine.sentiment import train_sentiment
+
+    result = train_sentiment(_config(settings), settings.home, settings.data_dir, epochs=args.epochs,
+                             resume=args.resume, checkpoint=args.checkpoint, data=args.data,
+                             promote=not args.no_promote, progress=not args.json)
+    if args.json:
+        print_json(result.as_dict())
+        return 0
+    m = result.metrics
+    print(f"sentiment {result.version}: {result.epochs_run} epoch(s) run, now at epoch {result.last_epoch}"
+          + (f" (resumed from {result.started_from})" if result.started_from else ""))
+    print(f"  validation accuracy {m['val_accuracy']:.4f}, loss {m['val_loss']:.4f}"
+          + (f"; test accuracy {m['test_accuracy']:.4f} on {m['test_n']:,} reviews" if "test_accuracy" in m else ""))
+    print(f"  {result.seconds:.0f} s; {'now current' if result.promoted else 'saved, not promoted'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings) -> int:
+    from engine.sentiment import evaluate_sentiment
+
+    result = evaluate_sentiment(settings.home, settings.data_dir, version=args.version, data=args.data)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"accuracy {result['accuracy']:.4f} on {result['n']:,} reviews (model {result['model_version']})")
+    return 0
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if b"\x00" in raw:
+        raise CLIError(f"{path} looks binary; give a UTF-8 text file with one review a line")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CLIError(f"{path} is not UTF-8 text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise CLIError(f"{path} has no reviews (one review a line)")
+    return lines
+
+
+def _predict(args: argparse.Namespace, settings) -> int:
+    if (args.text is None) == (args.file is None):
+        raise CLIError('give a review as text (playbill predict "...") or --file FILE, one of the two')
+    texts = _read_lines(args.file) if args.file else [args.text]
+    from engine.errors import InvalidInput
+    from engine.registry import ModelRegistry
+    from engine.sentiment import NAME, SentimentModel, check_text
+
+    for text in texts:
+        try:
+            check_text(text)
+        except InvalidInput as exc:
+            raise CLIError(str(exc)) from None
+    registry = ModelRegistry(settings.models_dir, NAME)
+    chosen = registry.get(args.version) if args.version else registry.current()
+    model = SentimentModel.load(chosen.path)
+    for start in range(0, len(texts), 1024):
+        for verdict in model.predict(texts[start : start + 1024]):
+            if args.json:
+                print_json(verdict.as_dict())
+            else:
+                print(f"{verdict.label} ({verdict.positive_probability:.1%} positive)")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace, settings) -> int:
+    from engine.checkpoints import CheckpointManager
+    from engine.sentiment import NAME
+
+    found = CheckpointManager(settings.checkpoints_dir, NAME).list()
+    if not found and not args.json:
+        print("no sentiment checkpoints yet; `playbill train sentiment` writes one every epoch")
+    for ckpt in found:
+        ok = ckpt.verify()
+        if args.json:
+            print_json({"checkpoint": ckpt.label(), "epoch": ckpt.epoch, "val_loss": ckpt.val_loss,
+                        "saved_at": ckpt.saved_at, "valid": ok})
+        else:
+            loss = f"{ckpt.val_loss:.4f}" if ckpt.val_loss is not None else "-"
+            print(f"{ckpt.label():60s} epoch {ckpt.epoch:3d}  val_loss {loss}  {ckpt.saved_at}" + ("" if ok else "  CORRUPT"))
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings) -> int:
+    if args.epochs < 1:
+        raise CLIError("--epochs must be at least 1")
+    from engine.sentiment_bench import run_bench
+
+    report = run_bench(_config(settings), settings.home, settings.data_dir, tutorial_epochs=args.epochs,
+                       skip_train=args.skip_train, skip_tutorial=args.skip_tutorial, progress=not args.json)
+    if args.json:
+        print_json(report)
+        return 0
+    print(report["table"])
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,154 @@
+"""`playbill bench retrain`: what a nightly retrain costs the process that hosts the scheduler.
+
+The retrain runs in a sandbox (a temporary home holding a copy of the current model and its
+resume checkpoint, or with --tiny a tiny model made there), never touching the real one.
+Measured in the same run:
+- baseline: spawning a process that imports TensorFlow and exits (the fixed cost of a run);
+- the retrain's wall time, as a ratio to that baseline;
+- the host process's resident memory before and after, against the training process's peak
+  (training memory must stay out of the bot's process);
+- the lag of an asyncio event loop ticking every 50 ms in the host while the run goes on
+  (the bot's loop must keep answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoints import CheckpointManager
+from engine.errors import ModelUnavailable
+from engine.registry import ModelRegistry
+from jobs.common import settings_values
+from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from playbill.settings import Settings
+
+
+def _import_tensorflow() -> None:
+    import tensorflow  # noqa: F401
+
+
+def spawn_import_seconds() -> float:
+    ctx = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
+    process = ctx.Process(target=_import_tensorflow)
+    process.start()
+    process.join()
+    return time.perf_counter() - started
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _sandbox(settings: Settings, model: str, root: Path, tiny: bool) -> Settings:
+    values = settings_values(settings)
+    values.update(home=str(root / "home"), database_url=f"sqlite:///{root / 'home' / 'bench.db'}")
+    values["jobs"]["extra_corpus_dir"] = str(root / "corpus")
+    sandbox = Settings(**values)
+    if tiny:
+        values["data_dir"] = str(root / "data")
+        sandbox = Settings(**values)
+        ctx = multiprocessing.get_context("spawn")  # TensorFlow stays out of this process
+        process = ctx.Process(target=make_tiny_model, args=(model, str(sandbox.home), str(sandbox.data_dir)))
+        process.start()
+        process.join()
+        if process.exitcode:
+            raise RuntimeError("making the tiny model failed")
+        return sandbox
+    registry = ModelRegistry(settings.models_dir, model)
+    current = registry.current()  # ModelUnavailable names `playbill train MODEL`
+    start = resume_checkpoint(registry, CheckpointManager(settings.checkpoints_dir, model))
+    if start is None:
+        raise ModelUnavailable(f"no valid checkpoint of the current {model} model to benchmark a retrain from")
+    copy = ModelRegistry(sandbox.models_dir, model)
+    shutil.copytree(current.path, copy.root / current.version)
+    copy.promote(current.version)
+    shutil.copytree(start.path.parent, sandbox.checkpoints_dir / model / start.run)
+    return sandbox
+
+
+def make_tiny_model(model: str, home: str, data_dir: str) -> None:
+    """A tiny current model with checkpoints, on made-up data (for --tiny and quick checks)."""
+    rng = random.Random(7)
+    if model == "sentiment":
+        from engine.sentiment import SentimentConfig, train_sentiment
+
+        good, bad = "wonderful superb moving brilliant".split(), "awful boring dreadful tedious".split()
+        filler = "the film story actor plot scene director movie".split()
+        for split, n in (("train", 200), ("test", 100)):
+            for label in ("pos", "neg"):
+                folder = Path(data_dir) / "aclImdb" / split / label
+                folder.mkdir(parents=True)
+                for i in range(n):
+                    words = rng.choices(good if label == "pos" else bad, k=4) + rng.choices(filler, k=8)
+                    rng.shuffle(words)
+                    (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(" ".join(words))
+        config = SentimentConfig(vocab_size=64, bigram_buckets=256, window=16, embedding_dim=8, lstm_units=8,
+                                 batch_size=16, epochs=1)
+        train_sentiment(config, Path(home), Path(data_dir), progress=False)
+    else:
+        from engine.scene import SceneConfig, train_scene
+
+        corpus = Path(data_dir) / "shakespeare.txt"
+        corpus.parent.mkdir(parents=True, exist_ok=True)
+        corpus.write_text("".join(rng.choice(["ROMEO:\nBut soft, what light?\n\n", "JULIET:\nO Romeo!\n\n"])
+                                  for _ in range(400)))
+        config = SceneConfig(name="tiny", embedding_dim=16, rnn_units=32, seq_length=32, batch_size=32, epochs=1)
+        train_scene(config, Path(home), Path(data_dir), progress=False)
+
+
+def bench_retrain(settings: Settings, model: str, *, tiny: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="playbill-bench-") as tmp:
+        sandbox = _sandbox(settings, model, Path(tmp), tiny)
+        baseline = spawn_import_seconds()
+        import history.api  # noqa: F401 - what the job imports in the host, loaded before measuring
+        from history.db import open_history
+
+        engine, _ = open_history(sandbox.database_url)  # an existing database, as in production
+        engine.dispose()
+        rss_before = rss_mb()
+        lags: list[float] = []
+
+        async def host() -> Any:
+            loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(None, lambda: retrain_from_checkpoint(model, settings_values(sandbox)))
+            while not job.done():
+                tick = time.perf_counter()
+                await asyncio.sleep(0.05)
+                lags.append(time.perf_counter() - tick - 0.05)
+            return await job
+
+        started = time.perf_counter()
+        outcome = asyncio.run(host())
+        wall = time.perf_counter() - started
+        rss_after = rss_mb()
+        child_peak = outcome.figures.get("training_process", {}).get("peak_rss_mb", float("nan"))
+        lags.sort()
+    return {
+        "model": model,
+        "data": "tiny made-up data" if tiny else f"a copy of the current model in {settings.home}",
+        "outcome": outcome.status,
+        "epochs": getattr(sandbox.jobs, f"retrain_epochs_{model}"),
+        "baseline_spawn_import_tf_s": round(baseline, 2),
+        "retrain_wall_s": round(wall, 2),
+        "retrain_vs_baseline": round(wall / baseline, 2),
+        "host_rss_before_mb": round(rss_before, 1),
+        "host_rss_after_mb": round(rss_after, 1),
+        "training_process_peak_rss_mb": round(child_peak, 1),
+        "host_rss_growth_vs_child_peak": round((rss_after - rss_before) / child_peak, 3),
+        "outcome_message": outcome.message,
+        "loop_lag_ms_p50": round(1000 * lags[len(lags) // 2], 1) if lags else None,
+        "loop_lag_ms_max": round(1000 * lags[-1], 1) if lags else None,
+        "loop_ticks": len(lags),
+    }
+

@@ -1,0 +1,145 @@
+"""Pieces every job shares: settings passed as plain values, file locks, the busy error."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError
+from playbill.settings import Settings
+
+
+class JobBusy(EngineError):
+    """The job (or the scheduler) is already running elsewhere; try again when it is done."""
+
+
+def settings_values(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON values with absolute paths: what a stored job carries.
+
+    A job in the persistent store must survive a restart and be picklable, so it gets a
+    snapshot of plain values rather than a live Settings object (re-registered, so refreshed,
+    at every scheduler start).
+    """
+    values = settings.model_dump(mode="json")
+    for key in ("home", "data_dir"):
+        if values.get(key):
+            values[key] = str(Path(values[key]).resolve())
+    if settings.jobs.extra_corpus_dir is not None:
+        values["jobs"]["extra_corpus_dir"] = str(settings.jobs.extra_corpus_dir.resolve())
+    if settings.scene.corpus is not None:
+        values["scene"]["corpus"] = str(settings.scene.corpus.resolve())
+    values["database_url"] = absolute_sqlite_url(settings.database_url)
+    return values
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """`sqlite:///var/playbill.db` -> the same file with an absolute path (other URLs unchanged)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        path = url[len(prefix):]
+        if path and path != ":memory:" and not path.startswith("/") and "?" not in path:
+            return prefix + str(Path(path).resolve())
+    return url
+
+
+def restore_settings(values: dict[str, Any] | Settings | None) -> Settings:
+    """A Settings from `settings_values` output (or the settings themselves, or the defaults)."""
+    if isinstance(values, Settings):
+        return values
+    if values is None:
+        from playbill.settings import load_settings
+
+        return load_settings()
+    return Settings(**values)
+
+
+class FileLock:
+    """An exclusive, non-blocking `flock` on a file; released by the OS if the process dies.
+
+    The holder's pid and start time are written into the file so a refusal can say who
+    holds it. flock locks belong to the open file, so a second lock in the same process is
+    refused too.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self._fh = None
+
+    def acquire(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise JobBusy(f"{self.what} is already running ({self._describe_holder()}); try again when it has finished") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")}))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock (pid, since), or None when nobody does."""
+        if self._fh is not None:
+            return {"pid": os.getpid()}
+        if not self.path.exists():
+            return None
+        with open(self.path, "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._read_info()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
+
+    def _read_info(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text("utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def _describe_holder(self) -> str:
+        info = self._read_info()
+        if info.get("pid"):
+            return f"process {info['pid']}, since {info.get('since', '?')}"
+        return "another process"
+
+    def __enter__(self) -> FileLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def locks_dir(settings: Settings) -> Path:
+    return settings.home / "locks"
+
+
+def retrain_lock(settings: Settings, model: str) -> FileLock:
+    """Held for the whole of a retrain of `model`, by the scheduler or `playbill retrain` alike."""
+    return FileLock(locks_dir(settings) / f"retrain-{model}.lock", f"a {model} retrain")
+
+
+def scheduler_lock(settings: Settings) -> FileLock:
+    """Held by the one process that owns the job store (`playbill run` or `playbill scheduler`)."""
+    return FileLock(locks_dir(settings) / "scheduler.lock", "the Playbill scheduler")

@@ -1,0 +1,44 @@
+"""The jobs' window on the history database: training-run rows and user feedback.
+
+One small class over `history.api`, so the retrain job reads as a story and the history
+calls live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class RunLog:
+    """Training-run rows and feedback examples in the history database at `url`."""
+
+    def __init__(self, url: str) -> None:
+        from history.db import open_history
+
+        self._engine, self._sessions = open_history(url)
+
+    def start(self, model: str, *, checkpoint_from: str | None, epochs: int) -> int:
+        from history import api
+
+        return api.record_training_run(self._sessions, model_name=model, checkpoint_from=checkpoint_from, epochs=epochs)
+
+    def finish(self, run_id: int, *, status: str, **fields: Any) -> None:
+        from history import api
+
+        api.finish_training_run(self._sessions, run_id, status=status, **fields)
+
+    def feedback(self) -> Sequence[tuple[str, int]]:
+        from history import api
+
+        return api.feedback_examples(self._sessions)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def open_run_log(url: str) -> RunLog:
+    return RunLog(url)

@@ -1,0 +1,284 @@
+"""The APScheduler 3 scheduler: jobs by stable id in a persistent store in the history database.
+
+`create_scheduler(settings)` returns a scheduler, not started, with every job registered
+idempotently (`replace_existing=True`, same ids every time). Starting it takes a file lock
+under PLAYBILL_HOME, so exactly one process (`playbill run` or `playbill scheduler`) owns the
+job store; a second one is refused with a message saying which process has it.
+
+Re-registering a job would normally recompute its next run time from "now", silently
+dropping a night missed while nobody was running: here a stored run time that is earlier
+(a missed run) is kept, so it runs once at start (coalesced, within the misfire grace).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from engine.errors import InvalidInput
+from jobs.common import FileLock, JobBusy, retrain_lock, scheduler_lock, settings_values
+from playbill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOBSTORE_TABLE = "apscheduler_jobs"  # lives in the history database; not part of its Alembic models
+JOB_IDS = ("retrain-sentiment", "retrain-scene", "purge-history", "backup-database")
+TRAINING_EXECUTOR = "training"  # one worker: two retrains never compete for the CPU
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    name: str
+    func: str  # "module:function", as stored
+    args: tuple[Any, ...]
+    trigger: CronTrigger
+    executor: str = "default"
+
+
+def job_specs(settings: Settings) -> list[JobSpec]:
+    """The jobs Playbill runs, from the settings."""
+    tz = ZoneInfo(settings.jobs.timezone)
+    values = settings_values(settings)
+
+    def cron(expr: str) -> CronTrigger:
+        return CronTrigger.from_crontab(expr, timezone=tz)
+
+    return [
+        JobSpec("retrain-sentiment", "retrain the critic (sentiment)", "jobs.retrain:retrain_from_checkpoint",
+                ("sentiment", values), cron(settings.jobs.retrain_cron), TRAINING_EXECUTOR),
+        JobSpec("retrain-scene", "retrain the playwright (scene)", "jobs.retrain:retrain_from_checkpoint",
+                ("scene", values), cron(settings.jobs.retrain_cron), TRAINING_EXECUTOR),
+        JobSpec("purge-history", "purge old history", "jobs.maintenance:purge_history",
+                (values,), cron(settings.jobs.purge_cron)),
+        JobSpec("backup-database", "back up the history database", "jobs.maintenance:backup_database",
+                (values,), cron(settings.jobs.backup_cron)),
+    ]
+
+
+class _OwnsJobStore:
+    """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back.
+
+    It also closes an APScheduler 3 race: after `shutdown()` the scheduler thread makes one
+    last pass over the due jobs with its executors already shut down, which advances a due
+    job's next run time without running it (a lost run). Here no pass runs once shutdown
+    has begun; the job-store lock (re-entrant) makes the check and the pass one step.
+    """
+
+    playbill_lock: FileLock
+    _stopping = False
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        self._stopping = False
+        try:
+            self.playbill_lock.acquire()
+        except JobBusy as exc:
+            raise JobBusy(
+                f"{exc}: it owns the job store, so this one will not start. Stop it first, "
+                "or run the bot and the scheduler in one process with `playbill run`"
+            ) from None
+        try:
+            super().start(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self.playbill_lock.release()
+            raise
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._jobstores_lock:  # type: ignore[attr-defined]
+            self._stopping = True
+        try:
+            super().shutdown(wait)  # type: ignore[misc]
+        finally:
+            self.playbill_lock.release()
+
+    def _process_jobs(self) -> float | None:
+        with self._jobstores_lock:  # type: ignore[attr-defined]
+            if self._stopping:
+                return None
+            return super()._process_jobs()  # type: ignore[misc]
+
+
+class PlaybillBackgroundScheduler(_OwnsJobStore, BackgroundScheduler):
+    pass
+
+
+class PlaybillBlockingScheduler(_OwnsJobStore, BlockingScheduler):
+    pass
+
+
+def _store_engine(url: str) -> Engine:
+    from history.db import make_engine  # the history database's engine: busy timeout, clear errors
+
+    return make_engine(url)
+
+
+def create_scheduler(
+    settings: Settings,
+    *,
+    background: bool = True,
+    on_promoted: Callable[[str, str], None] | None = None,
+) -> BaseScheduler:
+    """A scheduler (not started) with Playbill's jobs registered by stable id.
+
+    `on_promoted(model, version)` is called (in the job's thread) after a retrain job
+    promoted a new version: the bot refreshes its ModelHolder there.
+    """
+    tz = ZoneInfo(settings.jobs.timezone)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = SQLAlchemyJobStore(engine=_store_engine(settings.database_url), tablename=JOBSTORE_TABLE)
+    store.jobs_t.create(store.engine, checkfirst=True)
+    stored = _stored_run_times(store)
+    cls = PlaybillBackgroundScheduler if background else PlaybillBlockingScheduler
+    scheduler = cls(
+        jobstores={"default": store},
+        executors={"default": ThreadPoolExecutor(4), TRAINING_EXECUTOR: ThreadPoolExecutor(1)},
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": int(settings.jobs.misfire_grace_hours * 3600),
+        },
+        timezone=tz,
+    )
+    scheduler.playbill_lock = scheduler_lock(settings)
+    scheduler.playbill_settings = settings
+    now = datetime.now(tz)
+    for spec in job_specs(settings):
+        options: dict[str, Any] = {}
+        if spec.id in stored:
+            options["next_run_time"] = _keep_missed_run(stored[spec.id], spec.trigger, now)
+        scheduler.add_job(spec.func, spec.trigger, args=spec.args, id=spec.id, name=spec.name,
+                          executor=spec.executor, replace_existing=True, **options)
+    if on_promoted is not None:
+        scheduler.add_listener(_promotion_listener(on_promoted), EVENT_JOB_EXECUTED)
+    return scheduler
+
+
+def _stored_run_times(store: SQLAlchemyJobStore) -> dict[str, datetime | None]:
+    """Job id -> stored next run time (None: paused), read without unpickling the jobs."""
+    table = store.jobs_t
+    with store.engine.begin() as conn:
+        rows = conn.execute(select(table.c.id, table.c.next_run_time)).all()
+    return {row.id: None if row.next_run_time is None else datetime.fromtimestamp(row.next_run_time, UTC)
+            for row in rows}
+
+
+def _keep_missed_run(stored: datetime | None, trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The stored run time if it is earlier than the trigger's next one (a missed or moved-up run)."""
+    if stored is None:
+        return None  # paused by an admin: stays paused
+    fresh = trigger.get_next_fire_time(None, now)
+    return stored if fresh is None or stored < fresh else fresh
+
+
+def _promotion_listener(callback: Callable[[str, str], None]) -> Callable[[JobExecutionEvent], None]:
+    def listener(event: JobExecutionEvent) -> None:
+        outcome = event.retval
+        if getattr(outcome, "status", None) == "promoted":
+            try:
+                callback(outcome.model, outcome.candidate_version)
+            except Exception:
+                log.exception("on_promoted callback failed for %s %s", outcome.model, outcome.candidate_version)
+
+    return listener
+
+
+def run_now(scheduler: BaseScheduler, job_id: str) -> datetime:
+    """Queue `job_id` to run at once (the admin `retrain` command); returns when it is due.
+
+    Refuses (JobBusy) when a retrain of that model is already running, so the request is
+    never dropped silently by max_instances.
+    """
+    if job_id not in JOB_IDS:
+        raise InvalidInput(f"unknown job {job_id!r}; the jobs are {', '.join(JOB_IDS)}")
+    settings = getattr(scheduler, "playbill_settings", None)
+    if settings is not None and job_id.startswith("retrain-"):
+        holder = retrain_lock(settings, job_id.removeprefix("retrain-")).holder()
+        if holder is not None:
+            raise JobBusy(f"a {job_id.removeprefix('retrain-')} retrain is already running "
+                          f"(process {holder.get('pid', '?')}, since {holder.get('since', '?')})")
+    due = datetime.now(scheduler.timezone)
+    scheduler.modify_job(job_id, next_run_time=due)
+    return due
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    name: str
+    schedule: str
+    next_run_time: datetime | None
+    registered: bool
+    running: str | None  # "process 123, since ..." while a retrain holds its lock
+
+
+def list_jobs(settings: Settings) -> list[JobInfo]:
+    """The jobs as stored (what a running scheduler will do), or as configured if never registered.
+
+    Reads the store's rows directly, without owning the store or changing it, so it works
+    while `playbill run` is up.
+    """
+    from sqlalchemy import inspect
+
+    tz = ZoneInfo(settings.jobs.timezone)
+    engine = _store_engine(settings.database_url)
+    try:
+        stored: dict[str, dict[str, Any]] = {}
+        if inspect(engine).has_table(JOBSTORE_TABLE):
+            stored = _stored_states(SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE))
+    finally:
+        engine.dispose()
+    now = datetime.now(tz)
+    infos = []
+    for spec in job_specs(settings):
+        running = None
+        if spec.id.startswith("retrain-"):
+            holder = retrain_lock(settings, spec.id.removeprefix("retrain-")).holder()
+            if holder is not None:
+                running = f"process {holder.get('pid', '?')}, since {holder.get('since', '?')}"
+        state = stored.get(spec.id)
+        if state is not None:
+            infos.append(JobInfo(spec.id, state.get("name", spec.name), describe_trigger(state.get("trigger")),
+                                 state.get("next_run_time"), True, running))
+        else:
+            infos.append(JobInfo(spec.id, spec.name, describe_trigger(spec.trigger),
+                                 spec.trigger.get_next_fire_time(None, now), False, running))
+    return infos
+
+
+def describe_trigger(trigger: Any) -> str:
+    """A cron trigger as its crontab line and time zone: `0 3 * * * (Europe/Paris)`."""
+    if not isinstance(trigger, CronTrigger):
+        return str(trigger or "")
+    fields = {f.name: str(f) for f in trigger.fields}
+    line = " ".join(fields[k] for k in ("minute", "hour", "day", "month", "day_of_week"))
+    return f"{line} ({trigger.timezone})"
+
+
+def _stored_states(store: SQLAlchemyJobStore) -> dict[str, dict[str, Any]]:
+    """Job id -> its stored state (name, trigger, next_run_time), unpickled without importing the job."""
+    import pickle
+
+    table = store.jobs_t
+    with store.engine.begin() as conn:
+        rows = conn.execute(select(table.c.id, table.c.job_state)).all()
+    states = {}
+    for row in rows:
+        try:
+            states[row.id] = pickle.loads(row.job_state)  # noqa: S301 - our own job store
+        except Exception as exc:
+            log.warning("cannot read stored job %s: %s", row.id, exc)
+    return states

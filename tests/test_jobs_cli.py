@@ -1,0 +1,170 @@
+"""`playbill models|jobs|retrain` and the backup job."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from engine.registry import ModelRegistry
+from jobs import trainers
+from jobs.common import retrain_lock
+from jobs.maintenance import backup_database
+from playbill.cli import main
+from test_jobs_fakes import FAKE_SENTIMENT, control, make_initial_model, training_runs
+
+
+def make_versions(home, n: int) -> list[str]:
+    registry = ModelRegistry(home / "models", "scene")
+    made = []
+    for i in range(n):
+        with registry.new_version({"metrics": {"val_loss": 2.0 - i / 10}}) as staged:
+            (staged.path / "weights").write_text(str(i))
+        registry.promote(staged.version)
+        made.append(staged.version)
+    return made
+
+
+def test_models_list_promote_rollback(home, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = make_versions(home, 2)
+    assert main(["models", "list", "scene"]) == 0
+    out = capsys.readouterr().out
+    assert f"* {second}" in out and f"  {first}" in out and "val_loss=1.9000" in out
+    assert main(["models", "list"]) == 0
+    assert "sentiment: 0 version(s) - train one with `playbill train sentiment`" in capsys.readouterr().out
+
+    assert main(["models", "rollback", "scene"]) == 0
+    assert f"rolled back from {second} to {first}" in capsys.readouterr().out
+    assert main(["models", "promote", "scene", second]) == 0
+    assert main(["models", "list", "scene", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["version"], r["current"]) for r in rows] == [(first, False), (second, True)]
+
+    assert main(["models", "promote", "scene", "v9999-nope"]) == 2
+    assert "has no version 'v9999-nope'" in capsys.readouterr().err
+    assert main(["models", "rollback", "sentiment"]) == 2
+    assert "no sentiment model yet" in capsys.readouterr().err
+
+
+def test_retrain_command_reports_and_refuses_while_running(settings, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    first = make_initial_model(settings.home)
+    control(settings.home, delta=0.05)
+    assert main(["retrain", "sentiment"]) == 0
+    out = capsys.readouterr().out
+    assert f"continuing {first} from run-" in out and "sentiment: promoted: promoted v0002" in out
+    with retrain_lock(settings, "sentiment"):
+        assert main(["retrain", "sentiment", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "skipped"
+    assert "error: a sentiment retrain is already running (process" in captured.err
+
+
+def test_jobs_command_lists_jobs(home, capsys) -> None:
+    assert main(["jobs"]) == 0
+    out = capsys.readouterr().out
+    for job_id in ("retrain-sentiment", "retrain-scene", "purge-history", "backup-database"):
+        assert job_id in out
+    assert "not registered yet" in out
+
+
+def test_bad_cron_or_timezone_is_a_clear_settings_error(home, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PLAYBILL_JOBS__RETRAIN_CRON", "every night")
+    assert main(["jobs"]) == 2
+    assert "bad cron expression 'every night'" in capsys.readouterr().err
+    monkeypatch.delenv("PLAYBILL_JOBS__RETRAIN_CRON")
+    monkeypatch.setenv("PLAYBILL_JOBS__TIMEZONE", "Mars/Olympus")
+    assert main(["jobs"]) == 2
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def test_backup_job_is_a_consistent_copy_and_keeps_the_last_n(settings) -> None:
+    settings.jobs.backups_keep = 2
+    db = sqlite3.connect(settings.home / "playbill.db")
+    db.execute("CREATE TABLE t (x INTEGER)")
+    db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    db.commit()
+    made = []
+    for _ in range(3):
+        made.append(backup_database(settings))  # while a connection is open on the database
+    db.close()
+    kept = sorted(settings.backups_dir.glob("playbill-*.db"))
+    assert kept == made[1:]
+    copy = sqlite3.connect(kept[-1])
+    assert copy.execute("SELECT count(*) FROM t").fetchone() == (100,)
+    copy.close()
+    assert not list(settings.backups_dir.glob(".*partial"))
+
+
+def test_backup_skips_a_server_database(settings) -> None:
+    settings.database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    assert backup_database(settings) is None
+
+
+def test_purge_job_deletes_only_old_history(settings) -> None:
+    from datetime import timedelta
+
+    from history import api
+    from history.db import open_history
+    from history.models import utcnow
+
+    from jobs.maintenance import purge_history
+
+    settings.jobs.history_retention_days = 30
+    engine, sessions = open_history(settings.database_url)
+    try:
+        old = api.record_interaction(sessions, kind="sentiment", prompt="old review", label="positive",
+                                     created_at=utcnow() - timedelta(days=31))
+        api.record_feedback(sessions, old, 1, "right")
+        new = api.record_interaction(sessions, kind="sentiment", prompt="new review", label="negative")
+        assert purge_history(settings) == {"interactions": 1, "feedback": 1}
+        assert api.get_interaction(sessions, old) is None and api.get_interaction(sessions, new) is not None
+    finally:
+        engine.dispose()
+
+
+CLI_HOST = """
+import sys
+from jobs import trainers
+from playbill.cli import main
+from test_jobs_fakes import FAKE_SENTIMENT
+
+if __name__ == "__main__":
+    trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
+    sys.exit(main(["retrain", "sentiment"]))
+"""
+
+
+def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_jobs import running
+    from test_jobs_fakes import calls
+
+    make_initial_model(settings.home)
+    control(settings.home, block_on=str(tmp_path / "never"))
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_HOST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not calls(settings.home) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = calls(settings.home)[0]["pid"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not running(child)
+    assert retrain_lock(settings, "sentiment").holder() is None
+    assert not (settings.home / "locks" / "retrain-sentiment.run").exists()
+    (run,) = training_runs(settings).values()
+    assert run.status == "failed" and run.error == "interrupted"

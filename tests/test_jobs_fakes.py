@@ -1,0 +1,125 @@
+"""A tiny stand-in for the engine, and history helpers, for the jobs tests (no tests here).
+
+A fake "model" is a JSON document {"quality": q, "epoch": e}. The fake trainer runs in the
+spawned process exactly like the real one: resumes from a checkpoint file, saves one
+checkpoint per epoch through engine.checkpoints, publishes a registry version with
+promote=False. It is steered by <home>/fake-trainer.json and logs its calls to
+<home>/fake-calls.jsonl. The history database is the real one (SQLite under the test's home).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoints import CheckpointManager
+from engine.registry import ModelRegistry
+from jobs import trainers
+
+
+class FakeModel:
+    def __init__(self, quality: float, epoch: int) -> None:
+        self.quality, self.epoch = quality, epoch
+
+    def save(self, path: str) -> None:
+        Path(path).write_text(json.dumps({"quality": self.quality, "epoch": self.epoch}))
+
+
+def control(home: Path, **steer: Any) -> None:
+    """Steer the fake trainer: delta (quality change per epoch), die_at_epoch, block_on (a file to wait for)."""
+    (Path(home) / "fake-trainer.json").write_text(json.dumps(steer))
+
+
+def calls(home: Path) -> list[dict[str, Any]]:
+    path = Path(home) / "fake-calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def fake_train(settings, *, checkpoint, epochs, extra, progress) -> dict:
+    home = Path(settings.home)
+    steer = json.loads((home / "fake-trainer.json").read_text()) if (home / "fake-trainer.json").is_file() else {}
+    start = json.loads(Path(checkpoint).read_text())
+    with (home / "fake-calls.jsonl").open("a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "checkpoint": str(checkpoint), "epochs": epochs,
+                             "extra": extra, "start": start}) + "\n")
+    if steer.get("block_on"):
+        while not Path(steer["block_on"]).exists():
+            time.sleep(0.05)
+    name = "sentiment"
+    manager = CheckpointManager(home / "checkpoints", name)
+    run = manager.new_run()
+    quality, epoch = start["quality"], start["epoch"]
+    for _ in range(epochs):
+        epoch += 1
+        if steer.get("die_at_epoch") == epoch:
+            (manager.root / run / f"epoch-{epoch:04d}.keras").write_text("half writ")  # no sidecar: incomplete
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-epoch (OOM killer, kill -9)
+        quality += steer.get("delta", 0.1)
+        manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
+    registry = ModelRegistry(home / "models", name)
+    with registry.new_version({"metrics": {"accuracy": quality}}) as staged:
+        FakeModel(quality, epoch).save(str(staged.path / "model.json"))
+    return {"model": name, "version": staged.version, "metrics": {"accuracy": quality}, "epochs_run": epochs,
+            "last_epoch": epoch, "started_from": str(checkpoint), "promoted": False}
+
+
+def fake_evaluate(settings, version, *, holdout) -> dict:
+    registry = ModelRegistry(Path(settings.home) / "models", "sentiment")
+    model = json.loads((registry.get(version).path / "model.json").read_text())
+    return {"accuracy": model["quality"], "n": 100, "model_version": version, "holdout_n": len(holdout)}
+
+
+FAKE_SENTIMENT = trainers.ModelJob(
+    name="sentiment",
+    metric="accuracy",
+    higher_is_better=True,
+    held_out="the fake test set",
+    epochs_key="retrain_epochs_sentiment",
+    train=fake_train,
+    evaluate=fake_evaluate,
+    gather=trainers.gather_feedback,
+)
+
+
+def make_initial_model(home: Path, quality: float = 0.5, epochs: int = 2) -> str:
+    """What `playbill train sentiment` leaves behind: checkpoints for each epoch and a current version."""
+    manager = CheckpointManager(Path(home) / "checkpoints", "sentiment")
+    run = manager.new_run()
+    for epoch in range(1, epochs + 1):
+        manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
+    registry = ModelRegistry(Path(home) / "models", "sentiment")
+    with registry.new_version({"metrics": {"accuracy": quality}}) as staged:
+        FakeModel(quality, epochs).save(str(staged.path / "model.json"))
+    registry.promote(staged.version)
+    return staged.version
+
+
+def training_runs(settings, model: str = "sentiment") -> dict[int, Any]:
+    """The training-runs rows of `model` in the history database, by id."""
+    from history import api
+    from history.db import open_history
+
+    engine, sessions = open_history(settings.database_url)
+    try:
+        return {run.id: run for run in api.list_training_runs(sessions, model, limit=1000)}
+    finally:
+        engine.dispose()
+
+
+def add_feedback(settings, examples: list[tuple[str, str, str]]) -> None:
+    """(review, the critic's label, a person's verdict "right"/"wrong"), recorded as the bot does."""
+    from history import api
+    from history.db import open_history
+
+    engine, sessions = open_history(settings.database_url)
+    try:
+        for i, (text, label, verdict) in enumerate(examples):
+            interaction = api.record_interaction(sessions, kind="sentiment", prompt=text, label=label,
+                                                 probability=0.9, model_name="sentiment", user_id=1000 + i)
+            api.record_feedback(sessions, interaction, 2000 + i, verdict)
+    finally:
+        engine.dispose()

@@ -1,0 +1,344 @@
+"""The critic: tokenization, long reviews, numpy serving == Keras, checkpoints, versions, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import InvalidInput, ModelUnavailable
+from engine.imdb import load_csv
+from engine.text import OOV, Vocabulary, ngram_ids, standardize, tokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = ["wonderful", "superb", "delightful", "masterpiece", "loved", "brilliant"]
+BAD = ["awful", "boring", "dreadful", "waste", "hated", "terrible"]
+FILLER = ["the", "movie", "plot", "actor", "scene", "and", "a", "director", "film", "was", "story", "of"]
+
+
+def synthetic_reviews(n: int, seed: int = 0) -> list[tuple[str, int]]:
+    """Neutral filler with two or three sentiment words at random places; label = their polarity."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=int(rng.integers(6, 30))))
+        for _ in range(int(rng.integers(2, 4))):
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(GOOD if label else BAD)))
+        out.append((" ".join(words) + (" !" if rng.random() < 0.3 else "."), label))
+    return out
+
+
+def write_csv(path: Path, rows, labels=("negative", "positive")) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for text, label in rows:
+            writer.writerow([text, labels[label]])
+    return path
+
+
+def tiny_config(**overrides):
+    from engine.sentiment import SentimentConfig
+
+    values = dict(vocab_size=64, bigram_buckets=512, window=8, embedding_dim=8, lstm_units=8, ngram_dim=4,
+                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2)
+    values.update(overrides)
+    return SentimentConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny model trained on a synthetic CSV, shared by the read-only tests."""
+    from engine.sentiment import train_sentiment
+
+    base = tmp_path_factory.mktemp("critic")
+    data = write_csv(base / "reviews.csv", synthetic_reviews(400))
+    result = train_sentiment(tiny_config(), base / "home", base / "no-data", data=data, progress=False)
+    return base / "home", result, data
+
+
+# ---------------------------------------------------------------- tokenization
+
+
+def test_standardize_handles_html_punctuation_and_case() -> None:
+    assert standardize("Great movie!!<br /><br />I LOVED it... 7/10.") == "great movie ! ! i loved it 7 10"
+    assert standardize("Don&#39;t watch &quot;this&quot; 'film', it's BAD?") == "don't watch this film it's bad ?"
+    assert standardize("line<br>break<BR/>and <i>tags</i>") == "line break and tags"
+    assert standardize("   ") == ""
+    assert standardize("naïve café — 😀") == "naïve café"
+
+
+def test_vocabulary_round_trip(tmp_path: Path) -> None:
+    texts = ["the movie was good !", "the movie was bad ?", "good good acting"]
+    vocab = Vocabulary.build((tokenize(t) for t in texts), max_size=100)
+    assert vocab.tokens[:2] == ["", "[UNK]"] and vocab.tokens[2] == "good"  # most frequent first
+    tokens = tokenize("The movie was GOOD!")
+    ids = vocab.encode(tokens)
+    assert vocab.decode(ids) == tokens  # every known word comes back
+    assert vocab.encode(["unseen"]).tolist() == [OOV]
+    vocab.save(tmp_path / "vocab.json")
+    again = Vocabulary.load(tmp_path / "vocab.json")
+    assert again.tokens == vocab.tokens and again.encode(tokens).tolist() == ids.tolist()
+
+
+def test_ngram_ids_are_deterministic_and_offset() -> None:
+    ids = np.array([2, 3, 2, 3, OOV], dtype=np.int32)
+    grams = ngram_ids(ids, vocab_size=10, buckets=7)
+    assert set(grams[grams < 10]) == {2, 3}  # unigrams without the unknown id
+    assert all(10 <= g < 17 for g in grams[grams >= 10])  # bigrams in their own range
+    assert grams.tolist() == ngram_ids(ids.copy(), 10, 7).tolist()
+    assert len(grams) == len(set(grams.tolist()))
+
+
+def test_csv_errors_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "cols.csv").write_text("review,score\nnice,1\n")
+    with pytest.raises(InvalidInput, match="'text' and 'label'"):
+        load_csv(tmp_path / "cols.csv")
+    (tmp_path / "label.csv").write_text("text,label\nnice,maybe\n")
+    with pytest.raises(InvalidInput, match="line 2"):
+        load_csv(tmp_path / "label.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\x00\x01\xff\xfe")
+    with pytest.raises(InvalidInput):
+        load_csv(tmp_path / "bin.csv")
+    ok = load_csv(write_csv(tmp_path / "ok.csv", [("fine film", 1), ("dull", 0)], labels=("0", "1")))
+    assert ok.labels == [1, 0] and ok.texts == ["fine film", "dull"]
+
+
+# ---------------------------------------------------------------- long reviews
+
+
+def test_windows_cover_every_token() -> None:
+    from engine.sentiment import split_windows
+
+    ids = np.arange(2, 2 + 1003, dtype=np.int32)
+    windows = split_windows(ids, 200)
+    assert len(windows) == 6 and max(len(w) for w in windows) <= 200
+    assert np.concatenate(windows).tolist() == ids.tolist()  # nothing dropped, order kept
+    assert len(split_windows(ids[:5], 200)) == 1
+
+
+def test_long_review_with_sentiment_at_the_start(trained) -> None:
+    from engine.sentiment import SentimentModel, encode, split_windows
+
+    home, _, _ = trained
+    model = SentimentModel.load_current(home)
+    filler = " ".join(FILLER * 8)  # ~96 neutral words: a dozen windows of 8
+    for words, label in ((GOOD[:3], "positive"), (BAD[:3], "negative")):
+        review = " ".join(words) + " " + filler
+        assert len(split_windows(encode(review, model.vocab), model.config.window)) > 10
+        assert model.predict_one(review).label == label  # the start is not cut off
+
+
+# ---------------------------------------------------------------- serving
+
+
+def test_numpy_serving_matches_keras(trained) -> None:
+    import keras
+
+    from engine.sentiment import MODEL_FILE, SentimentModel, encode, pad_windows, split_windows
+
+    home, result, _ = trained
+    model = SentimentModel.load_current(home)
+    keras_model = keras.models.load_model(model.path / MODEL_FILE)
+    texts = [t for t, _ in synthetic_reviews(12, seed=5)] + [" ".join(GOOD + FILLER * 3), "zzz unknown", "!"]
+    expected = []
+    for text in texts:  # the Keras model scores one window at a time; the review = mean over its windows
+        ids = encode(text, model.vocab)
+        windows = split_windows(ids, model.config.window)
+        grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets)
+        if len(grams) == 0:
+            continue  # Keras' masked mean of nothing is undefined; numpy uses the bias alone
+        x = {"window": pad_windows(windows, model.config.window), "ngrams": np.repeat(grams[None], len(windows), 0)}
+        expected.append((text, float(keras_model.predict(x, verbose=0).mean())))
+    assert any(len(split_windows(encode(t, model.vocab), 8)) > 1 for t, _ in expected)
+    got = model.logits([t for t, _ in expected])
+    np.testing.assert_allclose(got, [e for _, e in expected], atol=1e-4)
+    batched = model.predict([t for t, _ in expected])
+    one_by_one = [model.predict_one(t) for t, _ in expected]
+    assert [v.label for v in batched] == [v.label for v in one_by_one]
+    np.testing.assert_allclose([v.positive_probability for v in batched],
+                               [v.positive_probability for v in one_by_one], atol=1e-6)
+
+
+def test_predictions_learned_and_inputs_checked(trained) -> None:
+    from engine.sentiment import MAX_CHARS, SentimentModel
+
+    home, result, _ = trained
+    model = SentimentModel.load_current(home)
+    held_out = synthetic_reviews(100, seed=99)
+    verdicts = model.predict([t for t, _ in held_out])
+    accuracy = np.mean([(v.label == "positive") == bool(y) for v, (_, y) in zip(verdicts, held_out)])
+    assert accuracy > 0.9
+    for bad in ("", "   \n\t"):
+        with pytest.raises(InvalidInput, match="empty"):
+            model.predict_one(bad)
+    with pytest.raises(InvalidInput, match="too long"):
+        model.predict_one("x" * (MAX_CHARS + 1))
+    for odd in ("😀😀", "\x00\x01binary\xff", "@everyone **bold** `code`", "word " * 5000):
+        verdict = model.predict_one(odd)
+        assert verdict.label in ("positive", "negative") and 0.0 <= verdict.positive_probability <= 1.0
+
+
+def test_predict_is_thread_safe(trained) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.sentiment import SentimentModel
+
+    model = SentimentModel.load_current(trained[0])
+    batches = [[t for t, _ in synthetic_reviews(40, seed=s)] for s in range(8)]
+    alone = [model.predict(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict, batches))
+    assert together == alone
+
+
+def test_versioned_save_and_load(trained, tmp_path: Path) -> None:
+    from engine.registry import ModelRegistry
+    from engine.sentiment import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentModel, train_sentiment
+
+    home, result, data = trained
+    registry = ModelRegistry(home / "models", "sentiment")
+    version = registry.get(result.version)
+    assert {MODEL_FILE, VOCAB_FILE, WEIGHTS_FILE, CONFIG_FILE} <= {p.name for p in version.path.iterdir()}
+    meta = version.metadata
+    assert meta["data_fingerprint"] and meta["training_seconds"] > 0 and meta["config"]["window"] == 8
+    assert 0.5 < meta["metrics"]["val_accuracy"] <= 1.0
+    assert registry.current_version() == result.version and result.promoted
+    loaded = SentimentModel.load(version.path)
+    assert loaded.version == result.version
+
+    # a version not promoted is kept but not used
+    other = tmp_path / "home"
+    first = train_sentiment(tiny_config(epochs=1), other, tmp_path, data=data, progress=False)
+    second = train_sentiment(tiny_config(epochs=1), other, tmp_path, data=data, progress=False, promote=False,
+                             extra_examples=[("an extra wonderful review", 1)])
+    reg = ModelRegistry(other / "models", "sentiment")
+    assert reg.current_version() == first.version != second.version
+    assert reg.get(second.version).metadata["extra_examples"] == 1
+    assert reg.get(second.version).metadata["data_fingerprint"] != reg.get(first.version).metadata["data_fingerprint"]
+    (reg.get(first.version).path / WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailable, match="corrupt"):
+        SentimentModel.load_current(other)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    import keras
+
+    from engine.checkpoints import CheckpointManager
+    from engine.sentiment import train_sentiment
+
+    data = write_csv(tmp_path / "r.csv", synthetic_reviews(160, seed=3))
+    config = tiny_config(epochs=2, dropout=0.0)
+    straight = train_sentiment(config, tmp_path / "a", tmp_path, data=data, progress=False)
+    assert straight.last_epoch == 2
+    first = train_sentiment(config, tmp_path / "b", tmp_path, data=data, epochs=1, progress=False)
+    assert first.last_epoch == 1
+    resumed = train_sentiment(config, tmp_path / "b", tmp_path, data=data, resume=True, progress=False)
+    assert resumed.last_epoch == 2 and resumed.epochs_run == 1 and resumed.started_from.endswith("epoch-0001.keras")
+
+    def final_checkpoint(home: Path):
+        ckpt = [c for c in CheckpointManager(home / "checkpoints", "sentiment").list() if c.epoch == 2]
+        assert len(ckpt) == 1
+        return keras.models.load_model(ckpt[0].path)
+
+    a, b = final_checkpoint(tmp_path / "a"), final_checkpoint(tmp_path / "b")
+    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 2 * 4  # 128 training rows / 32
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-5)
+
+    # a chosen checkpoint, and a corrupt one
+    manager = CheckpointManager(tmp_path / "b" / "checkpoints", "sentiment")
+    chosen = [c for c in manager.list() if c.epoch == 1][0]
+    again = train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=chosen.path, epochs=1, progress=False)
+    assert again.last_epoch == 2
+    chosen.path.write_bytes(b"truncated")
+    from engine.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=chosen.path, progress=False)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def playbill(*args: str, home: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PLAYBILL_HOME": str(home), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "playbill.cli", *args], capture_output=True, env=env,
+                          input=stdin, timeout=120, cwd=home.parent)
+
+
+def test_cli_predict_and_errors(trained, tmp_path: Path) -> None:
+    home, result, data = trained
+    ok = playbill("predict", "--json", "A wonderful, brilliant film 😀", home=home)
+    assert ok.returncode == 0, ok.stderr
+    verdict = json.loads(ok.stdout)
+    assert verdict["label"] == "positive" and 0.5 < verdict["positive_probability"] <= 1
+
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("awful boring waste\n\nsuperb delightful\n" + "film " * 20000 + "\n", encoding="utf-8")
+    many = playbill("predict", "--file", str(reviews), "--json", home=home)
+    assert many.returncode == 0, many.stderr
+    lines = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [v["label"] for v in lines[:2]] == ["negative", "positive"] and len(lines) == 3
+
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(bytes(range(256)))
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("words,stars\nhello,5\n")
+    for args, message in (
+        (("predict", "   "), "empty"),
+        (("predict", ""), "empty"),
+        (("predict",), "give a review"),
+        (("predict", "--file", str(tmp_path / "missing.txt")), "cannot read"),
+        (("predict", "--file", str(binary)), "binary"),
+        (("evaluate", "sentiment", "--data", str(bad_csv)), "'text' and 'label'"),
+        (("train", "sentiment", "--data", str(bad_csv)), "'text' and 'label'"),
+        (("train", "sentiment", "--epochs", "0"), "at least 1"),
+    ):
+        run = playbill(*args, home=home)
+        assert run.returncode == 2, (args, run.stderr)
+        assert message in run.stderr.decode() and b"Traceback" not in run.stderr
+
+    empty_home = tmp_path / "empty"
+    empty_home.mkdir()
+    none = playbill("predict", "hello", home=empty_home)
+    assert none.returncode == 2 and b"playbill train sentiment" in none.stderr and b"Traceback" not in none.stderr
+
+    listed = playbill("checkpoints", "sentiment", "--json", home=home)
+    assert listed.returncode == 0
+    epochs = [json.loads(line)["epoch"] for line in listed.stdout.splitlines()]
+    assert epochs == [1, 2, 3]
+
+    evaluated = playbill("evaluate", "sentiment", "--data", str(data), "--json", home=home)
+    assert evaluated.returncode == 0, evaluated.stderr
+    figures = json.loads(evaluated.stdout)
+    assert figures["n"] == 400 and figures["model_version"] == result.version and figures["accuracy"] > 0.9
+
+
+# ---------------------------------------------------------------- real data
+
+
+@pytest.mark.real_data
+def test_short_training_on_real_imdb_beats_75_percent(real_data_dir: Path, tmp_path: Path) -> None:
+    from engine.imdb import load_imdb
+    from engine.sentiment import SentimentConfig, SentimentModel, train_sentiment
+
+    config = SentimentConfig(max_train_reviews=3000, epochs=2, window=100, lstm_units=16, bigram_buckets=100_000)
+    result = train_sentiment(config, tmp_path / "home", real_data_dir, evaluate_test=False, progress=False)
+    model = SentimentModel.load_current(tmp_path / "home")
+    test = load_imdb(real_data_dir, "test", download=False)
+    rows = np.random.default_rng(0).choice(len(test), size=1000, replace=False)
+    verdicts = model.predict([test.texts[i] for i in rows])
+    accuracy = np.mean([(v.label == "positive") == bool(test.labels[i]) for v, i in zip(verdicts, rows)])
+    assert result.metrics["val_accuracy"] > 0.75
+    assert accuracy > 0.75, accuracy
