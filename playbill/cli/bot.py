@@ -32,7 +32,7 @@ UNREACHABLE = (
 )
 QUICK_TRAINING = {
     "sentiment": ["train", "sentiment", "--epochs", "1"],
-    "scene": ["train", "scene", "--profile", "tutorial"],
+    "scene": ["train", "scene", "--epochs", "2"],
 }
 
 
