@@ -109,3 +109,22 @@ def test_a_rejected_token_or_no_network_is_a_clear_error(home: Path, monkeypatch
     assert main(["run", "--no-scheduler"]) == 2
     err = capsys.readouterr().err
     assert message in err and "playbill console" in err and "not-a-real-token" not in err
+
+
+def test_run_train_missing_trains_quick_models_then_starts_even_if_one_fails(home: Path, monkeypatch, capsys) -> None:
+    import playbill.cli.bot as cli_bot
+    from playbill.cli import main
+
+    calls = []
+
+    def fake_run(command, *args, **kwargs):
+        calls.append(command[command.index("train"):])
+        return subprocess.CompletedProcess(command, 1 if "scene" in command else 0)
+
+    monkeypatch.setattr(cli_bot.subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/help\n"))
+    assert main(["run", "--train-missing"]) == 0
+    assert calls == [["train", "sentiment", "--epochs", "1"], ["train", "scene", "--epochs", "2"]]
+    captured = capsys.readouterr()
+    assert "training the scene model failed" in captured.err and "playbill console" in captured.err
+    assert "/write-scene PROMPT" in captured.out  # the console started anyway
