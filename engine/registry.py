@@ -119,6 +119,10 @@ class ModelRegistry:
         After the block, `staged.version` is the new version's name. On error nothing is left.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        before = self.current_version()
+        if before is not None and not (self.root / POINTER_FILE).is_file():
+            # Pin what is in use now, so an unpromoted new version never becomes current by being newest.
+            _write_atomic(self.root / POINTER_FILE, before + "\n")
         staged = StagedVersion(Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-")))
         try:
             yield staged
@@ -142,6 +146,8 @@ class ModelRegistry:
         """Make `version` the current one (atomically) and remember the step for rollback."""
         self.get(version)  # must exist
         previous = self.current_version()
+        if previous == version:
+            previous = None  # the first version: nothing to roll back to
         _write_atomic(self.root / POINTER_FILE, version + "\n")
         with (self.root / PROMOTIONS_FILE).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"at": _utcnow(), "version": version, "previous": previous, "reason": reason}) + "\n")

@@ -83,6 +83,22 @@ def test_registry_versions_promote_rollback(tmp_path: Path) -> None:
     assert reg.current_version() == made[0]
 
 
+def test_registry_unpromoted_version_is_not_current(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path, "critic")
+    with reg.new_version({}) as first:
+        pass
+    assert reg.current_version() == first.version  # the only version is the one used
+    reg.promote(first.version)
+    with pytest.raises(ModelUnavailable, match="no earlier version"):
+        reg.rollback()  # the first promotion has nothing before it
+    (reg.root / "CURRENT").unlink()  # a registry that never had a pointer
+    with reg.new_version({}) as candidate:
+        pass
+    assert reg.current_version() == first.version  # a candidate waits for promote()
+    reg.promote(candidate.version)
+    assert reg.rollback() == first.version
+
+
 def test_registry_failed_write_leaves_nothing(tmp_path: Path) -> None:
     reg = ModelRegistry(tmp_path, "critic")
     with pytest.raises(RuntimeError):
