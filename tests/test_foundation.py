@@ -75,7 +75,7 @@ def test_registry_versions_promote_rollback(tmp_path: Path) -> None:
         with reg.new_version({"metrics": {"accuracy": acc}}) as staged:
             (staged.path / "weights").write_text(str(acc))
         made.append(staged.version)
-    assert reg.current().version == made[-1]  # newest complete version without a pointer
+    assert reg.current().version == made[0]  # the second waits to be promoted
     reg.promote(made[0])
     assert reg.current().metrics == {"accuracy": 0.8}
     reg.promote(made[1])
