@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/playbill run
+	$(BIN)/playbill run --train-missing
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
