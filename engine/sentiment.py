@@ -51,10 +51,10 @@ class SentimentConfig:
     """Hyper-parameters of the default critic (all of them: nothing else is tuned)."""
 
     vocab_size: int = 40_000  # words, including the padding and unknown ids
-    bigram_buckets: int = 800_000  # hashed bigram/trigram table of the wide branch
+    bigram_buckets: int = 500_000  # hashed bigram (and trigram) table of the wide branch
     ngram_dim: int = 16  # fastText-style n-gram vectors, averaged, then one dense unit
-    trigrams: bool = True  # hashed trigrams too, in the same table as the bigrams
-    ngram_dropout: float = 0.5  # share of a review's n-grams hidden at each training step
+    trigrams: bool = False  # hashed trigrams too (tried: no better on validation, see docs/benchmarks.md)
+    ngram_dropout: float = 0.0  # share of a review's n-grams hidden at each training step (tried, ditto)
     window: int = 200  # tokens the LSTM reads at once (longer reviews: several windows)
     embedding_dim: int = 64
     lstm_units: int = 48

@@ -48,7 +48,8 @@ def tiny_config(**overrides):
     from engine.sentiment import SentimentConfig
 
     values = dict(vocab_size=64, bigram_buckets=512, window=8, embedding_dim=8, lstm_units=8, ngram_dim=4,
-                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2)
+                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2,
+                  trigrams=True, ngram_dropout=0.3)  # the options on, so they are covered too
     values.update(overrides)
     return SentimentConfig(**values)
 
