@@ -51,8 +51,10 @@ class SentimentConfig:
     """Hyper-parameters of the default critic (all of them: nothing else is tuned)."""
 
     vocab_size: int = 40_000  # words, including the padding and unknown ids
-    bigram_buckets: int = 500_000  # hashed bigram table of the wide branch
+    bigram_buckets: int = 500_000  # hashed bigram (and trigram) table of the wide branch
     ngram_dim: int = 16  # fastText-style n-gram vectors, averaged, then one dense unit
+    trigrams: bool = False  # hashed trigrams too (tried: no better on validation, see docs/benchmarks.md)
+    ngram_dropout: float = 0.0  # share of a review's n-grams hidden at each training step (tried, ditto)
     window: int = 200  # tokens the LSTM reads at once (longer reviews: several windows)
     embedding_dim: int = 64
     lstm_units: int = 48
@@ -68,6 +70,7 @@ class SentimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SentimentConfig:
         known = {f.name for f in fields(cls)}
+        values = {"trigrams": False, **values}  # versions saved before trigrams existed had none
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -197,8 +200,11 @@ class ReviewBatches:
         pick = rng.random(len(self.labels))
         rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         chosen = [self.windows[r][int(pick[r] * len(self.windows[r]))] for r in rows]
-        x = {"window": pad_windows(chosen, self.config.window),
-             "ngrams": pad_ngrams([self.ngrams[r] for r in rows], self.ngram_width)}
+        grams = [self.ngrams[r] for r in rows]
+        if self.config.ngram_dropout:  # a mean over a random subset: same expectation, less memorising
+            keep_rng = np.random.default_rng([self.config.seed, epoch, index])
+            grams = [g[keep_rng.random(len(g)) >= self.config.ngram_dropout] if len(g) > 1 else g for g in grams]
+        x = {"window": pad_windows(chosen, self.config.window), "ngrams": pad_ngrams(grams, self.ngram_width)}
         return x, self.labels[rows]
 
 
@@ -272,7 +278,7 @@ class SentimentModel:
         wide = np.empty(len(ids), dtype=np.float32)
         windows, owner = [], []
         for row, x in enumerate(ids):
-            grams = ngram_ids(x, vocab_size, buckets)
+            grams = ngram_ids(x, vocab_size, buckets, self.config.trigrams)
             wide[row] = (self._ngram_weight[grams].mean() if len(grams) else 0.0) + self._wide_b
             parts = split_windows(x, self.config.window)
             windows.extend(parts)
@@ -394,7 +400,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     train_ids = [vocab.encode(t) if t else np.array([OOV], np.int32) for t in train_tokens]
     val_ids = [encode(t, vocab) for t in val_texts]
     vocab_size = config.vocab_size  # fixed table size, even if the data has fewer words
-    train_grams = [ngram_ids(x, vocab_size, config.bigram_buckets) for x in train_ids]
+    train_grams = [ngram_ids(x, vocab_size, config.bigram_buckets, config.trigrams) for x in train_ids]
     labels = np.asarray(train_labels, dtype=np.float32)
     val_y = np.asarray(val_labels, dtype=np.float32)
 

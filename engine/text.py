@@ -86,18 +86,19 @@ class Vocabulary:
         return cls(json.loads(Path(path).read_text("utf-8")))
 
 
-def ngram_ids(ids: np.ndarray, vocab_size: int, buckets: int) -> np.ndarray:
-    """Unique unigram ids plus hashed bigram ids (offset by `vocab_size`) of one whole review.
+def ngram_ids(ids: np.ndarray, vocab_size: int, buckets: int, trigrams: bool = False) -> np.ndarray:
+    """Unique unigram ids plus hashed bigram (and trigram) ids, offset by `vocab_size`, of a whole review.
 
-    Bigram (a, b) -> vocab_size + (a * 1_000_003 + b) mod buckets: deterministic, no salt.
-    Unknown unigrams are dropped (they say nothing); bigrams with an unknown word are kept.
+    Bigram (a, b) -> vocab_size + (a * 1_000_003 + b) mod buckets, trigram (a, b, c) ->
+    vocab_size + ((a * 1_000_003 + b) * 1_000_033 + c) mod buckets: deterministic, no salt.
+    Unknown unigrams are dropped (they say nothing); n-grams with an unknown word are kept.
     Sorted and unique: the wide branch sees which n-grams occur, not how often.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    uni = ids[ids > OOV]
+    parts = [ids[ids > OOV]]
     if len(ids) > 1:
-        bi = vocab_size + (ids[:-1] * 1_000_003 + ids[1:]) % buckets
-        both = np.concatenate([uni, bi])
-    else:
-        both = uni
-    return np.unique(both).astype(np.int32)
+        pair = ids[:-1] * 1_000_003 + ids[1:]
+        parts.append(vocab_size + pair % buckets)
+        if trigrams and len(ids) > 2:
+            parts.append(vocab_size + (pair[:-1] * 1_000_033 + ids[2:]) % buckets)
+    return np.unique(np.concatenate(parts)).astype(np.int32)

@@ -48,7 +48,8 @@ def tiny_config(**overrides):
     from engine.sentiment import SentimentConfig
 
     values = dict(vocab_size=64, bigram_buckets=512, window=8, embedding_dim=8, lstm_units=8, ngram_dim=4,
-                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2)
+                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2,
+                  trigrams=True, ngram_dropout=0.3)  # the options on, so they are covered too
     values.update(overrides)
     return SentimentConfig(**values)
 
@@ -95,6 +96,8 @@ def test_ngram_ids_are_deterministic_and_offset() -> None:
     assert all(10 <= g < 17 for g in grams[grams >= 10])  # bigrams in their own range
     assert grams.tolist() == ngram_ids(ids.copy(), 10, 7).tolist()
     assert len(grams) == len(set(grams.tolist()))
+    with_trigrams = ngram_ids(ids, 10, 7, trigrams=True)
+    assert set(grams.tolist()) <= set(with_trigrams.tolist())
 
 
 def test_csv_errors_are_clear(tmp_path: Path) -> None:
@@ -130,7 +133,7 @@ def test_long_review_with_sentiment_at_the_start(trained) -> None:
     home, _, _ = trained
     model = SentimentModel.load_current(home)
     filler = " ".join(FILLER * 8)  # ~96 neutral words: a dozen windows of 8
-    for words, label in ((GOOD[:3], "positive"), (BAD[:3], "negative")):
+    for words, label in ((GOOD, "positive"), (BAD, "negative")):
         review = " ".join(words) + " " + filler
         assert len(split_windows(encode(review, model.vocab), model.config.window)) > 10
         assert model.predict_one(review).label == label  # the start is not cut off
@@ -152,7 +155,7 @@ def test_numpy_serving_matches_keras(trained) -> None:
     for text in texts:  # the Keras model scores one window at a time; the review = mean over its windows
         ids = encode(text, model.vocab)
         windows = split_windows(ids, model.config.window)
-        grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets)
+        grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets, model.config.trigrams)
         if len(grams) == 0:
             continue  # Keras' masked mean of nothing is undefined; numpy uses the bias alone
         x = {"window": pad_windows(windows, model.config.window), "ngrams": np.repeat(grams[None], len(windows), 0)}
@@ -261,11 +264,13 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     chosen = [c for c in manager.list() if c.epoch == 1][0]
     again = train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=chosen.path, epochs=1, progress=False)
     assert again.last_epoch == 2
-    chosen.path.write_bytes(b"truncated")
+    newest = manager.latest_valid()
+    assert newest is not None and newest.epoch == 2
+    newest.path.write_bytes(b"truncated")
     from engine.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="corrupt"):
-        train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=chosen.path, progress=False)
+        train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=newest.path, progress=False)
 
 
 # ---------------------------------------------------------------- command line
