@@ -52,7 +52,10 @@ class SentimentConfig:
 
     vocab_size: int = 40_000  # words, including the padding and unknown ids
     bigram_buckets: int = 500_000  # hashed bigram (and trigram) table of the wide branch
-    ngram_dim: int = 16  # fastText-style n-gram vectors, averaged, then one dense unit
+    wide: str = "nb"  # "nb": NBSVM-style scores (Wang & Manning 2012); "fasttext": averaged n-gram vectors
+    nb_w_adj: float = 0.4  # nb: each n-gram scores (w + w_adj) * r / r_adj, r its NB log-count ratio
+    nb_r_adj: float = 10.0
+    ngram_dim: int = 16  # fasttext: n-gram vector size, averaged, then one dense unit
     trigrams: bool = False  # hashed trigrams too (tried: no better on validation, see docs/benchmarks.md)
     ngram_dropout: float = 0.0  # share of a review's n-grams hidden at each training step (tried, ditto)
     window: int = 200  # tokens the LSTM reads at once (longer reviews: several windows)
@@ -70,7 +73,7 @@ class SentimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SentimentConfig:
         known = {f.name for f in fields(cls)}
-        values = {"trigrams": False, **values}  # versions saved before trigrams existed had none
+        values = {"trigrams": False, "wide": "fasttext", **values}  # as saved before these options existed
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -140,9 +143,12 @@ def build_model(config: SentimentConfig, vocab_size: int):
     x = layers.LSTM(config.lstm_units, name="lstm")(x)
     x = layers.Dropout(config.dropout, name="lstm_dropout")(x)
     deep = layers.Dense(1, name="deep_logit")(x)
-    w = layers.Embedding(vocab_size + config.bigram_buckets, config.ngram_dim, mask_zero=True, name="ngram_embedding")(ngrams)
-    w = layers.GlobalAveragePooling1D(name="ngram_mean")(w)
-    wide = layers.Dense(1, name="wide_logit")(w)
+    if config.wide == "nb":
+        wide = _nb_score_layer()(vocab_size + config.bigram_buckets, config.nb_w_adj, config.nb_r_adj, name="nb_score")(ngrams)
+    else:
+        w = layers.Embedding(vocab_size + config.bigram_buckets, config.ngram_dim, mask_zero=True, name="ngram_embedding")(ngrams)
+        w = layers.GlobalAveragePooling1D(name="ngram_mean")(w)
+        wide = layers.Dense(1, name="wide_logit")(w)
     logit = layers.Add(name="logit")([deep, wide])
     model = keras.Model([window, ngrams], logit, name="critic")
     model.compile(
@@ -153,12 +159,69 @@ def build_model(config: SentimentConfig, vocab_size: int):
     return model
 
 
+_NB_LAYER = None
+
+
+def _nb_score_layer():
+    """The NBSVM-style wide layer (defined on first use, so importing this module needs no Keras).
+
+    Why: a linear model over binarized n-grams scaled by their Naive-Bayes log-count ratio r
+    is the strongest cheap baseline on IMDB (NBSVM, 91.2%). Here r is fixed (computed from
+    the training data) and only w is learnt, end to end with the LSTM (as in fast.ai's
+    "NBSVM++"): logit += sum over the review's distinct n-grams of (w + w_adj) * r / r_adj.
+    Id 0 is padding and has r = 0.
+    """
+    global _NB_LAYER
+    if _NB_LAYER is None:
+        import keras
+        from keras import ops
+
+        @keras.saving.register_keras_serializable(package="playbill")
+        class NBScore(keras.layers.Layer):
+            def __init__(self, size: int, w_adj: float = 0.4, r_adj: float = 10.0, **kwargs) -> None:
+                super().__init__(**kwargs)
+                self.size, self.w_adj, self.r_adj = size, w_adj, r_adj
+
+            def build(self, input_shape) -> None:
+                self.w = self.add_weight(shape=(self.size,), name="w",
+                                         initializer=keras.initializers.RandomUniform(-0.1, 0.1))
+                self.r = self.add_weight(shape=(self.size,), name="r", initializer="zeros", trainable=False)
+
+            def call(self, ids):
+                w, r = ops.take(self.w, ids), ops.take(self.r, ids)
+                return ops.sum((w + self.w_adj) * r, axis=1, keepdims=True) / self.r_adj
+
+            def get_config(self) -> dict[str, Any]:
+                return {**super().get_config(), "size": self.size, "w_adj": self.w_adj, "r_adj": self.r_adj}
+
+        _NB_LAYER = NBScore
+    return _NB_LAYER
+
+
+def nb_log_count_ratios(grams: Sequence[np.ndarray], labels: np.ndarray, size: int, alpha: float = 1.0) -> np.ndarray:
+    """r = log((p / |p|) / (q / |q|)) with p, q the smoothed document counts in positive and negative reviews."""
+    positive = labels > 0.5
+    pos = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if y] or [np.zeros(0, np.int32)]), minlength=size)
+    neg = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if not y] or [np.zeros(0, np.int32)]), minlength=size)
+    p, q = pos + alpha, neg + alpha
+    r = np.log((p / p.sum()) / (q / q.sum()))
+    r[(pos + neg) == 0] = 0.0  # never seen: no evidence either way (padding id 0 included)
+    return r.astype(np.float32)
+
+
 def export_weights(model) -> dict[str, np.ndarray]:
     """The Keras weights the numpy forward pass needs, by name."""
     lstm = model.get_layer("lstm")
     kernel, recurrent, bias = (np.asarray(v) for v in lstm.get_weights())
     dense_w, dense_b = (np.asarray(v) for v in model.get_layer("deep_logit").get_weights())
-    wide_w, wide_b = (np.asarray(v) for v in model.get_layer("wide_logit").get_weights())
+    if any(layer.name == "nb_score" for layer in model.layers):
+        nb = model.get_layer("nb_score")
+        ngram_weight = (np.asarray(nb.w) + nb.w_adj) * np.asarray(nb.r) / nb.r_adj
+        wide_b = np.zeros(1, np.float32)
+    else:
+        wide_w, wide_b = (np.asarray(v) for v in model.get_layer("wide_logit").get_weights())
+        # mean-then-dense is linear, so it collapses to one score per n-gram: dense(mean(E[g])) = mean(E[g] @ w) + b
+        ngram_weight = np.asarray(model.get_layer("ngram_embedding").get_weights()[0]) @ wide_w[:, 0]
     return {
         "embedding": np.asarray(model.get_layer("word_embedding").get_weights()[0]),
         "kernel": kernel,
@@ -166,8 +229,7 @@ def export_weights(model) -> dict[str, np.ndarray]:
         "bias": bias,
         "dense_w": dense_w[:, 0],
         "dense_b": dense_b,
-        # mean-then-dense is linear, so it collapses to one score per n-gram: dense(mean(E[g])) = mean(E[g] @ w) + b
-        "ngram_weight": np.asarray(model.get_layer("ngram_embedding").get_weights()[0]) @ wide_w[:, 0],
+        "ngram_weight": ngram_weight,
         "wide_b": wide_b,
     }
 
@@ -273,13 +335,14 @@ class SentimentModel:
         return self.logits_from_ids([encode(t, self.vocab) for t in texts], chunk=chunk)
 
     def logits_from_ids(self, ids: Sequence[np.ndarray], chunk: int = 512) -> np.ndarray:
-        """Deep logit (mean over each review's windows) + wide logit (mean n-gram weight)."""
+        """Deep logit (mean over each review's windows) + wide logit (sum or mean of n-gram scores)."""
         vocab_size, buckets = len(self._table), len(self._ngram_weight) - len(self._table)
+        pool = np.sum if self.config.wide == "nb" else np.mean
         wide = np.empty(len(ids), dtype=np.float32)
         windows, owner = [], []
         for row, x in enumerate(ids):
             grams = ngram_ids(x, vocab_size, buckets, self.config.trigrams)
-            wide[row] = (self._ngram_weight[grams].mean() if len(grams) else 0.0) + self._wide_b
+            wide[row] = (pool(self._ngram_weight[grams]) if len(grams) else 0.0) + self._wide_b
             parts = split_windows(x, self.config.window)
             windows.extend(parts)
             owner.extend([row] * len(parts))
@@ -407,12 +470,16 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     keras.utils.set_random_seed(config.seed)
     if start is not None:
         try:
+            _nb_score_layer()  # registered before Keras reads a checkpoint that uses it
             model = keras.models.load_model(start.path)
         except Exception as exc:  # a checkpoint that Keras cannot read
             raise CheckpointError(f"cannot load checkpoint {start.label()}: {exc}") from None
         initial_epoch = start.epoch
     else:
         model = build_model(config, vocab_size)
+        if config.wide == "nb":
+            model.get_layer("nb_score").r.assign(
+                nb_log_count_ratios(train_grams, labels, vocab_size + config.bigram_buckets))
         initial_epoch = 0
     if epochs is None:
         epochs = max(1, config.epochs - initial_epoch) if start is not None else config.epochs
