@@ -273,6 +273,28 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=newest.path, progress=False)
 
 
+def test_nb_wide_branch_serving_matches_keras(tmp_path: Path) -> None:
+    """The NBSVM-style option: r from the data, numpy sums the same n-gram scores Keras does."""
+    import keras
+
+    from engine.sentiment import MODEL_FILE, SentimentModel, encode, pad_windows, split_windows, train_sentiment
+
+    data = write_csv(tmp_path / "r.csv", synthetic_reviews(120, seed=11))
+    result = train_sentiment(tiny_config(wide="nb", epochs=2), tmp_path / "home", tmp_path, data=data, progress=False)
+    model = SentimentModel.load_current(tmp_path / "home")
+    assert model.config.wide == "nb" and result.metrics["val_accuracy"] > 0.6
+    keras_model = keras.models.load_model(model.path / MODEL_FILE)
+    r = np.asarray(keras_model.get_layer("nb_score").r)
+    assert r[0] == 0 and r.max() > 0 > r.min()  # padding scores nothing; words lean both ways
+    text = " ".join(GOOD + FILLER * 3)
+    ids = encode(text, model.vocab)
+    windows = split_windows(ids, model.config.window)
+    grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets, model.config.trigrams)
+    x = {"window": pad_windows(windows, model.config.window), "ngrams": np.repeat(grams[None], len(windows), 0)}
+    expected = float(keras_model.predict(x, verbose=0).mean())
+    np.testing.assert_allclose(model.logits([text]), [expected], atol=1e-4)
+
+
 # ---------------------------------------------------------------- command line
 
 
