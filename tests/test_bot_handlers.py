@@ -16,6 +16,7 @@ from bot.errors import Busy, OnCooldown
 from bot.messages import Request
 from bot.recording import HistoryGateway
 from bot.services import Services
+from engine.registry import ModelRegistry
 from bot.testing import FakeSceneWriter, FakeSentimentModel, fake_holders, history_rows, publish_fake_version
 from engine.errors import InvalidInput, ModelUnavailable
 from history.errors import HistoryError
@@ -177,6 +178,8 @@ async def test_missing_model_names_the_training_command(settings) -> None:
 async def test_hot_swap_serves_the_new_version(services, settings) -> None:
     first = (await services.sentiment_worker.predict("good"))[1]
     newer = publish_fake_version(settings.models_dir, "sentiment", {"accuracy": 0.9})
+    assert services.refresh_models()["sentiment"] is False  # published, not yet promoted
+    ModelRegistry(settings.models_dir, "sentiment").promote(newer)
     assert services.refresh_models()["sentiment"] is True
     assert (await services.sentiment_worker.predict("good"))[1] == newer != first
 
