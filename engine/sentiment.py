@@ -429,7 +429,7 @@ def _log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
 def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epochs: int | None = None,
                     resume: bool = False, checkpoint: str | Path | None = None, data: Path | None = None,
                     extra_examples: Sequence[tuple[str, int]] = (), promote: bool = True, progress: bool = True,
-                    evaluate_test: bool = True) -> TrainingResult:
+                    evaluate_test: bool = True, keep_runs: int | None = 2) -> TrainingResult:
     """Train (or continue) the critic; publish a new registry version; return its metrics.
 
     `epochs` is how many epochs to run now (the epoch counter continues across resumes);
@@ -437,6 +437,8 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     `resume` continues the latest valid checkpoint, `checkpoint` a chosen one; the
     vocabulary is taken from that checkpoint's run so the ids keep their meaning.
     Test accuracy (all 25,000 IMDB test reviews) is measured when training on IMDB.
+    `keep_runs` bounds disk use (each epoch's checkpoint holds the optimizer state): the
+    newest that many checkpoint runs are kept; None keeps all (the nightly job prunes itself).
     """
     import keras
 
@@ -565,7 +567,8 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         (staged.path / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2), "utf-8")
     if promote:
         registry.promote(staged.version, reason="train_sentiment")
-    manager.prune_runs(keep=2)  # each epoch's checkpoint holds the optimizer state: bound the disk use
+    if keep_runs:
+        manager.prune_runs(keep_runs)
     return TrainingResult(
         model=NAME, version=staged.version, metrics=metrics, epochs_run=len(validation.history),
         last_epoch=last_epoch, started_from=start.label() if start else None, promoted=promote,

@@ -108,6 +108,7 @@ def train_sentiment(settings: Settings, *, checkpoint: Path | None, epochs: int,
         promote=False,
         progress=progress,
         evaluate_test=False,  # the job measures both versions on the test set itself
+        keep_runs=None,  # the job keeps the checkpoints of every version it keeps (prune_model)
     )
     return result.as_dict()
 

@@ -273,6 +273,20 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=newest.path, progress=False)
 
 
+def test_checkpoint_runs_are_bounded_unless_the_caller_keeps_them(tmp_path: Path) -> None:
+    from engine.checkpoints import CheckpointManager
+    from engine.sentiment import train_sentiment
+
+    data = write_csv(tmp_path / "r.csv", synthetic_reviews(80, seed=4))
+    home = tmp_path / "home"
+    runs = lambda: {c.run for c in CheckpointManager(home / "checkpoints", "sentiment").list()}  # noqa: E731
+    for _ in range(3):  # as the nightly job trains: it prunes by model version itself
+        train_sentiment(tiny_config(epochs=1), home, tmp_path, data=data, progress=False, keep_runs=None)
+    assert len(runs()) == 3
+    train_sentiment(tiny_config(epochs=1), home, tmp_path, data=data, progress=False)  # the CLI's default
+    assert len(runs()) == 2
+
+
 def test_nb_wide_branch_serving_matches_keras(tmp_path: Path) -> None:
     """The NBSVM-style option: r from the data, numpy sums the same n-gram scores Keras does."""
     import keras
