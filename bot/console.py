@@ -205,6 +205,8 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
     try:
         await services.refresh_models_async()
         interactive = bool(getattr(lines, "isatty", lambda: False)())
+        if not interactive:
+            services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
         return await Console(services, out, interactive=interactive).run(lines)
     finally:
         if own_services:

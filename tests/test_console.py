@@ -25,6 +25,23 @@ def playbill(*args: str, stdin: str = "", env: dict | None = None, timeout: floa
                           text=True, env=full_env, timeout=timeout)
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal, refused", [(False, 0), (True, 1)])
+async def test_cooldown_throttles_a_person_at_the_terminal_not_a_script(settings, terminal, refused) -> None:
+    settings.bot.cooldown_seconds = 30
+    services = Services.create(settings, holders=fake_holders(settings.models_dir),
+                               history=HistoryGateway.open(settings.database_url))
+    script = "/review-sentiment A great film\n/review-sentiment A dull film\n"
+    out = io.StringIO()
+    assert await run_console(settings, (_Terminal if terminal else io.StringIO)(script), out, services=services) == 0
+    assert out.getvalue().count("Slow down") == refused
+    assert out.getvalue().count("The critic says") == 2 - refused
+
+
 async def test_console_answers_through_the_shared_handlers(settings) -> None:
     settings.bot.cooldown_seconds = 0
     services = Services.create(settings, holders=fake_holders(settings.models_dir),
