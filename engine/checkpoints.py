@@ -8,7 +8,6 @@ ignored; a checkpoint whose bytes no longer match its checksum is reported and s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.datasets import hash_file
 from engine.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ class Checkpoint:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(path).hexdigest()
 
 
 class CheckpointManager:

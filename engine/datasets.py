@@ -81,12 +81,17 @@ def _download(dataset: Dataset, data_dir: Path) -> Path:
     return target
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324 - matches the published checksum, not for security
-    with path.open("rb") as fh:
+def hash_file(path: Path, digest=None):
+    """Feed a file's bytes into `digest` (default: a new SHA-256) in 1 MiB blocks; return it."""
+    digest = hashlib.sha256() if digest is None else digest
+    with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def _md5(path: Path) -> str:
+    return hash_file(path, hashlib.md5()).hexdigest()  # noqa: S324 - matches the published checksum
 
 
 def fingerprint(*paths: Path) -> str:
@@ -97,7 +102,5 @@ def fingerprint(*paths: Path) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(file.name.encode())
-            with file.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
+            hash_file(file, digest)
     return digest.hexdigest()[:16]

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from engine.errors import EngineError
+from history.errors import HistoryError
 
 
 class CLIError(Exception):
@@ -16,18 +17,7 @@ class CLIError(Exception):
     exit_code = 2
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [CLIError, EngineError]
-    try:
-        from history.errors import HistoryError
-    except ImportError:  # pragma: no cover - the history package is optional at this layer
-        pass
-    else:
-        errors.append(HistoryError)
-    return tuple(errors)
-
-
-USER_ERRORS = _user_errors()
+USER_ERRORS: tuple[type[BaseException], ...] = (CLIError, EngineError, HistoryError)
 
 
 class CommandGroups:
