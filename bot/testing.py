@@ -186,6 +186,6 @@ def train_tiny_sentiment(home: Path, workdir: Path) -> str:
         for i in range(12):
             for text, label in TINY_REVIEWS[0] + TINY_REVIEWS[1]:
                 writer.writerow([f"{text} {i}", label])
-    config = SentimentConfig(vocab_size=200, bigram_buckets=500, window=16, embedding_dim=8, lstm_units=8,
+    config = SentimentConfig(vocab_size=200, ngram_buckets=500, window=16, embedding_dim=8, lstm_units=8,
                              batch_size=16, epochs=1)
     return train_sentiment(config, home, workdir, epochs=1, data=reviews, progress=False).version

@@ -1,14 +1,18 @@
 """The critic: raw review text in, probability that it is positive out.
 
-Model (wide and deep, trained end to end, logits summed):
+Model (wide and deep: two branches trained side by side, blended on validation):
 - deep: Embedding + LSTM over a window of at most `config.window` tokens. A longer review
   is split into ceil(n / window) consecutive windows of (nearly) equal size; every window
   is scored and the review's deep logit is the MEAN of the window logits, so nothing is
   cut off. During training each review shows one of its windows, drawn anew each epoch.
-- wide: a bag of the review's unigrams and hashed bigrams (the WHOLE review), one learned
-  vector per n-gram, averaged, then one dense unit (fastText style; at serving this
-  collapses to one score per n-gram). This is what lifts
-  accuracy from an LSTM's ~87% to NBSVM territory; the LSTM adds word-order evidence.
+- wide: NB-weighted logistic regression (NBSVM, Wang & Manning 2012, with a logistic
+  loss): a linear model over which hashed unigrams and bigrams the WHOLE review contains,
+  each scaled by its fixed Naive-Bayes log-count ratio r; only the weights are learnt.
+  Alone it reaches ~91.8% on IMDB test; the LSTM adds word-order evidence.
+- Each branch has its own loss and keeps the weights of its own best validation epoch.
+  Why: trained as one summed logit, the wide branch memorises the training reviews within
+  two epochs and the LSTM stops learning (88.8%, docs/benchmarks.md). The served logit is
+  a * deep + b * wide + c, with (a, b, c) a logistic regression on the validation reviews.
 
 Serving never calls Keras: at save time the weights are exported to numpy and
 `SentimentModel` runs the forward pass itself (embedding@kernel tables precomputed, LSTM
@@ -33,7 +37,7 @@ from engine.checkpoints import CheckpointManager, make_keras_callback
 from engine.errors import CheckpointError, InvalidInput, ModelUnavailable
 from engine.imdb import load_csv, load_imdb
 from engine.registry import ModelRegistry
-from engine.text import OOV, Vocabulary, ngram_ids, tokenize
+from engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, token_hashes, tokenize
 from engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
@@ -50,17 +54,12 @@ MAX_CHARS = 200_000  # longer input is refused with a message, not silently cut
 class SentimentConfig:
     """Hyper-parameters of the default critic (all of them: nothing else is tuned)."""
 
-    vocab_size: int = 40_000  # words, including the padding and unknown ids
-    bigram_buckets: int = 500_000  # hashed bigram (and trigram) table of the wide branch
-    # "fasttext": averaged n-gram vectors (the default: 88.8% test accuracy); "nb": NBSVM-style
-    # scores (Wang & Manning 2012), tried and worse here (87.8%: it overfits by epoch 3; docs/benchmarks.md)
-    wide: str = "fasttext"
-    nb_w_adj: float = 0.4  # nb: each n-gram scores (w + w_adj) * r / r_adj, r its NB log-count ratio
-    nb_r_adj: float = 10.0
-    nb_l2: float = 1e-6  # pulls w back to 0, i.e. to plain Naive Bayes, for n-grams the data says little about
-    ngram_dim: int = 16  # fasttext: n-gram vector size, averaged, then one dense unit
-    trigrams: bool = False  # hashed trigrams too (tried: no better on validation, see docs/benchmarks.md)
-    ngram_dropout: float = 0.0  # share of a review's n-grams hidden at each training step (tried, ditto)
+    vocab_size: int = 40_000  # words the LSTM knows, including the padding and unknown ids
+    ngram_buckets: int = 2**21  # hashed unigram + bigram table of the wide branch (2**22: no better)
+    wide_l2: float = 2e-5  # L2 on the wide weights: liblinear's C = 1 for 22,500 reviews (1 / 2NC)
+    # "nblr": the wide branch above. "fasttext": averaged n-gram vectors summed with the LSTM's
+    # logit, the layout of models trained before (88.8%): such versions still load and serve.
+    wide: str = "nblr"
     window: int = 200  # tokens the LSTM reads at once (longer reviews: several windows)
     embedding_dim: int = 64
     lstm_units: int = 48
@@ -76,7 +75,9 @@ class SentimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SentimentConfig:
         known = {f.name for f in fields(cls)}
-        values = {"trigrams": False, "wide": "fasttext", **values}  # as saved before these options existed
+        values = {"wide": "fasttext", **values}  # as saved before the option existed
+        if "bigram_buckets" in values:  # fasttext layout's name for the n-gram table
+            values.setdefault("ngram_buckets", values["bigram_buckets"])
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -104,8 +105,26 @@ def check_text(text: Any) -> str:
 
 def encode(text: str, vocab: Vocabulary) -> np.ndarray:
     """Word ids of a review; a review with no known words is one unknown token."""
-    ids = vocab.encode(tokenize(text))
+    return _word_ids(tokenize(text), vocab)
+
+
+def _word_ids(tokens: Sequence[str], vocab: Vocabulary) -> np.ndarray:
+    ids = vocab.encode(tokens)
     return ids if len(ids) else np.array([OOV], dtype=np.int32)
+
+
+def features(tokens: Sequence[str], vocab: Vocabulary, config: SentimentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(word ids for the LSTM, n-gram ids for the wide branch) of one tokenized review."""
+    ids = vocab.encode(tokens)
+    if config.wide == "fasttext":
+        grams = ngram_ids(ids, config.vocab_size, config.ngram_buckets)
+    else:
+        hashes = vocab.hashes[ids]
+        unknown = np.flatnonzero(ids == OOV)
+        if len(unknown):
+            hashes[unknown] = token_hashes([tokens[i] for i in unknown])
+        grams = hashed_ngrams(tokens, config.ngram_buckets, hashes)
+    return (ids if len(ids) else np.array([OOV], dtype=np.int32)), grams
 
 
 def split_windows(ids: np.ndarray, window: int) -> list[np.ndarray]:
@@ -137,6 +156,7 @@ def pad_ngrams(ngram_lists: Sequence[np.ndarray], width: int | None = None) -> n
 
 
 def build_model(config: SentimentConfig, vocab_size: int):
+    """Two outputs, each with its own loss: {"deep": LSTM logit, "wide": n-gram logit}."""
     import keras
     from keras import layers
 
@@ -146,34 +166,30 @@ def build_model(config: SentimentConfig, vocab_size: int):
     x = layers.LSTM(config.lstm_units, name="lstm")(x)
     x = layers.Dropout(config.dropout, name="lstm_dropout")(x)
     deep = layers.Dense(1, name="deep_logit")(x)
-    if config.wide == "nb":
-        wide = _nb_score_layer()(vocab_size + config.bigram_buckets, config.nb_w_adj, config.nb_r_adj,
-                                 config.nb_l2, name="nb_score")(ngrams)
-    else:
-        w = layers.Embedding(vocab_size + config.bigram_buckets, config.ngram_dim, mask_zero=True, name="ngram_embedding")(ngrams)
-        w = layers.GlobalAveragePooling1D(name="ngram_mean")(w)
-        wide = layers.Dense(1, name="wide_logit")(w)
-    logit = layers.Add(name="logit")([deep, wide])
-    model = keras.Model([window, ngrams], logit, name="critic")
+    wide = _nb_score_layer()(config.ngram_buckets + 1, config.wide_l2, name="nb_score")(ngrams)
+    model = keras.Model([window, ngrams], {"deep": deep, "wide": wide}, name="critic")
+    loss = keras.losses.BinaryCrossentropy(from_logits=True)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+        loss={"deep": loss, "wide": loss},
+        metrics={name: [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)] for name in ("deep", "wide")},
     )
     return model
 
+
+DEEP_LAYERS = ("word_embedding", "lstm", "deep_logit")
+WIDE_LAYERS = ("nb_score",)
 
 _NB_LAYER = None
 
 
 def _nb_score_layer():
-    """The NBSVM-style wide layer (defined on first use, so importing this module needs no Keras).
+    """The wide branch's layer (defined on first use, so importing this module needs no Keras).
 
-    Why: a linear model over binarized n-grams scaled by their Naive-Bayes log-count ratio r
-    is the strongest cheap baseline on IMDB (NBSVM, 91.2%). Here r is fixed (computed from
-    the training data) and only w is learnt, end to end with the LSTM (as in fast.ai's
-    "NBSVM++"): logit += sum over the review's distinct n-grams of (w + w_adj) * r / r_adj.
-    Id 0 is padding and has r = 0.
+    logit = b + sum over the review's distinct n-grams g of w[g] * r[g], where r is the
+    n-gram's Naive-Bayes log-count ratio, computed once from the training reviews and kept
+    fixed. Scaling by r makes the evidence NB already sees cheap for the learnt weights;
+    the L2 on w keeps rare n-grams near plain NB. Id 0 is padding and has r = 0.
     """
     global _NB_LAYER
     if _NB_LAYER is None:
@@ -182,22 +198,22 @@ def _nb_score_layer():
 
         @keras.saving.register_keras_serializable(package="playbill")
         class NBScore(keras.layers.Layer):
-            def __init__(self, size: int, w_adj: float = 0.4, r_adj: float = 10.0, l2: float = 0.0, **kwargs) -> None:
+            def __init__(self, size: int, l2: float = 0.0, **kwargs) -> None:
                 super().__init__(**kwargs)
-                self.size, self.w_adj, self.r_adj, self.l2 = size, w_adj, r_adj, l2
+                self.size, self.l2 = size, l2
 
             def build(self, input_shape) -> None:
-                self.w = self.add_weight(shape=(self.size,), name="w", initializer="zeros",  # start as plain NB
+                self.w = self.add_weight(shape=(self.size,), name="w", initializer="zeros",
                                          regularizer=keras.regularizers.L2(self.l2) if self.l2 else None)
                 self.r = self.add_weight(shape=(self.size,), name="r", initializer="zeros", trainable=False)
+                self.b = self.add_weight(shape=(1,), name="b", initializer="zeros")
 
             def call(self, ids):
-                w, r = ops.take(self.w, ids), ops.take(self.r, ids)
-                return ops.sum((w + self.w_adj) * r, axis=1, keepdims=True) / self.r_adj
+                scores = ops.take(self.w, ids) * ops.take(self.r, ids)
+                return ops.sum(scores, axis=1, keepdims=True) + self.b
 
             def get_config(self) -> dict[str, Any]:
-                return {**super().get_config(), "size": self.size, "w_adj": self.w_adj, "r_adj": self.r_adj,
-                        "l2": self.l2}
+                return {**super().get_config(), "size": self.size, "l2": self.l2}
 
         _NB_LAYER = NBScore
     return _NB_LAYER
@@ -206,27 +222,53 @@ def _nb_score_layer():
 def nb_log_count_ratios(grams: Sequence[np.ndarray], labels: np.ndarray, size: int, alpha: float = 1.0) -> np.ndarray:
     """r = log((p / |p|) / (q / |q|)) with p, q the smoothed document counts in positive and negative reviews."""
     positive = labels > 0.5
-    pos = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if y] or [np.zeros(0, np.int32)]), minlength=size)
-    neg = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if not y] or [np.zeros(0, np.int32)]), minlength=size)
+    empty = np.zeros(0, np.int32)
+    pos = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if y] or [empty]), minlength=size)
+    neg = np.bincount(np.concatenate([g for g, y in zip(grams, positive) if not y] or [empty]), minlength=size)
     p, q = pos + alpha, neg + alpha
     r = np.log((p / p.sum()) / (q / q.sum()))
     r[(pos + neg) == 0] = 0.0  # never seen: no evidence either way (padding id 0 included)
     return r.astype(np.float32)
 
 
-def export_weights(model) -> dict[str, np.ndarray]:
-    """The Keras weights the numpy forward pass needs, by name."""
+def fit_blend(deep: np.ndarray, wide: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> np.ndarray:
+    """(a, b, c) of the logistic regression sigmoid(a * deep + b * wide + c) on held-out reviews.
+
+    Three numbers fitted on thousands of reviews the branches never trained on: how much to
+    trust each branch. Newton's method with step halving (a full Newton step can overshoot
+    when the logits are large); a little L2 keeps it finite on separable (tiny) data.
+    """
+    x = np.column_stack([deep, wide, np.ones(len(deep))]).astype(np.float64)
+    signs = np.where(np.asarray(labels) > 0.5, 1.0, -1.0)
+
+    def objective(coef: np.ndarray) -> float:
+        return float(np.mean(np.logaddexp(0.0, -signs * (x @ coef))) + 0.5 * l2 * coef @ coef)
+
+    coef = np.zeros(3)
+    value = objective(coef)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ coef, -60, 60)))  # P(positive)
+        grad = x.T @ (p - (signs > 0)) / len(x) + l2 * coef
+        hess = (x.T * (p * (1 - p))) @ x / len(x) + l2 * np.eye(3)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6 and objective(coef - scale * step) > value:
+            scale /= 2
+        if scale <= 1e-6:
+            break
+        coef -= scale * step
+        value = objective(coef)
+        if np.max(np.abs(scale * step)) < 1e-9:
+            break
+    return coef.astype(np.float32)
+
+
+def export_weights(model, blend: Sequence[float] = (1.0, 1.0, 0.0)) -> dict[str, np.ndarray]:
+    """The Keras weights the numpy forward pass needs, by name, and the blend (a, b, c)."""
     lstm = model.get_layer("lstm")
     kernel, recurrent, bias = (np.asarray(v) for v in lstm.get_weights())
     dense_w, dense_b = (np.asarray(v) for v in model.get_layer("deep_logit").get_weights())
-    if any(layer.name == "nb_score" for layer in model.layers):
-        nb = model.get_layer("nb_score")
-        ngram_weight = (np.asarray(nb.w) + nb.w_adj) * np.asarray(nb.r) / nb.r_adj
-        wide_b = np.zeros(1, np.float32)
-    else:
-        wide_w, wide_b = (np.asarray(v) for v in model.get_layer("wide_logit").get_weights())
-        # mean-then-dense is linear, so it collapses to one score per n-gram: dense(mean(E[g])) = mean(E[g] @ w) + b
-        ngram_weight = np.asarray(model.get_layer("ngram_embedding").get_weights()[0]) @ wide_w[:, 0]
+    nb = model.get_layer("nb_score")
     return {
         "embedding": np.asarray(model.get_layer("word_embedding").get_weights()[0]),
         "kernel": kernel,
@@ -234,8 +276,9 @@ def export_weights(model) -> dict[str, np.ndarray]:
         "bias": bias,
         "dense_w": dense_w[:, 0],
         "dense_b": dense_b,
-        "ngram_weight": ngram_weight,
-        "wide_b": wide_b,
+        "ngram_weight": np.asarray(nb.w) * np.asarray(nb.r),
+        "wide_b": np.asarray(nb.b),
+        "blend": np.asarray(blend, dtype=np.float32),
     }
 
 
@@ -267,12 +310,10 @@ class ReviewBatches:
         pick = rng.random(len(self.labels))
         rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         chosen = [self.windows[r][int(pick[r] * len(self.windows[r]))] for r in rows]
-        grams = [self.ngrams[r] for r in rows]
-        if self.config.ngram_dropout:  # a mean over a random subset: same expectation, less memorising
-            keep_rng = np.random.default_rng([self.config.seed, epoch, index])
-            grams = [g[keep_rng.random(len(g)) >= self.config.ngram_dropout] if len(g) > 1 else g for g in grams]
-        x = {"window": pad_windows(chosen, self.config.window), "ngrams": pad_ngrams(grams, self.ngram_width)}
-        return x, self.labels[rows]
+        x = {"window": pad_windows(chosen, self.config.window),
+             "ngrams": pad_ngrams([self.ngrams[r] for r in rows], self.ngram_width)}
+        y = self.labels[rows]
+        return x, {"deep": y, "wide": y}
 
 
 # ---------------------------------------------------------------- serving (pure numpy)
@@ -307,6 +348,8 @@ class SentimentModel:
         self._dense_b = float(np.asarray(weights["dense_b"]).reshape(-1)[0])
         self._wide_b = float(np.asarray(weights["wide_b"]).reshape(-1)[0])
         self._ngram_weight = weights["ngram_weight"].astype(np.float32)
+        # served logit = a * deep + b * wide + c (models of the fasttext layout: the plain sum)
+        self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
         for array in (self._table, self._recurrent, self._dense_w, self._ngram_weight):
             array.flags.writeable = False
         _one_blas_thread()
@@ -337,18 +380,24 @@ class SentimentModel:
         return [Verdict("positive" if p >= 0.5 else "negative", float(p)) for p in probs]
 
     def logits(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
-        return self.logits_from_ids([encode(t, self.vocab) for t in texts], chunk=chunk)
+        return self.logits_from_features([self.features(t) for t in texts], chunk=chunk)
 
-    def logits_from_ids(self, ids: Sequence[np.ndarray], chunk: int = 512) -> np.ndarray:
-        """Deep logit (mean over each review's windows) + wide logit (sum or mean of n-gram scores)."""
-        vocab_size, buckets = len(self._table), len(self._ngram_weight) - len(self._table)
-        pool = np.sum if self.config.wide == "nb" else np.mean
-        wide = np.empty(len(ids), dtype=np.float32)
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        return features(tokenize(text), self.vocab, self.config)
+
+    def logits_from_features(self, feats: Sequence[tuple[np.ndarray, np.ndarray]], chunk: int = 512) -> np.ndarray:
+        a, b, c = self._blend
+        deep, wide = self.branch_logits(feats, chunk=chunk)
+        return (a * deep + b * wide + c).astype(np.float32)
+
+    def branch_logits(self, feats: Sequence[tuple[np.ndarray, np.ndarray]], chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """(deep, wide) logits: the mean over each review's windows, and its n-gram score."""
+        pool = np.mean if self.config.wide == "fasttext" else np.sum
+        wide = np.empty(len(feats), dtype=np.float64)
         windows, owner = [], []
-        for row, x in enumerate(ids):
-            grams = ngram_ids(x, vocab_size, buckets, self.config.trigrams)
+        for row, (ids, grams) in enumerate(feats):
             wide[row] = (pool(self._ngram_weight[grams]) if len(grams) else 0.0) + self._wide_b
-            parts = split_windows(x, self.config.window)
+            parts = split_windows(ids, self.config.window)
             windows.extend(parts)
             owner.extend([row] * len(parts))
         owner_arr = np.asarray(owner)
@@ -358,9 +407,9 @@ class SentimentModel:
         for start in range(0, len(windows), chunk):
             rows = by_length[start : start + chunk]
             window_logits[rows] = self._lstm_logits([windows[r] for r in rows])
-        deep_sum = np.bincount(owner_arr, weights=window_logits, minlength=len(ids))
-        deep = deep_sum / np.bincount(owner_arr, minlength=len(ids))
-        return (deep + wide).astype(np.float32)
+        deep_sum = np.bincount(owner_arr, weights=window_logits, minlength=len(feats))
+        deep = deep_sum / np.bincount(owner_arr, minlength=len(feats))
+        return deep, wide
 
     def _lstm_logits(self, windows: list[np.ndarray]) -> np.ndarray:
         """LSTM over windows sorted longest first: at step t only the first k rows have started."""
@@ -457,6 +506,9 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         if saved:  # the architecture must match the checkpoint's
             config = replace(SentimentConfig.from_dict(saved), epochs=config.epochs, patience=config.patience,
                              max_train_reviews=config.max_train_reviews)
+        if config.wide != "nblr":
+            raise CheckpointError(f"checkpoint {start.label()} has the older {config.wide!r} layout, which this "
+                                  "version only serves; train from scratch")
 
     train_texts, train_labels, val_texts, val_labels, fingerprint = _training_reviews(data_dir, data, extra_examples, config)
     train_tokens = [tokenize(t) for t in train_texts]
@@ -467,10 +519,9 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         vocab = Vocabulary.load(vocab_path)
     else:
         vocab = Vocabulary.build(train_tokens, config.vocab_size)
-    train_ids = [vocab.encode(t) if t else np.array([OOV], np.int32) for t in train_tokens]
-    val_ids = [encode(t, vocab) for t in val_texts]
+    train_ids, train_grams = zip(*(features(t, vocab, config) for t in train_tokens))
+    val_features = [features(tokenize(t), vocab, config) for t in val_texts]
     vocab_size = config.vocab_size  # fixed table size, even if the data has fewer words
-    train_grams = [ngram_ids(x, vocab_size, config.bigram_buckets, config.trigrams) for x in train_ids]
     labels = np.asarray(train_labels, dtype=np.float32)
     val_y = np.asarray(val_labels, dtype=np.float32)
 
@@ -484,24 +535,26 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         initial_epoch = start.epoch
     else:
         model = build_model(config, vocab_size)
-        if config.wide == "nb":
-            model.get_layer("nb_score").r.assign(
-                nb_log_count_ratios(train_grams, labels, vocab_size + config.bigram_buckets))
+        model.get_layer("nb_score").r.assign(nb_log_count_ratios(train_grams, labels, config.ngram_buckets + 1))
         initial_epoch = 0
     if epochs is None:
         epochs = max(1, config.epochs - initial_epoch) if start is not None else config.epochs
 
     run = manager.new_run()
     vocab.save(manager.root / run / VOCAB_FILE)
-    batches = ReviewBatches(train_ids, train_grams, labels, config)
+    batches = ReviewBatches(list(train_ids), list(train_grams), labels, config)
     batches.epoch = initial_epoch  # Keras peeks at the first batches before the first on_epoch_begin
 
     class ServingValidation(keras.callbacks.Callback):
-        """Validation through the serving path (all windows), best weights, early stopping."""
+        """Validation through the serving path (all windows); each branch keeps its best epoch.
+
+        Early stopping: when neither branch's validation loss has improved for `patience` epochs.
+        """
 
         def __init__(self) -> None:
             super().__init__()
-            self.best_loss, self.best_epoch, self.best_weights, self.wait = math.inf, initial_epoch, None, 0
+            self.best = {branch: {"loss": math.inf, "epoch": initial_epoch, "weights": None}
+                         for branch in ("deep", "wide")}
             self.history: list[dict[str, float]] = []
 
         def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -509,19 +562,28 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
 
         def on_epoch_end(self, epoch: int, logs=None) -> None:
             serving = SentimentModel(export_weights(self.model), vocab, config)
-            logits = serving.logits_from_ids(val_ids)
-            val_loss, val_acc = _log_loss(logits, val_y), float(np.mean((logits >= 0) == (val_y > 0)))
+            logits = dict(zip(("deep", "wide"), serving.branch_logits(val_features)))
+            a, b, c = fit_blend(logits["deep"], logits["wide"], val_y)
+            blended = a * logits["deep"] + b * logits["wide"] + c
+            row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
+                   "val_loss": _log_loss(blended, val_y), "val_accuracy": float(np.mean((blended >= 0) == (val_y > 0)))}
+            for branch, layer_names in (("deep", DEEP_LAYERS), ("wide", WIDE_LAYERS)):
+                loss = row[f"{branch}_val_loss"] = _log_loss(logits[branch], val_y)
+                row[f"{branch}_val_accuracy"] = float(np.mean((logits[branch] >= 0) == (val_y > 0)))
+                if loss < self.best[branch]["loss"]:
+                    weights = [self.model.get_layer(name).get_weights() for name in layer_names]
+                    self.best[branch] = {"loss": loss, "epoch": epoch + 1, "weights": weights}
             if logs is not None:
-                logs.update(val_loss=val_loss, val_accuracy=val_acc)
-            self.history.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
-                                 "val_loss": val_loss, "val_accuracy": val_acc})
-            if val_loss < self.best_loss:
-                self.best_loss, self.best_epoch, self.wait = val_loss, epoch + 1, 0
-                self.best_weights = self.model.get_weights()
-            else:
-                self.wait += 1
-                if self.wait > config.patience:
-                    self.model.stop_training = True
+                logs.update(val_loss=row["val_loss"], val_accuracy=row["val_accuracy"])
+            self.history.append(row)
+            if epoch + 1 - max(best["epoch"] for best in self.best.values()) > config.patience:
+                self.model.stop_training = True
+
+        def restore_best(self) -> None:
+            for branch, layer_names in (("deep", DEEP_LAYERS), ("wide", WIDE_LAYERS)):
+                if self.best[branch]["weights"] is not None:
+                    for name, weights in zip(layer_names, self.best[branch]["weights"]):
+                        self.model.get_layer(name).set_weights(weights)
 
     validation = ServingValidation()
     callbacks = [validation, make_keras_callback(manager, run, config=asdict(config), data=fingerprint)]
@@ -531,13 +593,16 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
               callbacks=callbacks, verbose=verbose, shuffle=False)  # our own seeded order per epoch
     train_seconds = time.perf_counter() - fit_started
     last_epoch = validation.history[-1]["epoch"] if validation.history else initial_epoch
-    if validation.best_weights is not None:
-        model.set_weights(validation.best_weights)
+    validation.restore_best()
 
-    weights = export_weights(model)
+    deep, wide = SentimentModel(export_weights(model), vocab, config).branch_logits(val_features)
+    blend = fit_blend(deep, wide, val_y)
+    weights = export_weights(model, blend)
     serving = SentimentModel(weights, vocab, config)
-    best = min(validation.history, key=lambda h: h["val_loss"]) if validation.history else {}
-    metrics: dict[str, float] = {"val_loss": best.get("val_loss", math.nan), "val_accuracy": best.get("val_accuracy", math.nan)}
+    val_logits = serving.logits_from_features(val_features)
+    metrics: dict[str, float] = {"val_loss": _log_loss(val_logits, val_y),
+                                 "val_accuracy": float(np.mean((val_logits >= 0) == (val_y > 0)))}
+    best_epoch = {branch: best["epoch"] for branch, best in validation.best.items()}
     if data is None and evaluate_test:
         test = load_imdb(data_dir, "test")
         metrics["test_accuracy"] = _accuracy(serving, test.texts, test.labels)
@@ -554,7 +619,8 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         "extra_examples": len(extra_examples),
         "epochs_run": len(validation.history),
         "last_epoch": last_epoch,
-        "best_epoch": validation.best_epoch,
+        "best_epoch": best_epoch,
+        "blend": dict(zip(("deep", "wide", "bias"), blend.tolist())),
         "history": validation.history,
         "training_seconds": round(train_seconds, 1),
         "started_from": start.label() if start else None,
@@ -573,7 +639,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         model=NAME, version=staged.version, metrics=metrics, epochs_run=len(validation.history),
         last_epoch=last_epoch, started_from=start.label() if start else None, promoted=promote,
         seconds=time.perf_counter() - started,
-        extra={"checkpoint_run": run, "best_epoch": validation.best_epoch, "training_seconds": train_seconds,
+        extra={"checkpoint_run": run, "best_epoch": best_epoch, "training_seconds": train_seconds,
                "history": validation.history},
     )
 

@@ -2,8 +2,9 @@
 
 `standardize` is plain Python (no TensorFlow), so the numpy serving path and the Keras
 training path cannot drift apart. The vocabulary is built from the training reviews and
-saved with the model as JSON; the hashed bigram ids are computed from unigram ids with a
-fixed integer formula (no salted `hash()`), so they are the same in every process.
+saved with the model as JSON. N-gram ids are hashed with fixed formulas (zlib.crc32 of a
+token, integer arithmetic for pairs; never the salted `hash()`), so they are the same in
+every process.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import html
 import json
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -58,6 +60,7 @@ class Vocabulary:
         if self.tokens[:2] != ["", OOV_TOKEN]:
             raise ValueError("a vocabulary starts with the padding and unknown tokens")
         self._index = {token: i for i, token in enumerate(self.tokens)}
+        self._hashes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,6 +78,13 @@ class Vocabulary:
         get = self._index.get
         return np.fromiter((get(t, OOV) for t in tokens), dtype=np.int32, count=len(tokens))
 
+    @property
+    def hashes(self) -> np.ndarray:
+        """crc32 of every token by id (computed once): known words need no hashing at serving."""
+        if self._hashes is None:
+            self._hashes = token_hashes(self.tokens)
+        return self._hashes
+
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[i] for i in ids]
 
@@ -86,19 +96,45 @@ class Vocabulary:
         return cls(json.loads(Path(path).read_text("utf-8")))
 
 
-def ngram_ids(ids: np.ndarray, vocab_size: int, buckets: int, trigrams: bool = False) -> np.ndarray:
-    """Unique unigram ids plus hashed bigram (and trigram) ids, offset by `vocab_size`, of a whole review.
+def ngram_ids(ids: np.ndarray, vocab_size: int, buckets: int) -> np.ndarray:
+    """The older "fasttext" layout's n-grams (kept to serve models trained with it).
 
-    Bigram (a, b) -> vocab_size + (a * 1_000_003 + b) mod buckets, trigram (a, b, c) ->
-    vocab_size + ((a * 1_000_003 + b) * 1_000_033 + c) mod buckets: deterministic, no salt.
-    Unknown unigrams are dropped (they say nothing); n-grams with an unknown word are kept.
-    Sorted and unique: the wide branch sees which n-grams occur, not how often.
+    Unique known unigram ids, plus bigram (a, b) -> vocab_size + (a * 1_000_003 + b) mod buckets.
     """
     ids = np.asarray(ids, dtype=np.int64)
     parts = [ids[ids > OOV]]
     if len(ids) > 1:
-        pair = ids[:-1] * 1_000_003 + ids[1:]
-        parts.append(vocab_size + pair % buckets)
-        if trigrams and len(ids) > 2:
-            parts.append(vocab_size + (pair[:-1] * 1_000_033 + ids[2:]) % buckets)
+        parts.append(vocab_size + (ids[:-1] * 1_000_003 + ids[1:]) % buckets)
     return np.unique(np.concatenate(parts)).astype(np.int32)
+
+
+def token_hashes(tokens: Sequence[str]) -> np.ndarray:
+    """crc32 of each token: a fixed formula, never the salted `hash()`, so every process agrees."""
+    return np.fromiter((zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in tokens), dtype=np.int64,
+                       count=len(tokens))
+
+
+def hashed_ngrams(tokens: Sequence[str], buckets: int, hashes: np.ndarray | None = None) -> np.ndarray:
+    """Sorted, unique ids in [1, buckets] of a review's unigrams and bigrams (0 is padding).
+
+    Hashed from the token strings themselves, not from vocabulary ids: a bigram of two rare
+    words keeps its identity. Unigram t -> crc32(t), bigram (a, b) -> (crc32(a) * 1_000_003
+    + crc32(b)) * 7 + 1, both mod `buckets`, plus one. `hashes`: the tokens' crc32s, if known.
+    """
+    h = token_hashes(tokens) if hashes is None else np.asarray(hashes, dtype=np.int64)
+    if len(h) == 0:
+        return np.zeros(0, dtype=np.int32)
+    # in place on one buffer, sort-based dedupe: 5x faster than np.unique on a review (~11 us)
+    n = len(h)
+    grams = np.empty(2 * n - 1, dtype=np.int64)
+    grams[:n] = h
+    pairs = grams[n:]
+    np.multiply(h[:-1], 7_000_021, out=pairs)  # (a * 1_000_003 + b) * 7 + 1, expanded
+    pairs += h[1:] * 7
+    pairs += 1
+    grams %= buckets
+    grams.sort()
+    first = np.empty(len(grams), dtype=bool)
+    first[0] = True
+    np.not_equal(grams[1:], grams[:-1], out=first[1:])
+    return (grams[first] + 1).astype(np.int32)

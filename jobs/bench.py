@@ -93,7 +93,7 @@ def make_tiny_model(model: str, home: str, data_dir: str) -> None:
                     words = rng.choices(good if label == "pos" else bad, k=4) + rng.choices(filler, k=8)
                     rng.shuffle(words)
                     (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(" ".join(words))
-        config = SentimentConfig(vocab_size=64, bigram_buckets=256, window=16, embedding_dim=8, lstm_units=8,
+        config = SentimentConfig(vocab_size=64, ngram_buckets=256, window=16, embedding_dim=8, lstm_units=8,
                                  batch_size=16, epochs=1)
         train_sentiment(config, Path(home), Path(data_dir), progress=False)
     else:

@@ -41,7 +41,7 @@ def write_tiny_imdb(data_dir: Path, per_class: dict[str, int]) -> None:
 def tiny_sentiment_config():
     from engine.sentiment import SentimentConfig
 
-    return SentimentConfig(vocab_size=64, bigram_buckets=256, window=16, embedding_dim=8, lstm_units=8, dropout=0.0,
+    return SentimentConfig(vocab_size=64, ngram_buckets=256, window=16, embedding_dim=8, lstm_units=8, dropout=0.0,
                            learning_rate=2e-2, batch_size=16, epochs=1, patience=10, validation_fraction=0.2)
 
 

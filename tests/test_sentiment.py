@@ -14,7 +14,7 @@ import pytest
 
 from engine.errors import InvalidInput, ModelUnavailable
 from engine.imdb import load_csv
-from engine.text import OOV, Vocabulary, ngram_ids, standardize, tokenize
+from engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, standardize, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["wonderful", "superb", "delightful", "masterpiece", "loved", "brilliant"]
@@ -47,9 +47,8 @@ def write_csv(path: Path, rows, labels=("negative", "positive")) -> Path:
 def tiny_config(**overrides):
     from engine.sentiment import SentimentConfig
 
-    values = dict(vocab_size=64, bigram_buckets=512, window=8, embedding_dim=8, lstm_units=8, ngram_dim=4,
-                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2,
-                  trigrams=True, ngram_dropout=0.3)  # the options on, so they are covered too
+    values = dict(vocab_size=64, ngram_buckets=512, window=8, embedding_dim=8, lstm_units=8,
+                  dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2)
     values.update(overrides)
     return SentimentConfig(**values)
 
@@ -89,15 +88,40 @@ def test_vocabulary_round_trip(tmp_path: Path) -> None:
     assert again.tokens == vocab.tokens and again.encode(tokens).tolist() == ids.tolist()
 
 
-def test_ngram_ids_are_deterministic_and_offset() -> None:
+def test_hashed_ngrams_are_stable_unique_and_in_range() -> None:
+    tokens = ["a", "fine", "film", "a", "fine", "film", "\U0001f3ac"]
+    grams = hashed_ngrams(tokens, buckets=1000)
+    assert grams.tolist() == sorted(set(grams.tolist()))  # each n-gram once: presence, not counts
+    assert grams.min() >= 1 and grams.max() <= 1000  # 0 stays the padding id
+    assert len(grams) == 4 + 4  # unigrams a, fine, film, emoji; bigrams a-fine, fine-film, film-a, film-emoji
+    assert grams.tolist() == hashed_ngrams(list(tokens), 1000).tolist()
+    # a fixed formula, not Python's salted hash(): the same ids in every process
+    code = "from engine.text import hashed_ngrams; print(hashed_ngrams(['a', 'fine', 'film'], 1000).tolist())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONHASHSEED": "123"}, check=True)
+    assert other.stdout.strip() == str(hashed_ngrams(["a", "fine", "film"], 1000).tolist())
+    assert hashed_ngrams([], 1000).tolist() == []
+
+
+def test_features_hash_known_and_unknown_words_alike() -> None:
+    """Serving looks up known words' hashes by id; unknown words are hashed on the fly: same ids."""
+    from engine.sentiment import SentimentConfig, features
+
+    vocab = Vocabulary.build([["a", "fine", "film"]], max_size=10)
+    tokens = ["a", "fine", "unseen", "film", "ünïcode", "a"]
+    ids, grams = features(tokens, vocab, SentimentConfig(ngram_buckets=10_000))
+    assert ids.tolist() == vocab.encode(tokens).tolist()
+    assert grams.tolist() == hashed_ngrams(tokens, 10_000).tolist()
+    ids, grams = features([], vocab, SentimentConfig(ngram_buckets=10_000))
+    assert ids.tolist() == [OOV] and grams.tolist() == []
+
+
+def test_fasttext_layout_ngram_ids_are_offset() -> None:
     ids = np.array([2, 3, 2, 3, OOV], dtype=np.int32)
     grams = ngram_ids(ids, vocab_size=10, buckets=7)
     assert set(grams[grams < 10]) == {2, 3}  # unigrams without the unknown id
     assert all(10 <= g < 17 for g in grams[grams >= 10])  # bigrams in their own range
-    assert grams.tolist() == ngram_ids(ids.copy(), 10, 7).tolist()
     assert len(grams) == len(set(grams.tolist()))
-    with_trigrams = ngram_ids(ids, 10, 7, trigrams=True)
-    assert set(grams.tolist()) <= set(with_trigrams.tolist())
 
 
 def test_csv_errors_are_clear(tmp_path: Path) -> None:
@@ -145,21 +169,21 @@ def test_long_review_with_sentiment_at_the_start(trained) -> None:
 def test_numpy_serving_matches_keras(trained) -> None:
     import keras
 
-    from engine.sentiment import MODEL_FILE, SentimentModel, encode, pad_windows, split_windows
+    from engine.sentiment import MODEL_FILE, WEIGHTS_FILE, SentimentModel, encode, pad_windows, split_windows
 
-    home, result, _ = trained
+    home, _, _ = trained
     model = SentimentModel.load_current(home)
     keras_model = keras.models.load_model(model.path / MODEL_FILE)
+    with np.load(model.path / WEIGHTS_FILE) as data:
+        a, b, c = (float(v) for v in data["blend"])
     texts = [t for t, _ in synthetic_reviews(12, seed=5)] + [" ".join(GOOD + FILLER * 3), "zzz unknown", "!"]
     expected = []
-    for text in texts:  # the Keras model scores one window at a time; the review = mean over its windows
-        ids = encode(text, model.vocab)
+    for text in texts:  # Keras scores one window at a time; the review's deep logit = mean over its windows
+        ids, grams = model.features(text)
         windows = split_windows(ids, model.config.window)
-        grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets, model.config.trigrams)
-        if len(grams) == 0:
-            continue  # Keras' masked mean of nothing is undefined; numpy uses the bias alone
         x = {"window": pad_windows(windows, model.config.window), "ngrams": np.repeat(grams[None], len(windows), 0)}
-        expected.append((text, float(keras_model.predict(x, verbose=0).mean())))
+        out = keras_model.predict(x, verbose=0)
+        expected.append((text, a * float(out["deep"].mean()) + b * float(out["wide"][0, 0]) + c))
     assert any(len(split_windows(encode(t, model.vocab), 8)) > 1 for t, _ in expected)
     got = model.logits([t for t, _ in expected])
     np.testing.assert_allclose(got, [e for _, e in expected], atol=1e-4)
@@ -287,26 +311,54 @@ def test_checkpoint_runs_are_bounded_unless_the_caller_keeps_them(tmp_path: Path
     assert len(runs()) == 2
 
 
-def test_nb_wide_branch_serving_matches_keras(tmp_path: Path) -> None:
-    """The NBSVM-style option: r from the data, numpy sums the same n-gram scores Keras does."""
+def test_wide_branch_uses_naive_bayes_ratios_and_the_blend(trained) -> None:
+    """r comes from the data (padding 0, words both ways), and the served logit blends both branches."""
     import keras
 
-    from engine.sentiment import MODEL_FILE, SentimentModel, encode, pad_windows, split_windows, train_sentiment
+    from engine.sentiment import MODEL_FILE, WEIGHTS_FILE, SentimentModel
 
-    data = write_csv(tmp_path / "r.csv", synthetic_reviews(120, seed=11))
-    result = train_sentiment(tiny_config(wide="nb", epochs=2), tmp_path / "home", tmp_path, data=data, progress=False)
-    model = SentimentModel.load_current(tmp_path / "home")
-    assert model.config.wide == "nb" and result.metrics["val_accuracy"] > 0.6
-    keras_model = keras.models.load_model(model.path / MODEL_FILE)
-    r = np.asarray(keras_model.get_layer("nb_score").r)
-    assert r[0] == 0 and r.max() > 0 > r.min()  # padding scores nothing; words lean both ways
-    text = " ".join(GOOD + FILLER * 3)
-    ids = encode(text, model.vocab)
-    windows = split_windows(ids, model.config.window)
-    grams = ngram_ids(ids, model.config.vocab_size, model.config.bigram_buckets, model.config.trigrams)
-    x = {"window": pad_windows(windows, model.config.window), "ngrams": np.repeat(grams[None], len(windows), 0)}
-    expected = float(keras_model.predict(x, verbose=0).mean())
-    np.testing.assert_allclose(model.logits([text]), [expected], atol=1e-4)
+    home, result, _ = trained
+    model = SentimentModel.load_current(home)
+    r = np.asarray(keras.models.load_model(model.path / MODEL_FILE).get_layer("nb_score").r)
+    assert r[0] == 0 and r.max() > 0 > r.min()
+    with np.load(model.path / WEIGHTS_FILE) as data:
+        weights = {k: data[k] for k in data.files}
+    feats = [model.features(t) for t in (" ".join(GOOD), " ".join(BAD), " ".join(GOOD + BAD + FILLER * 4))]
+    deep, wide = model.branch_logits(feats)
+    a, b, c = weights["blend"]
+    assert a != 0 and b > 0  # both branches count, and the wide one points the right way
+    np.testing.assert_allclose(model.logits_from_features(feats), a * deep + b * wide + c, rtol=1e-5, atol=1e-5)
+    only_wide = SentimentModel({**weights, "blend": np.array([0.0, 1.0, 0.0])}, model.vocab, model.config)
+    assert only_wide.logits([" ".join(GOOD)])[0] > 0 > only_wide.logits([" ".join(BAD)])[0]
+
+
+def test_fit_blend_recovers_the_weights_that_made_the_labels() -> None:
+    from engine.sentiment import fit_blend
+
+    rng = np.random.default_rng(0)
+    deep, wide = rng.normal(size=20_000), rng.normal(size=20_000)
+    labels = rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * deep + 2.0 * wide - 0.3)))
+    np.testing.assert_allclose(fit_blend(deep, wide, labels), [0.5, 2.0, -0.3], atol=0.1)
+    separable = fit_blend(np.array([-1.0, 1.0]), np.array([-1.0, 1.0]), np.array([0, 1]))
+    assert np.all(np.isfinite(separable)) and separable[0] > 0
+
+
+def test_models_of_the_fasttext_layout_still_serve(tmp_path: Path) -> None:
+    """Versions trained before the NB wide branch: averaged n-gram scores plus the LSTM, no blend."""
+    from engine.sentiment import SentimentConfig, SentimentModel
+
+    vocab = Vocabulary(["", "[UNK]", "great", "awful"])
+    config = SentimentConfig.from_dict({"vocab_size": 4, "bigram_buckets": 5, "window": 8, "lstm_units": 2,
+                                        "embedding_dim": 2, "ngram_dim": 16})
+    assert config.wide == "fasttext" and config.ngram_buckets == 5
+    zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731 - an LSTM that always says 0
+    ngram_weight = np.zeros(4 + 5, np.float32)
+    ngram_weight[2], ngram_weight[3] = 3.0, -1.0
+    weights = {"embedding": zeros(4, 2), "kernel": zeros(2, 8), "recurrent": zeros(2, 8), "bias": zeros(8),
+               "dense_w": zeros(2), "dense_b": zeros(1), "ngram_weight": ngram_weight, "wide_b": np.array([0.5])}
+    model = SentimentModel(weights, vocab, config)
+    # "great awful": unigrams 2 and 3 plus one bigram bucket (score 0), averaged, plus the bias
+    np.testing.assert_allclose(model.logits(["great awful"]), [(3.0 - 1.0 + 0.0) / 3 + 0.5], atol=1e-6)
 
 
 # ---------------------------------------------------------------- command line
@@ -374,7 +426,7 @@ def test_short_training_on_real_imdb_beats_75_percent(real_data_dir: Path, tmp_p
     from engine.imdb import load_imdb
     from engine.sentiment import SentimentConfig, SentimentModel, train_sentiment
 
-    config = SentimentConfig(max_train_reviews=3000, epochs=2, window=100, lstm_units=16, bigram_buckets=100_000)
+    config = SentimentConfig(max_train_reviews=3000, epochs=2, window=100, lstm_units=16, ngram_buckets=100_000)
     result = train_sentiment(config, tmp_path / "home", real_data_dir, evaluate_test=False, progress=False)
     model = SentimentModel.load_current(tmp_path / "home")
     test = load_imdb(real_data_dir, "test", download=False)
