@@ -38,6 +38,9 @@ def _fuse_gates(matrix: np.ndarray) -> np.ndarray:
 class NumpyLSTM:
     """Embedding -> LSTM layers -> Dense, stepped one character at a time for B streams."""
 
+    backend = "float32"
+    needs_scratch = True  # State allocates this step's work buffers
+
     def __init__(self, embedding: np.ndarray, layers: list[LSTMWeights], dense_kernel: np.ndarray, dense_bias: np.ndarray):
         first = layers[0]
         # Layer 1's input part for every character, bias included: a row lookup per step.
@@ -62,6 +65,9 @@ class NumpyLSTM:
 
     def new_state(self, batch: int) -> State:
         return State(self, batch)
+
+    def stack_states(self, states: list[State]) -> State:
+        return State.stack(self, states)
 
     def step(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed one character id per stream; returns the (B, vocab) logits of the next character."""
@@ -92,16 +98,45 @@ class NumpyLSTM:
         return state.logits
 
     def teacher_forced_loss(self, inputs: np.ndarray, targets: np.ndarray) -> float:
-        """Mean cross-entropy (nats/char) of `targets` given `inputs`, both (N, T) int arrays."""
-        state = self.new_state(inputs.shape[0])
-        total = 0.0
-        rows = np.arange(inputs.shape[0])
-        for t in range(inputs.shape[1]):
-            logits = self.step(state, inputs[:, t]).astype(np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            log_z = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-            total += float((log_z - logits[rows, targets[:, t]]).sum())
-        return total / inputs.size
+        return teacher_forced_loss(self, inputs, targets)
+
+
+def teacher_forced_loss(net, inputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean cross-entropy (nats/char) of `targets` given `inputs`, both (N, T) int arrays,
+    for any stepper with `new_state`/`step` (the float32 and the int8 one)."""
+    state = net.new_state(inputs.shape[0])
+    total = 0.0
+    rows = np.arange(inputs.shape[0])
+    for t in range(inputs.shape[1]):
+        logits = net.step(state, inputs[:, t]).astype(np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+        total += float((log_z - logits[rows, targets[:, t]]).sum())
+    return total / inputs.size
+
+
+def prime_batch(net, prompts: list[np.ndarray]) -> State:
+    """One (B, H) state after feeding each row its own prompt (lengths may differ).
+
+    All rows step together; a row whose prompt has ended keeps its state (and logits) by
+    being copied back after each step, so each row ends exactly as if primed alone.
+    """
+    lengths = np.array([len(p) for p in prompts])
+    longest = int(lengths.max())
+    padded = np.zeros((len(prompts), longest), np.intp)
+    for row, ids in enumerate(prompts):
+        padded[row, : len(ids)] = ids
+    state = net.new_state(len(prompts))
+    for t in range(longest):
+        done = np.flatnonzero(lengths <= t)
+        if done.size:
+            kept = ([h[done].copy() for h in state.h], [c[done].copy() for c in state.c], state.logits[done].copy())
+        net.step(state, padded[:, t])
+        if done.size:
+            for n in range(len(state.h)):
+                state.h[n][done], state.c[n][done] = kept[0][n], kept[1][n]
+            state.logits[done] = kept[2]
+    return state
 
 
 class State:
@@ -111,13 +146,14 @@ class State:
         self.batch = batch
         self.h = [np.zeros((batch, u), np.float32) for u in net.units]
         self.c = [np.zeros((batch, u), np.float32) for u in net.units]
-        self.z = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
-        self.z_in = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
-        self.tmp = [np.zeros((batch, u), np.float32) for u in net.units]
+        if net.needs_scratch:
+            self.z = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
+            self.z_in = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
+            self.tmp = [np.zeros((batch, u), np.float32) for u in net.units]
         self.logits = np.zeros((batch, net.vocab_size), np.float32)
 
     @classmethod
-    def stack(cls, net: NumpyLSTM, states: list[State]) -> State:
+    def stack(cls, net, states: list[State]) -> State:
         """One (B, H) state from B single-stream states (prompts primed one by one)."""
         out = cls(net, len(states))
         for n in range(len(net.units)):
