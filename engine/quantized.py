@@ -189,7 +189,7 @@ class _Runner:
 
 
 class QuantizedLSTM:
-    """Same interface as `NumpyLSTM` (new_state, step, stack_states), int8 weights via LiteRT."""
+    """Same interface as `NumpyLSTM` (new_state, step), int8 weights via LiteRT."""
 
     backend = "int8"
     needs_scratch = False  # the interpreter owns the work buffers
@@ -244,9 +244,6 @@ class QuantizedLSTM:
 
     def new_state(self, batch: int) -> State:
         return State(self, batch)
-
-    def stack_states(self, states: list[State]) -> State:
-        return State.stack(self, states)
 
     def step(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed one character id per stream; returns the (B, vocab) logits of the next character."""

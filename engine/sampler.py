@@ -66,9 +66,6 @@ class NumpyLSTM:
     def new_state(self, batch: int) -> State:
         return State(self, batch)
 
-    def stack_states(self, states: list[State]) -> State:
-        return State.stack(self, states)
-
     def step(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed one character id per stream; returns the (B, vocab) logits of the next character."""
         x = None
