@@ -4,8 +4,7 @@ Why: the float32 numpy step for 8 streams is bound by reading the 16 MB recurren
 every step. The same step with int8 weights (TFLite dynamic-range quantization: int8
 weights, float activations, each row of the state quantized on the fly) reads a quarter of
 that and XNNPACK runs it with VNNI integer dot products: about 3x faster for 8 streams on
-the development machine. For one stream XNNPACK's int8 kernel is slower than OpenBLAS's
-float32 one, so `SceneWriter`'s "auto" backend uses this only for several streams.
+the development machine, and about 2x for one stream (docs/benchmarks.md "## Scene").
 
 The step model is built with TensorFlow from the arrays of `sampler.npz` (the same ones
 `NumpyLSTM` uses) and cached as `sampler-int8.tflite` in the model's version directory, with
@@ -112,7 +111,7 @@ def weights_digest(weights_file: Path) -> str:
     return hash_file(weights_file).hexdigest()
 
 
-def load_or_build(version_dir: Path, weights_file: Path, arrays: dict[str, np.ndarray], threads: int) -> QuantizedLSTM:
+def load_or_build(version_dir: Path, weights_file: Path, arrays: dict[str, np.ndarray], threads: int = 2) -> QuantizedLSTM:
     """The int8 step for a version: from its cache if that is intact and current, else converted
     now (and cached when the directory is writable). Raises QuantizedUnavailable."""
     interpreter_class()  # fail early and cheaply when LiteRT is missing
@@ -180,12 +179,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class _Runner:
-    """One interpreter sized for one batch, with its tensor indices by name."""
+    """One interpreter sized for one batch, with its tensor indices in step order."""
 
-    def __init__(self, interpreter, inputs: dict[str, int], outputs: dict[str, int]) -> None:
+    def __init__(self, interpreter, inputs: dict[str, int], outputs: dict[str, int], n_layers: int) -> None:
         self.interpreter = interpreter
-        self.inputs = inputs
-        self.outputs = outputs
+        self.z0 = inputs["z0"]
+        self.logits = outputs["logits"]
+        # (input h, input c, output h, output c) per layer
+        self.layers = [(inputs[f"h{n}"], inputs[f"c{n}"], outputs[f"h{n}"], outputs[f"c{n}"]) for n in range(n_layers)]
 
 
 class QuantizedLSTM:
@@ -194,7 +195,7 @@ class QuantizedLSTM:
     backend = "int8"
     needs_scratch = False  # the interpreter owns the work buffers
 
-    def __init__(self, arrays: dict[str, np.ndarray], blob: bytes, threads: int = 1) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], blob: bytes, threads: int = 2) -> None:
         reference = NumpyLSTM.from_arrays(arrays)
         self.units = reference.units
         self.vocab_size = reference.vocab_size
@@ -240,7 +241,7 @@ class QuantizedLSTM:
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             raise QuantizedUnavailable(f"the int8 step model does not fit these weights or is damaged ({exc})") from None
-        return _Runner(interpreter, inputs, outputs)
+        return _Runner(interpreter, inputs, outputs, len(self.units))
 
     def new_state(self, batch: int) -> State:
         return State(self, batch)
@@ -248,14 +249,14 @@ class QuantizedLSTM:
     def step(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed one character id per stream; returns the (B, vocab) logits of the next character."""
         runner = self._runner(state.batch)
-        interpreter, inputs, outputs = runner.interpreter, runner.inputs, runner.outputs
-        interpreter.set_tensor(inputs["z0"], np.take(self.table, ids, axis=0))
-        for n in range(len(self.units)):
-            interpreter.set_tensor(inputs[f"h{n}"], state.h[n])
-            interpreter.set_tensor(inputs[f"c{n}"], state.c[n])
+        interpreter = runner.interpreter
+        interpreter.set_tensor(runner.z0, np.take(self.table, ids, axis=0))
+        for (h_in, c_in, _, _), h, c in zip(runner.layers, state.h, state.c, strict=True):
+            interpreter.set_tensor(h_in, h)
+            interpreter.set_tensor(c_in, c)
         interpreter.invoke()
-        for n in range(len(self.units)):
-            state.h[n][...] = interpreter.get_tensor(outputs[f"h{n}"])
-            state.c[n][...] = interpreter.get_tensor(outputs[f"c{n}"])
-        state.logits[...] = interpreter.get_tensor(outputs["logits"])
+        for (_, _, h_out, c_out), h, c in zip(runner.layers, state.h, state.c, strict=True):
+            h[...] = interpreter.get_tensor(h_out)
+            c[...] = interpreter.get_tensor(c_out)
+        state.logits[...] = interpreter.get_tensor(runner.logits)
         return state.logits

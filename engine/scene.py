@@ -36,10 +36,11 @@ KERAS_FILE = "model.keras"
 MAX_PROMPT_CHARS = 10_000
 MAX_TEMPERATURE = 5.0
 # How generation steps the model: "float32" (numpy, the reference), "int8" (LiteRT, int8
-# weights) or "auto": int8 for several streams at once, float32 for one (each is faster there;
-# docs/benchmarks.md "## Scene").
+# weights) or "auto": int8 for batches of at least AUTO_INT8_MIN_BATCH streams where the int8
+# step can be had, else float32. Measured (docs/benchmarks.md "## Scene"): int8 is ~4x faster
+# for 8 streams and ~2x for one, so "auto" currently means int8 whenever it is available.
 BACKENDS = ("auto", "float32", "int8")
-AUTO_INT8_MIN_BATCH = 2
+AUTO_INT8_MIN_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -428,8 +429,8 @@ class _Options:
 class SceneWriter:
     """A trained scene model ready to write: no TensorFlow, thread-safe.
 
-    `net` is the float32 numpy sampler (the reference); `single_net` and `batch_net` are what
-    one stream and several streams run on, chosen by the backend (see BACKENDS).
+    `net` is the float32 numpy sampler (the reference); `single_net` (one stream) and
+    `net_for(B)` (B streams) are what generation runs on, chosen by the backend (see BACKENDS).
     """
 
     def __init__(self, net: NumpyLSTM, vocabulary: Vocabulary, version: str | None = None,
@@ -441,7 +442,7 @@ class SceneWriter:
         self.net = net
         self.int8_net = int8_net
         self.backend = backend
-        self.single_net = int8_net if backend == "int8" else net
+        self.single_net = self.net_for(1)
         self._vocabulary = vocabulary
         self.version = version
         self.metadata = metadata or {}
@@ -449,7 +450,7 @@ class SceneWriter:
 
     @classmethod
     def load(cls, version_dir: Path, *, max_length: int = 10_000, backend: str = "auto",
-             int8_threads: int = 1) -> SceneWriter:
+             int8_threads: int = 2) -> SceneWriter:
         """The version in `version_dir`. If the int8 step cannot be had (LiteRT missing, conversion
         failing), "auto" and "int8" fall back to float32 with a warning: `writer.backend` says
         what is used."""
@@ -478,9 +479,9 @@ class SceneWriter:
 
     def net_for(self, batch: int):
         """The stepper for `batch` streams at once under this writer's backend."""
-        if self.backend == "auto" and batch >= AUTO_INT8_MIN_BATCH:
+        if self.backend == "int8" or (self.backend == "auto" and batch >= AUTO_INT8_MIN_BATCH):
             return self.int8_net
-        return self.single_net
+        return self.net
 
     @classmethod
     def load_current(cls, home: Path, **kwargs: Any) -> SceneWriter:
