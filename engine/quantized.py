@@ -66,8 +66,7 @@ def convert(arrays: dict[str, np.ndarray]) -> bytes:
     """
     import tensorflow as tf
 
-    net = NumpyLSTM.from_arrays(arrays)  # validates the arrays and gives the layer sizes
-    units = net.units
+    units = NumpyLSTM.from_arrays(arrays).units  # validates the arrays and gives the layer sizes
     n_layers = len(units)
     recurrent = [tf.Variable(arrays[f"lstm{n}_recurrent"].astype(np.float32)) for n in range(n_layers)]
     # Deeper layers: one product of [x, h] with the stacked [kernel; recurrent] and the bias.
@@ -196,9 +195,9 @@ class QuantizedLSTM:
     needs_scratch = False  # the interpreter owns the work buffers
 
     def __init__(self, arrays: dict[str, np.ndarray], blob: bytes, threads: int = 2) -> None:
-        reference = NumpyLSTM.from_arrays(arrays)
-        self.units = reference.units
-        self.vocab_size = reference.vocab_size
+        n_layers = sum(1 for key in arrays if key.startswith("lstm") and key.endswith("_recurrent"))
+        self.units = [arrays[f"lstm{n}_recurrent"].shape[0] for n in range(n_layers)]
+        self.vocab_size = arrays["dense_kernel"].shape[1]
         # Layer 1's input part in Keras's gate order (the step model applies the gates itself).
         first = arrays["lstm0_kernel"]
         self.table = np.ascontiguousarray(
