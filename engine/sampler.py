@@ -112,6 +112,25 @@ def teacher_forced_loss(net, inputs: np.ndarray, targets: np.ndarray) -> float:
     return total / inputs.size
 
 
+def compare_teacher_forced(reference, other, inputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Both steppers' mean cross-entropy on the same sequences, stepped in lockstep, and the
+    largest difference between their next-character probabilities (what int8 costs)."""
+    states = reference.new_state(inputs.shape[0]), other.new_state(inputs.shape[0])
+    rows = np.arange(inputs.shape[0])
+    totals = [0.0, 0.0]
+    max_diff = 0.0
+    for t in range(inputs.shape[1]):
+        log_probs = []
+        for k, net in enumerate((reference, other)):
+            logits = net.step(states[k], inputs[:, t]).astype(np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            totals[k] -= float(logits[rows, targets[:, t]].sum())
+            log_probs.append(logits)
+        max_diff = max(max_diff, float(np.abs(np.exp(log_probs[0]) - np.exp(log_probs[1])).max()))
+    return {"reference_loss": totals[0] / inputs.size, "loss": totals[1] / inputs.size, "max_prob_diff": max_diff}
+
+
 def prime_batch(net, prompts: list[np.ndarray]) -> State:
     """One (B, H) state after feeding each row its own prompt (lengths may differ).
 

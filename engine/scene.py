@@ -24,7 +24,15 @@ from engine.checkpoints import Checkpoint, CheckpointManager
 from engine.datasets import SHAKESPEARE, fingerprint, locate
 from engine.errors import CheckpointError, DataUnavailable, InvalidInput, ModelUnavailable
 from engine.registry import ModelRegistry
-from engine.sampler import NumpyLSTM, State, export_weights, prime_batch, sample, teacher_forced_loss
+from engine.sampler import (
+    NumpyLSTM,
+    State,
+    compare_teacher_forced,
+    export_weights,
+    prime_batch,
+    sample,
+    teacher_forced_loss,
+)
 from engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
@@ -633,8 +641,9 @@ def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, co
     """Mean cross-entropy (nats/char) on the held-out last block of the corpus the model learned.
 
     `corpus` overrides the corpus (default: the model's own, Tiny Shakespeare if it had none).
-    `backend` "float32" (default) is the figure training records; "int8" measures what
-    quantization costs; "auto" is what batched generation runs on.
+    `backend` "float32" (default) is the figure training records; with "int8" (or "auto"
+    where that is int8) the float32 figure is computed alongside, in lockstep, with the
+    difference and the largest next-character probability difference: what int8 costs.
     """
     registry = ModelRegistry(Path(home) / "models", MODEL_NAME)
     found = registry.get(version) if version else registry.current()
@@ -649,6 +658,14 @@ def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, co
         raise InvalidInput(f"the held-out text has characters this model never learned: "
                            + ", ".join(_show_char(c) for c in missing[:20]))
     x, y = validation_arrays(writer._vocabulary.encode(text.validation), config.seq_length)
-    val_loss = teacher_forced_loss(writer.net_for(len(x)), x, y)
+    net = writer.net_for(len(x))
+    extra: dict[str, Any] = {}
+    if net is writer.net:
+        val_loss = teacher_forced_loss(net, x, y)
+    else:
+        both = compare_teacher_forced(writer.net, net, x, y)
+        val_loss = both["loss"]
+        extra = {"float32_val_loss": both["reference_loss"], "val_loss_delta": val_loss - both["reference_loss"],
+                 "max_prob_diff": both["max_prob_diff"]}
     return {"val_loss": val_loss, "bits_per_char": val_loss / float(np.log(2)), "model_version": found.version,
-            "chars": int(y.size), "backend": writer.net_for(len(x)).backend}
+            "chars": int(y.size), "backend": net.backend, **extra}

@@ -431,7 +431,10 @@ def test_backend_option_errors(trained, monkeypatch: pytest.MonkeyPatch, capsys)
     assert main(["write", "ROMEO:", "--length", "30", "--seed", "1", "--no-stop", "--json"]) == 0
     assert main(["evaluate", "scene", "--backend", "int8", "--json"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(json.loads(out[0])["text"]) == 30 and json.loads(out[1])["backend"] == "int8"
+    scores = json.loads(out[1])
+    assert len(json.loads(out[0])["text"]) == 30 and scores["backend"] == "int8"
+    assert scores["val_loss_delta"] == pytest.approx(scores["val_loss"] - scores["float32_val_loss"])
+    assert abs(scores["val_loss_delta"]) < 0.01 and 0 < scores["max_prob_diff"] < INT8_MAX_PROB_DIFF
 
 
 # ----------------------------------------------------------------- command line

@@ -99,6 +99,10 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
         print(f"scene {result['model_version']}: val_loss {result['val_loss']:.4f} nats/char, "
               f"{result['bits_per_char']:.3f} bits/char on {result['chars']} held-out characters "
               f"({result['backend']})")
+        if "val_loss_delta" in result:
+            print(f"float32: {result['float32_val_loss']:.4f} nats/char; int8 - float32: "
+                  f"{result['val_loss_delta']:+.6f} nats/char; largest next-character probability difference "
+                  f"{result['max_prob_diff']:.4f}")
     return 0
 
 
