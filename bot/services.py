@@ -126,7 +126,8 @@ def default_holders(settings: Any) -> dict[str, ModelHolder]:
     def load_scene(path):
         from engine.scene import SceneWriter
 
-        return SceneWriter.load(path, max_length=settings.scene.max_length)
+        return SceneWriter.load(path, max_length=settings.scene.max_length, backend=settings.scene.backend,
+                                int8_threads=settings.scene.int8_threads)
 
     return {
         "sentiment": ModelHolder(ModelRegistry(settings.models_dir, "sentiment"), load_sentiment),

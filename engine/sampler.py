@@ -38,6 +38,9 @@ def _fuse_gates(matrix: np.ndarray) -> np.ndarray:
 class NumpyLSTM:
     """Embedding -> LSTM layers -> Dense, stepped one character at a time for B streams."""
 
+    backend = "float32"
+    needs_scratch = True  # State allocates this step's work buffers
+
     def __init__(self, embedding: np.ndarray, layers: list[LSTMWeights], dense_kernel: np.ndarray, dense_bias: np.ndarray):
         first = layers[0]
         # Layer 1's input part for every character, bias included: a row lookup per step.
@@ -92,16 +95,64 @@ class NumpyLSTM:
         return state.logits
 
     def teacher_forced_loss(self, inputs: np.ndarray, targets: np.ndarray) -> float:
-        """Mean cross-entropy (nats/char) of `targets` given `inputs`, both (N, T) int arrays."""
-        state = self.new_state(inputs.shape[0])
-        total = 0.0
-        rows = np.arange(inputs.shape[0])
-        for t in range(inputs.shape[1]):
-            logits = self.step(state, inputs[:, t]).astype(np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            log_z = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-            total += float((log_z - logits[rows, targets[:, t]]).sum())
-        return total / inputs.size
+        return teacher_forced_loss(self, inputs, targets)
+
+
+def teacher_forced_loss(net, inputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean cross-entropy (nats/char) of `targets` given `inputs`, both (N, T) int arrays,
+    for any stepper with `new_state`/`step` (the float32 and the int8 one)."""
+    state = net.new_state(inputs.shape[0])
+    total = 0.0
+    rows = np.arange(inputs.shape[0])
+    for t in range(inputs.shape[1]):
+        logits = net.step(state, inputs[:, t]).astype(np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+        total += float((log_z - logits[rows, targets[:, t]]).sum())
+    return total / inputs.size
+
+
+def compare_teacher_forced(reference, other, inputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Both steppers' mean cross-entropy on the same sequences, stepped in lockstep, and the
+    largest difference between their next-character probabilities (what int8 costs)."""
+    states = reference.new_state(inputs.shape[0]), other.new_state(inputs.shape[0])
+    rows = np.arange(inputs.shape[0])
+    totals = [0.0, 0.0]
+    max_diff = 0.0
+    for t in range(inputs.shape[1]):
+        log_probs = []
+        for k, net in enumerate((reference, other)):
+            logits = net.step(states[k], inputs[:, t]).astype(np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            totals[k] -= float(logits[rows, targets[:, t]].sum())
+            log_probs.append(logits)
+        max_diff = max(max_diff, float(np.abs(np.exp(log_probs[0]) - np.exp(log_probs[1])).max()))
+    return {"reference_loss": totals[0] / inputs.size, "loss": totals[1] / inputs.size, "max_prob_diff": max_diff}
+
+
+def prime_batch(net, prompts: list[np.ndarray]) -> State:
+    """One (B, H) state after feeding each row its own prompt (lengths may differ).
+
+    All rows step together; a row whose prompt has ended keeps its state (and logits) by
+    being copied back after each step, so each row ends exactly as if primed alone.
+    """
+    lengths = np.array([len(p) for p in prompts])
+    longest = int(lengths.max())
+    padded = np.zeros((len(prompts), longest), np.intp)
+    for row, ids in enumerate(prompts):
+        padded[row, : len(ids)] = ids
+    state = net.new_state(len(prompts))
+    for t in range(longest):
+        done = np.flatnonzero(lengths <= t)
+        if done.size:
+            kept = ([h[done].copy() for h in state.h], [c[done].copy() for c in state.c], state.logits[done].copy())
+        net.step(state, padded[:, t])
+        if done.size:
+            for n in range(len(state.h)):
+                state.h[n][done], state.c[n][done] = kept[0][n], kept[1][n]
+            state.logits[done] = kept[2]
+    return state
 
 
 class State:
@@ -111,13 +162,14 @@ class State:
         self.batch = batch
         self.h = [np.zeros((batch, u), np.float32) for u in net.units]
         self.c = [np.zeros((batch, u), np.float32) for u in net.units]
-        self.z = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
-        self.z_in = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
-        self.tmp = [np.zeros((batch, u), np.float32) for u in net.units]
+        if net.needs_scratch:
+            self.z = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
+            self.z_in = [np.zeros((batch, 4 * u), np.float32) for u in net.units]
+            self.tmp = [np.zeros((batch, u), np.float32) for u in net.units]
         self.logits = np.zeros((batch, net.vocab_size), np.float32)
 
     @classmethod
-    def stack(cls, net: NumpyLSTM, states: list[State]) -> State:
+    def stack(cls, net, states: list[State]) -> State:
         """One (B, H) state from B single-stream states (prompts primed one by one)."""
         out = cls(net, len(states))
         for n in range(len(net.units)):

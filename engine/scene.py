@@ -24,7 +24,15 @@ from engine.checkpoints import Checkpoint, CheckpointManager
 from engine.datasets import SHAKESPEARE, fingerprint, locate
 from engine.errors import CheckpointError, DataUnavailable, InvalidInput, ModelUnavailable
 from engine.registry import ModelRegistry
-from engine.sampler import NumpyLSTM, State, export_weights, sample
+from engine.sampler import (
+    NumpyLSTM,
+    State,
+    compare_teacher_forced,
+    export_weights,
+    prime_batch,
+    sample,
+    teacher_forced_loss,
+)
 from engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,12 @@ WEIGHTS_FILE = "sampler.npz"
 KERAS_FILE = "model.keras"
 MAX_PROMPT_CHARS = 10_000
 MAX_TEMPERATURE = 5.0
+# How generation steps the model: "float32" (numpy, the reference), "int8" (LiteRT, int8
+# weights) or "auto": int8 for batches of at least AUTO_INT8_MIN_BATCH streams where the int8
+# step can be had, else float32. Measured (docs/benchmarks.md "## Scene"): int8 is ~4x faster
+# for 8 streams and ~2x for one, so "auto" currently means int8 whenever it is available.
+BACKENDS = ("auto", "float32", "int8")
+AUTO_INT8_MIN_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -381,6 +395,7 @@ def train_scene(
         np.savez(staged.path / WEIGHTS_FILE, **arrays)
         vocabulary.save(staged.path / VOCABULARY_FILE)
         model.save(staged.path / KERAS_FILE)
+        _cache_int8_step(staged.path, arrays)
     if promote:
         registry.promote(staged.version)
     return TrainingResult(
@@ -396,6 +411,18 @@ def train_scene(
     )
 
 
+def _cache_int8_step(version_dir: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Convert the int8 step now, while TensorFlow is loaded, so that loading never has to."""
+    from engine import quantized
+
+    try:
+        quantized.write_cache(version_dir, quantized.convert(arrays),
+                              quantized.weights_digest(version_dir / WEIGHTS_FILE))
+    except Exception as exc:  # the float32 sampler still works; loading retries the conversion
+        log.warning("could not build the int8 scene step (%s: %s); it is converted at first load",
+                    type(exc).__name__, exc)
+
+
 # ---------------------------------------------------------------------------- generation
 
 
@@ -408,18 +435,34 @@ class _Options:
 
 
 class SceneWriter:
-    """A trained scene model ready to write: numpy only, thread-safe, no TensorFlow."""
+    """A trained scene model ready to write: no TensorFlow, thread-safe.
+
+    `net` is the float32 numpy sampler (the reference); `single_net` (one stream) and
+    `net_for(B)` (B streams) are what generation runs on, chosen by the backend (see BACKENDS).
+    """
 
     def __init__(self, net: NumpyLSTM, vocabulary: Vocabulary, version: str | None = None,
-                 metadata: dict[str, Any] | None = None, max_length: int = 10_000) -> None:
+                 metadata: dict[str, Any] | None = None, max_length: int = 10_000, *,
+                 int8_net: Any = None, backend: str = "float32") -> None:
+        backend = check_backend(backend)
+        if backend != "float32" and int8_net is None:
+            raise InvalidInput(f"the {backend!r} scene backend needs the int8 step (int8_net)")
         self.net = net
+        self.int8_net = int8_net
+        self.backend = backend
+        self.single_net = self.net_for(1)
         self._vocabulary = vocabulary
         self.version = version
         self.metadata = metadata or {}
         self.max_length = max_length
 
     @classmethod
-    def load(cls, version_dir: Path, *, max_length: int = 10_000) -> SceneWriter:
+    def load(cls, version_dir: Path, *, max_length: int = 10_000, backend: str = "auto",
+             int8_threads: int = 2) -> SceneWriter:
+        """The version in `version_dir`. If the int8 step cannot be had (LiteRT missing, conversion
+        failing), "auto" and "int8" fall back to float32 with a warning: `writer.backend` says
+        what is used."""
+        backend = check_backend(backend)
         version_dir = Path(version_dir)
         try:
             with np.load(version_dir / WEIGHTS_FILE) as data:
@@ -427,9 +470,26 @@ class SceneWriter:
             vocabulary = Vocabulary.load(version_dir / VOCABULARY_FILE)
             metadata_file = version_dir / "metadata.json"
             metadata = json.loads(metadata_file.read_text("utf-8")) if metadata_file.is_file() else {}
+            net = NumpyLSTM.from_arrays(arrays)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(f"the scene model in {version_dir} cannot be read ({exc}); retrain or roll back") from None
-        return cls(NumpyLSTM.from_arrays(arrays), vocabulary, metadata.get("version", version_dir.name), metadata, max_length)
+        int8_net = None
+        if backend != "float32":
+            from engine import quantized
+
+            try:
+                int8_net = quantized.load_or_build(version_dir, version_dir / WEIGHTS_FILE, arrays, int8_threads)
+            except quantized.QuantizedUnavailable as exc:
+                log.warning("scene backend %r unavailable, using float32: %s", backend, exc)
+                backend = "float32"
+        return cls(net, vocabulary, metadata.get("version", version_dir.name), metadata, max_length,
+                   int8_net=int8_net, backend=backend)
+
+    def net_for(self, batch: int):
+        """The stepper for `batch` streams at once under this writer's backend."""
+        if self.backend == "int8" or (self.backend == "auto" and batch >= AUTO_INT8_MIN_BATCH):
+            return self.int8_net
+        return self.net
 
     @classmethod
     def load_current(cls, home: Path, **kwargs: Any) -> SceneWriter:
@@ -464,9 +524,9 @@ class SceneWriter:
         return _Options(int(length), temperature, None if top_k is None else int(top_k), bool(stop))
 
     def _prime(self, prompt: str) -> State:
-        state = self.net.new_state(1)
+        state = self.single_net.new_state(1)
         for i in self._vocabulary.encode(prompt):
-            self.net.step(state, np.array([i]))
+            self.single_net.step(state, np.array([i]))
         return state
 
     # -- generation
@@ -498,7 +558,7 @@ class SceneWriter:
                 ended = True
                 break
             if step + 1 < opts.length:
-                self.net.step(state, ids)
+                self.single_net.step(state, ids)
             if len(text) - sent >= chunk_chars:
                 upto = min(last_space, settled) if opts.stop_at_boundary else len(text)
                 if upto > sent:
@@ -515,22 +575,31 @@ class SceneWriter:
 
     def generate_batch(self, prompts: Sequence[str], length: int = 400, temperature: float = 1.0,
                        top_k: int | None = None, seed: int | None = None, stop_at_boundary: bool = False) -> list[str]:
-        """Continue several prompts at once (one (B, H) state); one continuation per prompt."""
+        """Continue several prompts at once (one (B, H) state); one continuation per prompt.
+
+        The prompts are primed together too (a finished prompt's row is held still)."""
         if isinstance(prompts, str) or not prompts:
             raise InvalidInput("give a list of one or more prompts")
         opts = [self._check(p, length, temperature, top_k, stop_at_boundary) for p in prompts][0]
         rng = np.random.default_rng(seed)
-        state = State.stack(self.net, [self._prime(p) for p in prompts])
+        net = self.net_for(len(prompts))
+        state = prime_batch(net, [self._vocabulary.encode(p) for p in prompts])
         out = np.zeros((len(prompts), opts.length), np.intp)
         for step in range(opts.length):
             ids = sample(state.logits, opts.temperature, opts.top_k, rng)
             out[:, step] = ids
             if step + 1 < opts.length:
-                self.net.step(state, ids)
+                net.step(state, ids)
         texts = [self._vocabulary.decode(row) for row in out]
         if opts.stop_at_boundary:
             texts = [_stop_at_boundary(t, opts.length) for t in texts]
         return texts
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InvalidInput(f"unknown scene backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    return backend
 
 
 def _speech_ended(text: list[str] | str, length: int) -> bool:
@@ -567,14 +636,18 @@ def _stop_at_boundary(text: str, length: int) -> str:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, corpus: str | Path | None = None) -> dict:
+def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, corpus: str | Path | None = None,
+                   backend: str = "float32") -> dict:
     """Mean cross-entropy (nats/char) on the held-out last block of the corpus the model learned.
 
     `corpus` overrides the corpus (default: the model's own, Tiny Shakespeare if it had none).
+    `backend` "float32" (default) is the figure training records; with "int8" (or "auto"
+    where that is int8) the float32 figure is computed alongside, in lockstep, with the
+    difference and the largest next-character probability difference: what int8 costs.
     """
     registry = ModelRegistry(Path(home) / "models", MODEL_NAME)
     found = registry.get(version) if version else registry.current()
-    writer = SceneWriter.load(found.path)
+    writer = SceneWriter.load(found.path, backend=backend)
     config = _config_from_dict(found.metadata.get("config", {}))
     if corpus is None:
         source = found.metadata.get("corpus", {}).get("source", "shakespeare")
@@ -585,6 +658,14 @@ def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, co
         raise InvalidInput(f"the held-out text has characters this model never learned: "
                            + ", ".join(_show_char(c) for c in missing[:20]))
     x, y = validation_arrays(writer._vocabulary.encode(text.validation), config.seq_length)
-    val_loss = writer.net.teacher_forced_loss(x, y)
+    net = writer.net_for(len(x))
+    extra: dict[str, Any] = {}
+    if net is writer.net:
+        val_loss = teacher_forced_loss(net, x, y)
+    else:
+        both = compare_teacher_forced(writer.net, net, x, y)
+        val_loss = both["loss"]
+        extra = {"float32_val_loss": both["reference_loss"], "val_loss_delta": val_loss - both["reference_loss"],
+                 "max_prob_diff": both["max_prob_diff"]}
     return {"val_loss": val_loss, "bits_per_char": val_loss / float(np.log(2)), "model_version": found.version,
-            "chars": int(y.size)}
+            "chars": int(y.size), "backend": net.backend, **extra}

@@ -1,7 +1,9 @@
-"""`playbill bench scene`: the tutorial's sampling loop against the numpy sampler, same weights.
+"""`playbill bench scene`: the tutorial's sampling loop against the float32 numpy sampler and
+the int8 LiteRT step, same weights.
 
 The tutorial wrote one character per `model(...)` call (plus `tf.random.categorical`);
-the numpy sampler (`engine.sampler`) steps the same LSTM with preallocated buffers.
+the numpy sampler (`engine.sampler`) steps the same LSTM with preallocated buffers; the
+int8 step (`engine.quantized`) runs it with int8 weights through LiteRT/XNNPACK.
 Weights: the tutorial profile (embedding 256, LSTM 1024, 65 characters), random init, so
 the figure does not depend on a trained model being present (speed does not depend on
 the weight values).
@@ -77,7 +79,8 @@ def _tutorial_loop(model, length: int, seed: int) -> float:
     return length / (time.perf_counter() - started)
 
 
-def _numpy_rate(net: NumpyLSTM, batch: int, length: int, seed: int) -> float:
+def _rate(net, batch: int, length: int, seed: int) -> float:
+    """Total chars/s of `batch` streams sampled and stepped `length` times (as generation does)."""
     rng = np.random.default_rng(seed)
     state = net.new_state(batch)
     ids = np.zeros(batch, np.intp)
@@ -90,30 +93,52 @@ def _numpy_rate(net: NumpyLSTM, batch: int, length: int, seed: int) -> float:
 
 
 def run_bench(length: int = 2000, tutorial_length: int = 200, batch: int = 8, seed: int = 0) -> dict:
+    """Chars/s of each way to sample, on one set of weights; the best thread count of each."""
     import keras
+
+    from engine.quantized import QuantizedLSTM, convert
 
     keras.utils.set_random_seed(seed)
     model = build_model(PROFILES["tutorial"], VOCAB, 1)
-    net = NumpyLSTM.from_arrays(export_weights(model))
+    arrays = export_weights(model)
+    net = NumpyLSTM.from_arrays(arrays)
+    started = time.perf_counter()
+    blob = convert(arrays)
+    convert_seconds = time.perf_counter() - started
     tutorial = _tutorial_loop(model, tutorial_length, seed)
     default_threads = blas_threads()
     by_threads = {}
     for threads in sorted({1, default_threads or 1}):
         set_blas_threads(threads)
-        by_threads[threads] = (_numpy_rate(net, 1, length, seed), _numpy_rate(net, batch, length // 2, seed))
+        by_threads[threads] = (_rate(net, 1, length, seed), _rate(net, batch, length // 2, seed))
     set_blas_threads(default_threads or 1)
+    int8_by_threads = {}
+    for threads in (1, 2):
+        int8 = QuantizedLSTM(arrays, blob, threads)
+        int8_by_threads[threads] = (_rate(int8, 1, length, seed), _rate(int8, batch, length // 2, seed))
     single = max(rate[0] for rate in by_threads.values())
     together = max(rate[1] for rate in by_threads.values())
+    int8_single = max(rate[0] for rate in int8_by_threads.values())
+    int8_together = max(rate[1] for rate in int8_by_threads.values())
     return {
         "weights": "tutorial profile, random init",
         "parameters": int(model.count_params()),
+        "int8_model_bytes": len(blob),
+        "int8_convert_seconds": convert_seconds,
         "blas_threads": default_threads,
         "by_blas_threads": {str(k): {"single": v[0], "batch": v[1]} for k, v in by_threads.items()},
+        "int8_by_threads": {str(k): {"single": v[0], "batch": v[1]} for k, v in int8_by_threads.items()},
         "batch": batch,
         "tutorial_chars_per_s": tutorial,
         "single_chars_per_s": single,
         "batch_chars_per_s": together,
+        "int8_single_chars_per_s": int8_single,
+        "int8_batch_chars_per_s": int8_together,
         "single_vs_tutorial": single / tutorial,
         "batch_vs_tutorial": together / tutorial,
+        "int8_single_vs_tutorial": int8_single / tutorial,
+        "int8_batch_vs_tutorial": int8_together / tutorial,
+        "int8_single_vs_float32": int8_single / single,
+        "int8_batch_vs_float32": int8_together / together,
         "load_average": os.getloadavg()[0],
     }

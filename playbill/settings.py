@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -47,6 +47,10 @@ class SceneSettings(BaseModel):
     top_k: int | None = Field(None, ge=1)
     stop_at_boundary: bool = True  # end replies at a speech/sentence end, never mid-word
     stream_chunk_chars: int = Field(40, ge=1, le=10_000)  # characters per streamed piece
+    # How generation runs the model: "auto" (int8 where it is available and faster: today every
+    # batch size; else float32), "float32" (numpy, the reference) or "int8" (LiteRT, int8 weights).
+    backend: Literal["auto", "float32", "int8"] = "auto"
+    int8_threads: int = Field(2, ge=1, le=16)  # threads of each int8 interpreter (one per worker thread)
 
 
 class BotSettings(BaseModel):

@@ -5,6 +5,7 @@ Tiny models on tiny corpora written by the tests; one shared trained model per m
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from engine.checkpoints import CheckpointManager
 from engine.errors import CheckpointError, DataUnavailable, InvalidInput
+from engine.sampler import prime_batch, teacher_forced_loss
 from engine.scene import (
     Corpus,
     SceneConfig,
@@ -254,6 +256,187 @@ def test_bad_prompts_and_options(trained, prompt: str, options: dict, message: s
         writer.generate_batch(["ROMEO:", prompt], **{"length": 20, **options})
 
 
+# ----------------------------------------------------------------- the int8 step (LiteRT)
+
+# Largest next-character probability difference between the int8 step and the float32
+# sampler allowed on the tiny trained model: measured 1.4e-4 here (1.5e-3 on a random
+# tutorial-size model; the trained tutorial-size model's figure is in docs/benchmarks.md).
+# A float (unquantized) step differs by ~1e-7, hence the lower bound.
+INT8_MAX_PROB_DIFF = 1e-3
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _copy_version(trained, tmp_path: Path) -> Path:
+    import shutil
+
+    home, result = trained
+    return Path(shutil.copytree(home / "models/scene" / result.version, tmp_path / "version"))
+
+
+def test_int8_step_is_close_to_float32(trained) -> None:
+    from engine import quantized
+
+    home, result = trained
+    version_dir = home / "models/scene" / result.version
+    assert (version_dir / quantized.CACHE_FILE).is_file()  # converted at training time
+    writer = SceneWriter.load_current(home, backend="int8")
+    assert writer.backend == "int8" and writer.single_net is writer.int8_net
+    from ai_edge_litert.interpreter import Interpreter
+
+    kinds = {d["dtype"] for d in Interpreter(model_content=writer.int8_net.blob).get_tensor_details()}
+    assert np.int8 in kinds  # the weights really are int8
+    texts = ["JULIET:\nO Romeo, Romeo!", "NURSE:\nFaith, I can tel", "MERCUTIO:\nA plague on bo"]
+    ids = np.array([[writer.vocabulary.index(c) for c in t[:20]] for t in texts])
+    exact, int8 = writer.net.new_state(3), writer.int8_net.new_state(3)
+    diffs = []
+    for t in range(ids.shape[1]):
+        p_float = _softmax(writer.net.step(exact, ids[:, t]))
+        p_int8 = _softmax(writer.int8_net.step(int8, ids[:, t]))
+        diffs.append(np.abs(p_float - p_int8).max())
+    assert 1e-6 < max(diffs) < INT8_MAX_PROB_DIFF, max(diffs)  # close, and not secretly the float path
+    float_loss = teacher_forced_loss(writer.net, ids[:, :-1], ids[:, 1:])
+    assert abs(teacher_forced_loss(writer.int8_net, ids[:, :-1], ids[:, 1:]) - float_loss) < 0.01
+
+
+def test_int8_generation_is_reproducible_and_batch_equals_singles(trained) -> None:
+    writer = SceneWriter.load_current(trained[0], backend="int8")
+    prompts = ["ROMEO:", "NURSE:\nFaith", "J"]
+    one = writer.generate("ROMEO:", 100, temperature=0.8, seed=42)
+    assert writer.generate("ROMEO:", 100, temperature=0.8, seed=42) == one
+    batch = writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=1)
+    assert writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=1) == batch
+    assert writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=2) != batch
+    # Each row's int8 step depends on that row only (the state is quantized row by row, and
+    # int32 sums are exact), so with greedy sampling a batch writes what each prompt writes
+    # alone. Random sampling differs by design: the batch draws its numbers row-interleaved.
+    # (Float32 numpy gives no such promise: BLAS may sum a B-row product in another order.)
+    greedy = writer.generate_batch(prompts, 60, top_k=1)
+    assert greedy == [writer.generate(p, 60, top_k=1) for p in prompts]
+    primed = prime_batch(writer.int8_net, [np.array([writer.vocabulary.index(c) for c in p]) for p in prompts])
+    for row, prompt in enumerate(prompts):  # primed together, each row ends as if primed alone
+        alone = writer._prime(prompt)
+        np.testing.assert_array_equal(primed.logits[row], alone.logits[0])
+        for n in range(len(alone.h)):
+            np.testing.assert_array_equal(primed.h[n][row], alone.h[n][0])
+            np.testing.assert_array_equal(primed.c[n][row], alone.c[n][0])
+
+
+def test_int8_threads_each_get_their_own_interpreter(trained) -> None:
+    import concurrent.futures
+
+    writer = SceneWriter.load_current(trained[0], backend="int8")
+    jobs = [(["ROMEO:", "JULIET:"], seed) for seed in range(6)]
+    alone = [writer.generate_batch(prompts, 60, seed=seed) for prompts, seed in jobs]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda job: writer.generate_batch(job[0], 60, seed=job[1]), jobs))
+    assert together == alone
+
+
+def test_auto_backend_is_int8_where_available(trained) -> None:
+    home = trained[0]
+    auto = SceneWriter.load_current(home)  # "auto" is the default
+    exact = SceneWriter.load_current(home, backend="float32")
+    int8 = SceneWriter.load_current(home, backend="int8")
+    assert auto.backend == "auto" and exact.backend == "float32" and exact.int8_net is None
+    assert auto.net_for(1) is auto.int8_net and auto.net_for(8) is auto.int8_net  # faster at every size measured
+    assert exact.net_for(1) is exact.net and exact.net_for(8) is exact.net
+    assert auto.generate("ROMEO:", 80, seed=3) == int8.generate("ROMEO:", 80, seed=3)
+    assert auto.generate_batch(["ROMEO:", "J"], 80, seed=3) == int8.generate_batch(["ROMEO:", "J"], 80, seed=3)
+
+
+def test_corrupt_or_stale_int8_cache_is_rebuilt(trained, tmp_path: Path, caplog) -> None:
+    import json as json_
+
+    from engine import quantized
+
+    version_dir = _copy_version(trained, tmp_path)
+    cache, note = version_dir / quantized.CACHE_FILE, version_dir / quantized.NOTE_FILE
+    good = cache.read_bytes()
+    reference = SceneWriter.load(version_dir, backend="int8").generate_batch(["ROMEO:", "J"], 40, seed=5)
+
+    cache.write_bytes(good[: len(good) // 2])  # truncated: checksum mismatch
+    with caplog.at_level("WARNING"):
+        writer = SceneWriter.load(version_dir, backend="int8")
+    assert writer.backend == "int8" and "corrupt" in caplog.text
+    assert cache.read_bytes() == good  # rebuilt (conversion is deterministic) and cached again
+    assert writer.generate_batch(["ROMEO:", "J"], 40, seed=5) == reference
+
+    garbage = b"not a flatbuffer" * 100  # checksum in the note matches, the content is junk
+    cache.write_bytes(garbage)
+    note.write_text(json_.dumps({**json_.loads(note.read_text()), "tflite_sha256": hashlib.sha256(garbage).hexdigest()}))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert SceneWriter.load(version_dir, backend="int8").backend == "int8"
+    assert "unusable" in caplog.text and cache.read_bytes() == good
+
+    note.write_text("{ half a note")
+    assert SceneWriter.load(version_dir, backend="int8").backend == "int8"
+    assert json_.loads(note.read_text())["weights_sha256"] == quantized.weights_digest(version_dir / "sampler.npz")
+    note.write_text(json_.dumps({**json_.loads(note.read_text()), "weights_sha256": "0" * 64}))  # other weights
+    cache.write_bytes(b"stale")
+    assert SceneWriter.load(version_dir, backend="int8").backend == "int8" and cache.read_bytes() == good
+    cache.unlink()
+    note.unlink()
+    assert SceneWriter.load(version_dir, backend="int8").backend == "int8" and cache.read_bytes() == good
+
+
+def test_int8_unavailable_falls_back_to_float32(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog) -> None:
+    from engine import quantized
+
+    version_dir = _copy_version(trained, tmp_path)
+    (version_dir / quantized.CACHE_FILE).write_bytes(b"corrupt")
+
+    def broken(arrays):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(quantized, "convert", broken)
+    with caplog.at_level("WARNING"):
+        writer = SceneWriter.load(version_dir, backend="int8")
+    assert writer.backend == "float32" and "converter exploded" in caplog.text and "using float32" in caplog.text
+    exact = SceneWriter.load(version_dir, backend="float32")
+    assert writer.generate_batch(["ROMEO:", "J"], 40, seed=5) == exact.generate_batch(["ROMEO:", "J"], 40, seed=5)
+
+    def no_litert():
+        raise quantized.QuantizedUnavailable("the int8 backend needs the ai-edge-litert package (gone)")
+
+    monkeypatch.setattr(quantized, "interpreter_class", no_litert)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert SceneWriter.load(version_dir).backend == "float32"
+    assert "ai-edge-litert" in caplog.text
+
+
+def test_backend_option_errors(trained, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from playbill.cli import main
+    from playbill.settings import load_settings
+
+    home, result = trained
+    with pytest.raises(InvalidInput, match="unknown scene backend 'fp16'; choose one of: auto, float32, int8"):
+        SceneWriter.load(home / "models/scene" / result.version, backend="fp16")
+    monkeypatch.setenv("PLAYBILL_HOME", str(home))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["write", "ROMEO:", "--backend", "fp16"])
+    assert exit_info.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+    monkeypatch.setenv("PLAYBILL_SCENE__BACKEND", "fp16")
+    with pytest.raises(ValueError, match="backend"):
+        load_settings()
+    monkeypatch.setenv("PLAYBILL_SCENE__BACKEND", "int8")
+    assert load_settings().scene.backend == "int8"
+    assert main(["write", "ROMEO:", "--length", "30", "--seed", "1", "--no-stop", "--json"]) == 0
+    assert main(["evaluate", "scene", "--backend", "int8", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    scores = json.loads(out[1])
+    assert len(json.loads(out[0])["text"]) == 30 and scores["backend"] == "int8"
+    assert scores["val_loss_delta"] == pytest.approx(scores["val_loss"] - scores["float32_val_loss"])
+    assert abs(scores["val_loss_delta"]) < 0.01 and 0 < scores["max_prob_diff"] < INT8_MAX_PROB_DIFF
+
+
 # ----------------------------------------------------------------- command line
 
 
@@ -325,4 +508,6 @@ def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.Monkey
     result = json.loads(capsys.readouterr().out)
     assert result["parameters"] > 5_000_000  # the tutorial-size model
     assert result["tutorial_chars_per_s"] > 0 and result["single_chars_per_s"] > 0 and result["batch_chars_per_s"] > 0
+    assert result["int8_single_chars_per_s"] > 0 and result["int8_batch_chars_per_s"] > 0
     assert result["single_vs_tutorial"] == pytest.approx(result["single_chars_per_s"] / result["tutorial_chars_per_s"])
+    assert result["int8_batch_vs_float32"] == pytest.approx(result["int8_batch_chars_per_s"] / result["batch_chars_per_s"])

@@ -8,6 +8,8 @@ import time
 
 from playbill.cli.common import CLIError, CommandGroups, print_json
 
+BACKEND_CHOICES = ("auto", "float32", "int8")  # engine.scene.BACKENDS, without importing the engine
+
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
@@ -24,6 +26,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate = groups("evaluate").add_parser("scene", help="validation loss on the held-out last 10%% of the corpus")
     evaluate.add_argument("--version", help="model version (default: the current one)")
     evaluate.add_argument("--corpus", metavar="PATH", help="evaluate on this corpus's held-out block")
+    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="float32",
+                          help="run the model in float32 (default, the figure training records) or int8")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -31,7 +35,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     checkpoints.add_argument("--json", action="store_true", help="print JSON, one object per line")
     checkpoints.set_defaults(handler=_checkpoints)
 
-    bench = groups("bench").add_parser("scene", help="tutorial sampling loop vs the numpy sampler, same weights")
+    bench = groups("bench").add_parser("scene", help="tutorial sampling loop vs the float32 and int8 samplers, same weights")
     bench.add_argument("--length", type=int, default=2000, help="characters per stream for the numpy sampler")
     bench.add_argument("--tutorial-length", type=int, default=200, help="characters for the (slow) tutorial loop")
     bench.add_argument("--batch", type=int, default=8, help="prompts generated together")
@@ -47,6 +51,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     write.add_argument("--stop", action=argparse.BooleanOptionalAction, default=None,
                        help="end at the end of a speech or sentence, not mid-word (default: scene.stop_at_boundary)")
     write.add_argument("--version", help="model version (default: the current one)")
+    write.add_argument("--backend", choices=BACKEND_CHOICES, help="auto, float32 or int8 (default: scene.backend)")
     write.add_argument("--json", action="store_true", help='print {"text", "chars_per_s", "model_version"}')
     write.set_defaults(handler=_write)
 
@@ -86,12 +91,18 @@ def _train(args: argparse.Namespace, settings) -> int:
 def _evaluate(args: argparse.Namespace, settings) -> int:
     from engine.scene import evaluate_scene
 
-    result = evaluate_scene(settings.home, settings.data_dir, version=args.version, corpus=args.corpus)
+    result = evaluate_scene(settings.home, settings.data_dir, version=args.version, corpus=args.corpus,
+                            backend=args.backend)
     if args.json:
         print_json(result)
     else:
         print(f"scene {result['model_version']}: val_loss {result['val_loss']:.4f} nats/char, "
-              f"{result['bits_per_char']:.3f} bits/char on {result['chars']} held-out characters")
+              f"{result['bits_per_char']:.3f} bits/char on {result['chars']} held-out characters "
+              f"({result['backend']})")
+        if "val_loss_delta" in result:
+            print(f"float32: {result['float32_val_loss']:.4f} nats/char; int8 - float32: "
+                  f"{result['val_loss_delta']:+.6f} nats/char; largest next-character probability difference "
+                  f"{result['max_prob_diff']:.4f}")
     return 0
 
 
@@ -134,7 +145,8 @@ def _write(args: argparse.Namespace, settings) -> int:
     stop = s.stop_at_boundary if args.stop is None else args.stop
     registry = ModelRegistry(settings.models_dir, "scene")
     found = registry.get(args.version) if args.version else registry.current()
-    writer = SceneWriter.load(found.path, max_length=s.max_length)
+    writer = SceneWriter.load(found.path, max_length=s.max_length, backend=args.backend or s.backend,
+                              int8_threads=s.int8_threads)
     started = time.perf_counter()
     if args.json:
         text = writer.generate(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop)
@@ -161,15 +173,27 @@ def _bench(args: argparse.Namespace, settings) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"weights: {result['weights']} ({result['parameters']:,} parameters); "
+    print(f"weights: {result['weights']} ({result['parameters']:,} parameters; int8 step "
+          f"{result['int8_model_bytes'] / 1e6:.1f} MB, converted in {result['int8_convert_seconds']:.1f} s); "
           f"numpy BLAS threads by default: {result['blas_threads']}; load average {result['load_average']:.2f}")
+    b = result["batch"]
     for threads, rates in result["by_blas_threads"].items():
-        print(f"  numpy sampler with {threads} BLAS thread(s): 1 stream {rates['single']:,.0f} chars/s, "
-              f"{result['batch']} prompts {rates['batch']:,.0f} chars/s")
+        print(f"  float32 numpy, {threads} BLAS thread(s): 1 stream {rates['single']:,.0f} chars/s, "
+              f"{b} prompts {rates['batch']:,.0f} chars/s")
+    for threads, rates in result["int8_by_threads"].items():
+        print(f"  int8 LiteRT, {threads} interpreter thread(s): 1 stream {rates['single']:,.0f} chars/s, "
+              f"{b} prompts {rates['batch']:,.0f} chars/s")
     t = result["tutorial_chars_per_s"]
-    print(f"tutorial loop (one model(...) call per char): {t:>9,.0f} chars/s   1.0x")
-    print(f"numpy sampler, 1 stream:                      {result['single_chars_per_s']:>9,.0f} chars/s "
-          f"{result['single_vs_tutorial']:>6.1f}x")
-    print(f"numpy sampler, {result['batch']} prompts together (total):    {result['batch_chars_per_s']:>9,.0f} chars/s "
-          f"{result['batch_vs_tutorial']:>6.1f}x")
+    rows = [
+        ("tutorial loop (one model(...) call per char)", t, 1.0, None),
+        ("float32 numpy, 1 stream", result["single_chars_per_s"], result["single_vs_tutorial"], None),
+        (f"float32 numpy, {b} prompts together (total)", result["batch_chars_per_s"], result["batch_vs_tutorial"], None),
+        ("int8 LiteRT, 1 stream", result["int8_single_chars_per_s"], result["int8_single_vs_tutorial"],
+         result["int8_single_vs_float32"]),
+        (f"int8 LiteRT, {b} prompts together (total)", result["int8_batch_chars_per_s"], result["int8_batch_vs_tutorial"],
+         result["int8_batch_vs_float32"]),
+    ]
+    print(f"{'sampler (same weights)':46} {'chars/s':>9} {'vs tutorial':>12} {'vs float32':>11}")
+    for name, rate, vs_tutorial, vs_float in rows:
+        print(f"{name:46} {rate:>9,.0f} {vs_tutorial:>11.1f}x " + (f"{vs_float:>10.2f}x" if vs_float else ""))
     return 0
