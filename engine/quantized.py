@@ -110,7 +110,7 @@ def weights_digest(weights_file: Path) -> str:
     return hash_file(weights_file).hexdigest()
 
 
-def load_or_build(version_dir: Path, weights_file: Path, arrays: dict[str, np.ndarray], threads: int = 2) -> QuantizedLSTM:
+def load_or_build(version_dir: Path, weights_file: Path, arrays: dict[str, np.ndarray], threads: int = 0) -> QuantizedLSTM:
     """The int8 step for a version: from its cache if that is intact and current, else converted
     now (and cached when the directory is writable). Raises QuantizedUnavailable."""
     interpreter_class()  # fail early and cheaply when LiteRT is missing
@@ -188,13 +188,29 @@ class _Runner:
         self.layers = [(inputs[f"h{n}"], inputs[f"c{n}"], outputs[f"h{n}"], outputs[f"c{n}"]) for n in range(n_layers)]
 
 
+ONE_THREAD_MAX_BYTES = 2 * 1024 * 1024
+
+
+def auto_threads(arrays: dict[str, np.ndarray]) -> int:
+    """Interpreter threads for a model: 1 when its int8 matrices fit one core's cache, else 2.
+
+    Measured (docs/benchmarks.md "## Scene"): the default profile (1.1 MB of int8 weights)
+    writes 19,400 chars/s with 1 thread and 14,600 with 2; the tutorial size (4.3 MB) 3,300
+    with 1 and 3,900 with 2. Splitting a small model only adds hand-over costs.
+    """
+    n_layers = sum(1 for key in arrays if key.startswith("lstm") and key.endswith("_recurrent"))
+    int8_bytes = arrays["dense_kernel"].size + sum(arrays[f"lstm{n}_recurrent"].size for n in range(n_layers))
+    int8_bytes += sum(arrays[f"lstm{n}_kernel"].size for n in range(1, n_layers))
+    return 1 if int8_bytes <= ONE_THREAD_MAX_BYTES else 2
+
+
 class QuantizedLSTM:
     """Same interface as `NumpyLSTM` (new_state, step), int8 weights via LiteRT."""
 
     backend = "int8"
     needs_scratch = False  # the interpreter owns the work buffers
 
-    def __init__(self, arrays: dict[str, np.ndarray], blob: bytes, threads: int = 2) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], blob: bytes, threads: int = 0) -> None:
         n_layers = sum(1 for key in arrays if key.startswith("lstm") and key.endswith("_recurrent"))
         self.units = [arrays[f"lstm{n}_recurrent"].shape[0] for n in range(n_layers)]
         self.vocab_size = arrays["dense_kernel"].shape[1]
@@ -204,7 +220,7 @@ class QuantizedLSTM:
             arrays["embedding"].astype(np.float64) @ first + arrays["lstm0_bias"], dtype=np.float32
         )
         self.blob = blob
-        self.threads = max(1, int(threads))
+        self.threads = int(threads) if threads and threads > 0 else auto_threads(arrays)
         self._local = threading.local()
         self._names_in = ["z0"] + [f"{k}{n}" for n in range(len(self.units)) for k in ("h", "c")]
         self._names_out = ["logits"] + [f"{k}{n}" for n in range(len(self.units)) for k in ("h", "c")]

@@ -458,10 +458,10 @@ class SceneWriter:
 
     @classmethod
     def load(cls, version_dir: Path, *, max_length: int = 10_000, backend: str = "auto",
-             int8_threads: int = 2) -> SceneWriter:
+             int8_threads: int = 0) -> SceneWriter:
         """The version in `version_dir`. If the int8 step cannot be had (LiteRT missing, conversion
         failing), "auto" and "int8" fall back to float32 with a warning: `writer.backend` says
-        what is used."""
+        what is used. `int8_threads` 0: one interpreter thread for small models, two for large."""
         backend = check_backend(backend)
         version_dir = Path(version_dir)
         try:

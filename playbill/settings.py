@@ -50,7 +50,7 @@ class SceneSettings(BaseModel):
     # How generation runs the model: "auto" (int8 where it is available and faster: today every
     # batch size; else float32), "float32" (numpy, the reference) or "int8" (LiteRT, int8 weights).
     backend: Literal["auto", "float32", "int8"] = "auto"
-    int8_threads: int = Field(2, ge=1, le=16)  # threads of each int8 interpreter (one per worker thread)
+    int8_threads: int = Field(0, ge=0, le=16)  # threads of each int8 interpreter; 0: by model size
 
 
 class BotSettings(BaseModel):

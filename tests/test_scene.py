@@ -511,3 +511,25 @@ def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.Monkey
     assert result["int8_single_chars_per_s"] > 0 and result["int8_batch_chars_per_s"] > 0
     assert result["single_vs_tutorial"] == pytest.approx(result["single_chars_per_s"] / result["tutorial_chars_per_s"])
     assert result["int8_batch_vs_float32"] == pytest.approx(result["int8_batch_chars_per_s"] / result["batch_chars_per_s"])
+    assert main(["bench", "scene", "--profile", "default", "--length", "10", "--tutorial-length", "2", "--batch", "2",
+                 "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["weights"].startswith("default") and default["parameters"] < result["parameters"] / 2
+    assert main(["bench", "scene", "--profile", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_int8_threads_follow_the_model_size() -> None:
+    """0 means: one thread when the int8 matrices fit one core's cache, two when they do not."""
+    from engine.quantized import auto_threads
+
+    def arrays(units: int, layers: int = 1) -> dict[str, np.ndarray]:
+        out = {"dense_kernel": np.zeros((units, 65), np.int8)}
+        for n in range(layers):
+            out[f"lstm{n}_recurrent"] = np.zeros((units, 4 * units), np.int8)
+            out[f"lstm{n}_kernel"] = np.zeros((256 if n == 0 else units, 4 * units), np.int8)
+        return out
+
+    assert auto_threads(arrays(512)) == 1  # the default profile: 1.1 MB
+    assert auto_threads(arrays(1024)) == 2  # the tutorial size: 4.3 MB
+    assert auto_threads(arrays(512, layers=2)) == 2  # the second layer's kernel counts too

@@ -39,6 +39,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     bench.add_argument("--length", type=int, default=2000, help="characters per stream for the numpy sampler")
     bench.add_argument("--tutorial-length", type=int, default=200, help="characters for the (slow) tutorial loop")
     bench.add_argument("--batch", type=int, default=8, help="prompts generated together")
+    bench.add_argument("--profile", default="tutorial",
+                       help="model size to measure: tutorial (the targets' size, default) or default (what the bot serves)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(handler=_bench)
 
@@ -169,7 +171,11 @@ def _bench(args: argparse.Namespace, settings) -> int:
 
     if args.length < 1 or args.tutorial_length < 1 or args.batch < 1:
         raise CLIError("--length, --tutorial-length and --batch must be at least 1")
-    result = run_bench(length=args.length, tutorial_length=args.tutorial_length, batch=args.batch)
+    from engine.scene import PROFILES
+
+    if args.profile not in PROFILES:
+        raise CLIError(f"unknown profile {args.profile!r}; choose one of: {', '.join(sorted(PROFILES))}")
+    result = run_bench(length=args.length, tutorial_length=args.tutorial_length, batch=args.batch, profile=args.profile)
     if args.json:
         print_json(result)
         return 0
