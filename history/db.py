@@ -9,6 +9,7 @@ Any other SQLAlchemy URL works too (PostgreSQL: `postgresql+psycopg://user@host/
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,12 +77,32 @@ def _sqlite_pragmas(busy_timeout: float):
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor, busy_timeout)
             cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a commit survives a crash of the process
         finally:
             cursor.close()
 
     return on_connect
+
+
+def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
+    """WAL mode, waiting up to the busy timeout for it.
+
+    Why: SQLite answers "database is locked" at once, without its busy handler, when two
+    processes open a new database file and both switch it to WAL (the bot and the scheduler
+    on a fresh home). The mode is stored in the file, so a retry finds it set.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
