@@ -105,11 +105,11 @@ def check_text(text: Any) -> str:
 
 def encode(text: str, vocab: Vocabulary) -> np.ndarray:
     """Word ids of a review; a review with no known words is one unknown token."""
-    return _word_ids(tokenize(text), vocab)
+    return _at_least_one(vocab.encode(tokenize(text)))
 
 
-def _word_ids(tokens: Sequence[str], vocab: Vocabulary) -> np.ndarray:
-    ids = vocab.encode(tokens)
+def _at_least_one(ids: np.ndarray) -> np.ndarray:
+    """The LSTM needs a token to read: an empty review is one unknown word."""
     return ids if len(ids) else np.array([OOV], dtype=np.int32)
 
 
@@ -124,7 +124,7 @@ def features(tokens: Sequence[str], vocab: Vocabulary, config: SentimentConfig) 
         if len(unknown):
             hashes[unknown] = token_hashes([tokens[i] for i in unknown])
         grams = hashed_ngrams(tokens, config.ngram_buckets, hashes)
-    return (ids if len(ids) else np.array([OOV], dtype=np.int32)), grams
+    return _at_least_one(ids), grams
 
 
 def split_windows(ids: np.ndarray, window: int) -> list[np.ndarray]:
@@ -177,8 +177,7 @@ def build_model(config: SentimentConfig, vocab_size: int):
     return model
 
 
-DEEP_LAYERS = ("word_embedding", "lstm", "deep_logit")
-WIDE_LAYERS = ("nb_score",)
+BRANCH_LAYERS = {"deep": ("word_embedding", "lstm", "deep_logit"), "wide": ("nb_score",)}
 
 _NB_LAYER = None
 
@@ -263,8 +262,8 @@ def fit_blend(deep: np.ndarray, wide: np.ndarray, labels: np.ndarray, l2: float 
     return coef.astype(np.float32)
 
 
-def export_weights(model, blend: Sequence[float] = (1.0, 1.0, 0.0)) -> dict[str, np.ndarray]:
-    """The Keras weights the numpy forward pass needs, by name, and the blend (a, b, c)."""
+def export_weights(model) -> dict[str, np.ndarray]:
+    """The Keras weights the numpy forward pass needs, by name (the blend is fitted afterwards)."""
     lstm = model.get_layer("lstm")
     kernel, recurrent, bias = (np.asarray(v) for v in lstm.get_weights())
     dense_w, dense_b = (np.asarray(v) for v in model.get_layer("deep_logit").get_weights())
@@ -278,7 +277,6 @@ def export_weights(model, blend: Sequence[float] = (1.0, 1.0, 0.0)) -> dict[str,
         "dense_b": dense_b,
         "ngram_weight": np.asarray(nb.w) * np.asarray(nb.r),
         "wide_b": np.asarray(nb.b),
-        "blend": np.asarray(blend, dtype=np.float32),
     }
 
 
@@ -466,6 +464,11 @@ def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequenc
             [reviews.labels[i] for i in val_rows], fingerprint)
 
 
+def _hit_rate(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of reviews whose logit has the label's sign (accuracy at probability 0.5)."""
+    return float(np.mean((logits >= 0) == (labels > 0)))
+
+
 def _log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     # log(1 + exp(-y*z)) with y in {-1, +1}, computed stably
     signed = np.where(labels > 0, logits, -logits).astype(np.float64)
@@ -554,7 +557,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         def __init__(self) -> None:
             super().__init__()
             self.best = {branch: {"loss": math.inf, "epoch": initial_epoch, "weights": None}
-                         for branch in ("deep", "wide")}
+                         for branch in BRANCH_LAYERS}
             self.history: list[dict[str, float]] = []
 
         def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -566,10 +569,10 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
             a, b, c = fit_blend(logits["deep"], logits["wide"], val_y)
             blended = a * logits["deep"] + b * logits["wide"] + c
             row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
-                   "val_loss": _log_loss(blended, val_y), "val_accuracy": float(np.mean((blended >= 0) == (val_y > 0)))}
-            for branch, layer_names in (("deep", DEEP_LAYERS), ("wide", WIDE_LAYERS)):
+                   "val_loss": _log_loss(blended, val_y), "val_accuracy": _hit_rate(blended, val_y)}
+            for branch, layer_names in BRANCH_LAYERS.items():
                 loss = row[f"{branch}_val_loss"] = _log_loss(logits[branch], val_y)
-                row[f"{branch}_val_accuracy"] = float(np.mean((logits[branch] >= 0) == (val_y > 0)))
+                row[f"{branch}_val_accuracy"] = _hit_rate(logits[branch], val_y)
                 if loss < self.best[branch]["loss"]:
                     weights = [self.model.get_layer(name).get_weights() for name in layer_names]
                     self.best[branch] = {"loss": loss, "epoch": epoch + 1, "weights": weights}
@@ -580,7 +583,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
                 self.model.stop_training = True
 
         def restore_best(self) -> None:
-            for branch, layer_names in (("deep", DEEP_LAYERS), ("wide", WIDE_LAYERS)):
+            for branch, layer_names in BRANCH_LAYERS.items():
                 if self.best[branch]["weights"] is not None:
                     for name, weights in zip(layer_names, self.best[branch]["weights"]):
                         self.model.get_layer(name).set_weights(weights)
@@ -595,13 +598,12 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     last_epoch = validation.history[-1]["epoch"] if validation.history else initial_epoch
     validation.restore_best()
 
-    deep, wide = SentimentModel(export_weights(model), vocab, config).branch_logits(val_features)
-    blend = fit_blend(deep, wide, val_y)
-    weights = export_weights(model, blend)
+    weights = export_weights(model)
+    deep, wide = SentimentModel(weights, vocab, config).branch_logits(val_features)
+    weights["blend"] = blend = fit_blend(deep, wide, val_y)
     serving = SentimentModel(weights, vocab, config)
     val_logits = serving.logits_from_features(val_features)
-    metrics: dict[str, float] = {"val_loss": _log_loss(val_logits, val_y),
-                                 "val_accuracy": float(np.mean((val_logits >= 0) == (val_y > 0)))}
+    metrics: dict[str, float] = {"val_loss": _log_loss(val_logits, val_y), "val_accuracy": _hit_rate(val_logits, val_y)}
     best_epoch = {branch: best["epoch"] for branch, best in validation.best.items()}
     if data is None and evaluate_test:
         test = load_imdb(data_dir, "test")
