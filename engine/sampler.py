@@ -168,16 +168,6 @@ class State:
             self.tmp = [np.zeros((batch, u), np.float32) for u in net.units]
         self.logits = np.zeros((batch, net.vocab_size), np.float32)
 
-    @classmethod
-    def stack(cls, net, states: list[State]) -> State:
-        """One (B, H) state from B single-stream states (prompts primed one by one)."""
-        out = cls(net, len(states))
-        for n in range(len(net.units)):
-            out.h[n][:] = np.concatenate([s.h[n] for s in states])
-            out.c[n][:] = np.concatenate([s.c[n] for s in states])
-        out.logits[:] = np.concatenate([s.logits for s in states])
-        return out
-
 
 def sample(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> np.ndarray:
     """One character id per row from (B, vocab) logits, softened by `temperature`, cut to `top_k`."""
