@@ -343,13 +343,25 @@ def _stats(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _print_stats_table(console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+                 right_aligned: tuple[str, ...] = ()) -> None:
+    """One titled table of the stats report (numbers right-aligned where asked)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, justify="right" if name in right_aligned else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
 def _print_stats(stats: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     window = f"since {stats['since'][:16]}" if stats["since"] else "all time"
@@ -362,12 +374,9 @@ def _print_stats(stats: dict[str, Any]) -> None:
     days: dict[str, dict[str, int]] = {}
     for row in stats["per_day"]:
         days.setdefault(row["day"], {})[row["kind"]] = row["count"]
-    per_day = Table(title="per day", title_justify="left")
-    for name in ("day", *KINDS):
-        per_day.add_column(name, justify="right" if name != "day" else "left")
-    for day, counts in sorted(days.items()):
-        per_day.add_row(day, *(str(counts.get(kind, 0)) for kind in KINDS))
-    console.print(per_day)
+    _print_stats_table(console, "per day", ("day", *KINDS),
+                 [(day, *(str(counts.get(kind, 0)) for kind in KINDS)) for day, counts in sorted(days.items())],
+                 right_aligned=KINDS)
 
     labels = stats["labels"]
     judged = sum(labels.values())
@@ -375,27 +384,17 @@ def _print_stats(stats: dict[str, Any]) -> None:
         console.print(
             "labels: " + ", ".join(f"{label} {n} ({n / judged:.0%})" for label, n in labels.items())
         )
-    latency = Table(title="latency (answered requests)", title_justify="left")
-    for name in ("kind", "n", "median", "p95"):
-        latency.add_column(name, justify="left" if name == "kind" else "right")
-    for kind, row in stats["latency"].items():
-        latency.add_row(kind, str(row["n"]), _ms(row["median_ms"]), _ms(row["p95_ms"]))
-    console.print(latency)
+    _print_stats_table(console, "latency (answered requests)", ("kind", "n", "median", "p95"),
+                 [(kind, str(row["n"]), _ms(row["median_ms"]), _ms(row["p95_ms"])) for kind, row in stats["latency"].items()],
+                 right_aligned=("n", "median", "p95"))
 
     if stats["busiest_users"]:
-        users = Table(title="busiest users", title_justify="left")
-        for name in ("user id", "name", "interactions"):
-            users.add_column(name)
-        for row in stats["busiest_users"]:
-            users.add_row(str(row["user_id"]), _cell(row["user_name"], 32), str(row["count"]))
-        console.print(users)
+        _print_stats_table(console, "busiest users", ("user id", "name", "interactions"),
+                     [(str(row["user_id"]), _cell(row["user_name"], 32), str(row["count"])) for row in stats["busiest_users"]])
     if stats["busiest_channels"]:
-        channels = Table(title="busiest channels", title_justify="left")
-        for name in ("guild id", "channel id", "interactions"):
-            channels.add_column(name)
-        for row in stats["busiest_channels"]:
-            channels.add_row(str(row["guild_id"] or "-"), str(row["channel_id"]), str(row["count"]))
-        console.print(channels)
+        _print_stats_table(console, "busiest channels", ("guild id", "channel id", "interactions"),
+                     [(str(row["guild_id"] or "-"), str(row["channel_id"]), str(row["count"]))
+                      for row in stats["busiest_channels"]])
     fb = stats["feedback"]
     if fb["votes"]:
         console.print(
