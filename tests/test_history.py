@@ -285,18 +285,24 @@ def _writer(url: str, who: int, n: int, start) -> None:
     engine.dispose()
 
 
-@pytest.mark.timeout(120)
-def test_two_processes_write_at_once_without_losing_a_row(db_url: str, sessions) -> None:
-    n = 150
+def _run_at_once(target, args_per_process: list[tuple]) -> list[int | None]:
+    """Start one spawned process per args tuple, release them together (a shared Event is
+    passed last), wait for them and return their exit codes."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
-    workers = [ctx.Process(target=_writer, args=(db_url, who, n, start)) for who in (1, 2)]
+    workers = [ctx.Process(target=target, args=(*args, start)) for args in args_per_process]
     for worker in workers:
         worker.start()
     start.set()
     for worker in workers:
         worker.join(90)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    return [worker.exitcode for worker in workers]
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_write_at_once_without_losing_a_row(db_url: str, sessions) -> None:
+    n = 150
+    assert _run_at_once(_writer, [(db_url, who, n) for who in (1, 2)]) == [0, 0]
     rows = api.query_interactions(sessions, limit=None)
     assert sorted(row.prompt for row in rows) == sorted(f"{who}:{i}" for who in (1, 2) for i in range(n))
     assert _count(sessions, Feedback) == 2 * len(range(0, n, 10))
@@ -312,15 +318,7 @@ def _start_up(url: str, start) -> None:
 
 @pytest.mark.timeout(120)
 def test_two_processes_starting_at_once_migrate_once(db_url: str, engine: sa.Engine) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    workers = [ctx.Process(target=_start_up, args=(db_url, start)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(90)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert _run_at_once(_start_up, [(db_url,), (db_url,)]) == [0, 0]
     current, head = db.schema_status(engine)
     assert current == head is not None
 
