@@ -1,4 +1,5 @@
 # The two quick-start commands: `make run` and `make test`. Each sets up .venv first.
+# `make test` checks the import contracts (pyproject's [tool.importlinter]) before the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,6 +19,7 @@ run: setup
 	$(BIN)/playbill run --train-missing
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
