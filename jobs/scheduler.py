@@ -8,6 +8,7 @@ job store; a second one is refused with a message saying which process has it.
 Re-registering a job would normally recompute its next run time from "now", silently
 dropping a night missed while nobody was running: here a stored run time that is earlier
 (a missed run) is kept, so it runs once at start (coalesced, within the misfire grace).
+A due run is not lost at shutdown either (jobs/apscheduler_compat.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.errors import InvalidInput
+from jobs.apscheduler_compat import NoPassAfterShutdown
 from jobs.common import FileLock, JobBusy, retrain_lock, scheduler_lock, settings_values
 from playbill.settings import Settings
 
@@ -71,19 +73,11 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 
 
 class _OwnsJobStore:
-    """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back.
-
-    It also closes an APScheduler 3 race: after `shutdown()` the scheduler thread makes one
-    last pass over the due jobs with its executors already shut down, which advances a due
-    job's next run time without running it (a lost run). Here no pass runs once shutdown
-    has begun; the job-store lock (re-entrant) makes the check and the pass one step.
-    """
+    """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back."""
 
     playbill_lock: FileLock
-    _stopping = False
 
     def start(self, *args: Any, **kwargs: Any) -> None:
-        self._stopping = False
         try:
             self.playbill_lock.acquire()
         except JobBusy as exc:
@@ -98,25 +92,17 @@ class _OwnsJobStore:
             raise
 
     def shutdown(self, wait: bool = True) -> None:
-        with self._jobstores_lock:  # type: ignore[attr-defined]
-            self._stopping = True
         try:
             super().shutdown(wait)  # type: ignore[misc]
         finally:
             self.playbill_lock.release()
 
-    def _process_jobs(self) -> float | None:
-        with self._jobstores_lock:  # type: ignore[attr-defined]
-            if self._stopping:
-                return None
-            return super()._process_jobs()  # type: ignore[misc]
 
-
-class PlaybillBackgroundScheduler(_OwnsJobStore, BackgroundScheduler):
+class PlaybillBackgroundScheduler(_OwnsJobStore, NoPassAfterShutdown, BackgroundScheduler):
     pass
 
 
-class PlaybillBlockingScheduler(_OwnsJobStore, BlockingScheduler):
+class PlaybillBlockingScheduler(_OwnsJobStore, NoPassAfterShutdown, BlockingScheduler):
     pass
 
 
