@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,8 @@ from engine.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 SUFFIX = ".keras"
+RUN_GLOB = "run-*"
+REJECTED_MARK = "REJECTED"  # in a run whose candidate was turned down: never resumed from
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,18 @@ class CheckpointManager:
             extra=info.get("extra", {}),
         )
 
+    def runs(self) -> list[str]:
+        """The training runs that have a folder, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.glob(RUN_GLOB) if p.is_dir())
+
     def list(self) -> list[Checkpoint]:
         """All recorded checkpoints, oldest first (by save time, then epoch)."""
         if not self.root.is_dir():
             return []
         found = []
-        for sidecar in self.root.glob("run-*/epoch-*.json"):
+        for sidecar in self.root.glob(f"{RUN_GLOB}/epoch-*.json"):
             try:
                 found.append(self._from_sidecar(sidecar))
             except (OSError, ValueError, KeyError) as exc:
@@ -133,13 +143,50 @@ class CheckpointManager:
             raise CheckpointError(f"checkpoint {path} is corrupt (its checksum does not match); choose another")
         return ckpt
 
+    def resume_point(self, lineage: dict[str, str], current: str | None, *, quiet: bool = False) -> Checkpoint | None:
+        """The newest valid checkpoint of the current version's line (`lineage`: run -> version).
+
+        Runs that produced another version are not the current line (after a rollback, for
+        instance), nor are rejected runs; runs of a killed retrain (no version) are, so the
+        next retrain resumes there. Corrupt checkpoints are logged (unless quiet) and skipped.
+        """
+        for ckpt in reversed(self.list()):
+            owner = lineage.get(ckpt.run)
+            if (owner is not None and owner != current) or self.rejected(ckpt.run):
+                continue
+            if ckpt.verify():
+                return ckpt
+            if not quiet:
+                log.warning("skipping corrupt checkpoint %s (checksum mismatch or missing file); trying the previous one",
+                            ckpt.label())
+        return None
+
+    def rejected(self, run: str) -> bool:
+        return (self.root / run / REJECTED_MARK).exists()
+
+    def reject_runs(self, runs: Iterable[str], version: str) -> None:
+        """Turn down the runs that produced `version`: marked first (so a failed deletion is still
+        never resumed from), then deleted."""
+        for run in runs:
+            try:
+                (self.root / run / REJECTED_MARK).write_text(version, "utf-8")
+            except OSError:
+                pass
+            shutil.rmtree(self.root / run, ignore_errors=True)
+
+    def prune(self, keep: int, protected: Iterable[str] = ()) -> list[str]:
+        """Delete all runs but the newest `keep` and the `protected` ones; rejected runs always go.
+        Returns the runs deleted."""
+        runs = self.runs()
+        spared = set(protected) | set(runs[-keep:] if keep > 0 else [])
+        doomed = [run for run in runs if run not in spared or self.rejected(run)]
+        for run in doomed:
+            shutil.rmtree(self.root / run, ignore_errors=True)
+        return doomed
+
     def prune_runs(self, keep: int) -> None:
         """Keep the newest `keep` runs' checkpoints; disk use stays bounded."""
-        import shutil
-
-        runs = sorted(p for p in self.root.glob("run-*") if p.is_dir())
-        for old in runs[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        self.prune(keep)
 
 
 def make_keras_callback(manager: CheckpointManager, run: str, **extra: Any):

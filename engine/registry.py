@@ -98,6 +98,34 @@ class ModelRegistry:
         versions = self.versions()
         return versions[-1].version if versions else None
 
+    def pinned(self) -> bool:
+        """Whether a CURRENT pointer names the current version (else the newest version counts)."""
+        return (self.root / POINTER_FILE).is_file()
+
+    def pin_current(self) -> str | None:
+        """Write the pointer for the version in use now, so an unpromoted newer one never becomes
+        current by being newest. Returns the current version (None: there is none)."""
+        current = self.current_version()
+        if current is not None and not self.pinned():
+            self.root.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.root / POINTER_FILE, current + "\n")
+        return current
+
+    def lineage(self) -> dict[str, str]:
+        """Checkpoint run -> the version it produced, from the versions' metadata.
+
+        A version names its runs in `checkpoint_runs` (a retrain's) or `checkpoint_run` / `run`
+        (written by training); the runs of the current version are the line a retrain continues.
+        """
+        owners: dict[str, str] = {}
+        for version in self.versions():
+            meta = version.metadata
+            runs = list(meta.get("checkpoint_runs") or [])
+            runs += [meta[key] for key in ("checkpoint_run", "run") if isinstance(meta.get(key), str)]
+            for run in runs:
+                owners[run] = version.version
+        return owners
+
     def current(self) -> ModelVersion:
         version = self.current_version()
         if version is None:
@@ -119,10 +147,7 @@ class ModelRegistry:
         After the block, `staged.version` is the new version's name. On error nothing is left.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        before = self.current_version()
-        if before is not None and not (self.root / POINTER_FILE).is_file():
-            # Pin what is in use now, so an unpromoted new version never becomes current by being newest.
-            _write_atomic(self.root / POINTER_FILE, before + "\n")
+        self.pin_current()
         staged = StagedVersion(Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-")))
         try:
             yield staged

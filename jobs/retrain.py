@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import resource
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from typing import Any
 
 from engine.checkpoints import Checkpoint, CheckpointManager
 from engine.errors import EngineError, InvalidInput
-from engine.registry import POINTER_FILE, ModelRegistry
+from engine.registry import ModelRegistry
 from jobs import records, trainers
 from jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
 from playbill.settings import Settings
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 MODELS = ("sentiment", "scene")
 _DATA_KEYS = ("train_reviews", "validation_reviews", "extra_examples", "data_fingerprint", "data_source", "corpus",
               "started_from", "checkpoint_run", "last_epoch", "epochs")
-REJECTED_MARK = "REJECTED"  # a checkpoint run whose candidate was turned down; never resumed from
 
 
 @dataclass
@@ -125,9 +123,7 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
             message = f"there is no {job.name} model to continue yet; train one with `playbill train {job.name}`"
             log.warning("retrain of %s skipped: %s", job.name, message)
             return RetrainOutcome(job.name, "skipped", message)
-        if not (registry.root / POINTER_FILE).is_file():
-            # without a pointer the newest version counts as current: pin it before a candidate appears
-            registry.promote(current, reason="pinned before a retrain")
+        registry.pin_current()  # the newest version must not become current by a candidate appearing
         start = resume_checkpoint(registry, checkpoints)
         epochs = int(getattr(settings.jobs, job.epochs_key))
         run_id = history.start(job.name, checkpoint_from=start.label() if start else None, epochs=epochs)
@@ -180,11 +176,11 @@ def _train_evaluate_decide(
         )
     extra = job.gather(settings, history.feedback)
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
-    runs_before = _run_dirs(checkpoints)
+    runs_before = set(checkpoints.runs())
     plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level,
                  settings.jobs.training_niceness)
     messages = _run_spawned(job, settings_values(settings), plan, say, settings.jobs.retrain_timeout_hours * 3600)
-    new_runs = sorted(_run_dirs(checkpoints) - runs_before)
+    new_runs = sorted(set(checkpoints.runs()) - runs_before)
 
     trained = messages.get("trained")
     if trained is not None:
@@ -339,53 +335,14 @@ def _exit_with_parent() -> None:
 # --- checkpoints, versions and pruning ---------------------------------------------------
 
 
-def _run_dirs(checkpoints: CheckpointManager) -> set[str]:
-    return {p.name for p in checkpoints.root.glob("run-*") if p.is_dir()} if checkpoints.root.is_dir() else set()
-
-
-def checkpoint_owners(registry: ModelRegistry) -> dict[str, str]:
-    """Checkpoint run -> the registry version it produced, from the versions' metadata."""
-    owners: dict[str, str] = {}
-    for version in registry.versions():
-        meta = version.metadata
-        runs = list(meta.get("checkpoint_runs") or [])
-        for key in ("checkpoint_run", "run"):
-            if isinstance(meta.get(key), str):
-                runs.append(meta[key])
-        for run in runs:
-            owners[run] = version.version
-    return owners
-
-
 def resume_checkpoint(registry: ModelRegistry, checkpoints: CheckpointManager, *, quiet: bool = False) -> Checkpoint | None:
-    """The newest complete checkpoint of the current model's line whose checksum matches.
-
-    Runs that produced some other (not current) version are not the current line (after a
-    rollback, for instance); runs of a killed retrain are, so the next run resumes there.
-    """
-    owners = checkpoint_owners(registry)
-    current = registry.current_version()
-    for ckpt in reversed(checkpoints.list()):
-        owner = owners.get(ckpt.run)
-        if (owner is not None and owner != current) or (checkpoints.root / ckpt.run / REJECTED_MARK).exists():
-            continue
-        if ckpt.verify():
-            return ckpt
-        if not quiet:
-            log.warning("skipping corrupt checkpoint %s (checksum mismatch or missing file); trying the previous one",
-                        ckpt.label())
-    return None
+    """The newest valid checkpoint of the current model's line: where a retrain starts."""
+    return checkpoints.resume_point(registry.lineage(), registry.current_version(), quiet=quiet)
 
 
 def _discard(registry: ModelRegistry, checkpoints: CheckpointManager, version: str, runs: list[str]) -> None:
-    """Delete a turned-down candidate and its checkpoints (marked first, in case deletion fails)."""
-    for run in runs:
-        folder = checkpoints.root / run
-        try:
-            (folder / REJECTED_MARK).write_text(version, "utf-8")
-        except OSError:
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
+    """Delete a turned-down candidate and its checkpoints."""
+    checkpoints.reject_runs(runs, version)
     try:
         registry.remove(version)
     except EngineError as exc:
@@ -393,21 +350,18 @@ def _discard(registry: ModelRegistry, checkpoints: CheckpointManager, version: s
 
 
 def prune_model(settings: Settings, name: str) -> dict[str, list[str]]:
-    """Keep `keep_versions` versions (the current one always) and the checkpoints that matter."""
+    """Keep `keep_versions` versions (the current one always) and the checkpoints that matter:
+    those of the versions kept, the newest `keep_versions` runs and where the next retrain starts."""
     keep = settings.jobs.keep_versions
     registry = ModelRegistry(settings.models_dir, name)
     checkpoints = CheckpointManager(settings.checkpoints_dir, name)
     removed_versions = registry.prune(keep)
     live = {v.version for v in registry.versions()}
-    owners = checkpoint_owners(registry)
-    runs = sorted(_run_dirs(checkpoints))
-    protected = {run for run, version in owners.items() if version in live} | set(runs[-keep:])
+    protected = {run for run, version in registry.lineage().items() if version in live}
     resume = resume_checkpoint(registry, checkpoints, quiet=True)
     if resume is not None:
         protected.add(resume.run)
-    removed_runs = [run for run in runs if run not in protected or (checkpoints.root / run / REJECTED_MARK).exists()]
-    for run in removed_runs:
-        shutil.rmtree(checkpoints.root / run, ignore_errors=True)
+    removed_runs = checkpoints.prune(keep, protected)
     if removed_versions or removed_runs:
         log.info("pruned %s: versions %s, checkpoint runs %s", name, removed_versions, removed_runs)
     return {"versions": removed_versions, "checkpoint_runs": removed_runs}

@@ -88,13 +88,14 @@ def test_registry_unpromoted_version_is_not_current(tmp_path: Path) -> None:
     with reg.new_version({}) as first:
         pass
     assert reg.current_version() == first.version  # the only version is the one used
-    reg.promote(first.version)
-    with pytest.raises(ModelUnavailable, match="no earlier version"):
-        reg.rollback()  # the first promotion has nothing before it
-    (reg.root / "CURRENT").unlink()  # a registry that never had a pointer
+    assert not reg.pinned()  # a registry that never had a pointer
     with reg.new_version({}) as candidate:
         pass
     assert reg.current_version() == first.version  # a candidate waits for promote()
+    assert reg.pinned()
+    reg.promote(first.version)
+    with pytest.raises(ModelUnavailable, match="no earlier version"):
+        reg.rollback()  # the first promotion has nothing before it
     reg.promote(candidate.version)
     assert reg.rollback() == first.version
 
