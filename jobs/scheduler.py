@@ -201,6 +201,17 @@ def run_now(scheduler: BaseScheduler, job_id: str) -> datetime:
     return due
 
 
+def next_run_time(settings: Settings, model_name: str, scheduler: BaseScheduler | None = None) -> datetime | None:
+    """When `model_name` is next retrained: the running scheduler's job when it has one (None:
+    paused), else the next time of the configured cron."""
+    if scheduler is not None:
+        job = scheduler.get_job(f"retrain-{model_name}")
+        if job is not None:
+            return job.next_run_time
+    tz = ZoneInfo(settings.jobs.timezone)
+    return CronTrigger.from_crontab(settings.jobs.retrain_cron, timezone=tz).get_next_fire_time(None, datetime.now(tz))
+
+
 @dataclass(frozen=True)
 class JobInfo:
     id: str

@@ -20,21 +20,26 @@ from pydantic_settings import (
 )
 
 TOKEN_ENV_VARS = ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN")
+MOVED_KEYS = (("max_review_chars", "sentiment", "max_chars"), ("max_prompt_chars", "scene", "max_prompt_chars"))
 _config_file: Path | None = None  # set only while load_settings builds a Settings
 
 
 class SentimentSettings(BaseModel):
-    """The critic: training defaults for `playbill train sentiment` and the nightly job."""
+    """The critic: training defaults for `playbill train sentiment` and the nightly job, and what
+    it accepts. The engine's spec turns this section into its config and limits (config_from,
+    limits_from), so a key here is read by the field of the same name there."""
 
     epochs: int = Field(8, ge=1, le=100)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     patience: int = Field(2, ge=0, le=100)
     seed: int = 1337
+    max_chars: int = Field(5000, ge=1)  # longest review judged (was [bot] max_review_chars)
 
 
 class SceneSettings(BaseModel):
-    """The playwright: training and generation defaults."""
+    """The playwright: training and generation defaults, and what it accepts (read by the
+    engine's spec like [sentiment]; the engine checks the default temperature and length too)."""
 
     profile: str = "default"
     corpus: Path | None = None  # None: Tiny Shakespeare from the data directory
@@ -43,7 +48,8 @@ class SceneSettings(BaseModel):
     seed: int = 1337
     default_length: int = Field(400, ge=1, le=10_000)
     max_length: int = Field(2000, ge=1, le=100_000)
-    temperature: float = Field(0.8, gt=0.0, le=5.0)
+    max_prompt_chars: int = Field(500, ge=1)  # longest prompt (was [bot] max_prompt_chars)
+    temperature: float = 0.8  # the engine's range applies (engine.scene SceneLimits)
     top_k: int | None = Field(None, ge=1)
     stop_at_boundary: bool = True  # end replies at a speech/sentence end, never mid-word
     stream_chunk_chars: int = Field(40, ge=1, le=10_000)  # characters per streamed piece
@@ -59,8 +65,6 @@ class BotSettings(BaseModel):
     dev_guild_id: int | None = None  # sync commands to this guild only; None: sync nothing on start
     owner_ids: list[int] = Field(default_factory=list)
     cooldown_seconds: float = Field(3.0, ge=0.0)
-    max_review_chars: int = Field(5000, ge=1, le=6000)  # Discord's own limit for a text option is 6000
-    max_prompt_chars: int = Field(500, ge=1, le=6000)
     inference_queue_size: int = Field(64, ge=1)
     stream_edit_interval: float = Field(1.0, gt=0.0)
     max_batch_size: int = Field(32, ge=1, le=1024)  # sentiment requests answered by one predict call
@@ -130,6 +134,22 @@ class Settings(BaseSettings):
     scene: SceneSettings = Field(default_factory=SceneSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_old_limit_keys(cls, data: Any) -> Any:
+        """[bot] max_review_chars / max_prompt_chars (before the limits moved to the model's own
+        section) still work: moved to [sentiment] max_chars / [scene] max_prompt_chars."""
+        if not isinstance(data, dict) or not isinstance(data.get("bot"), dict):
+            return data
+        bot = dict(data["bot"])
+        for old, section, new in MOVED_KEYS:
+            if old in bot:
+                value = bot.pop(old)
+                target = dict(data.get(section) or {})
+                target.setdefault(new, value)
+                data = {**data, section: target}
+        return {**data, "bot": bot}
 
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:

@@ -39,9 +39,21 @@ def test_token_only_from_environment(home: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_bad_setting_is_an_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLAYBILL_SCENE__TEMPERATURE", "-1")
-    with pytest.raises(ValueError):
+    monkeypatch.setenv("PLAYBILL_JOBS__KEEP_VERSIONS", "0")
+    with pytest.raises(ValueError, match="keep_versions"):
         load_settings()
+
+
+def test_limits_from_the_old_bot_section_move_to_the_model_sections(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("config.toml").write_text("[bot]\nmax_review_chars = 300\n")
+    monkeypatch.setenv("PLAYBILL_BOT__MAX_PROMPT_CHARS", "40")
+    s = load_settings()
+    assert (s.sentiment.max_chars, s.scene.max_prompt_chars) == (300, 40)
+
+
+def test_the_model_section_wins_over_an_old_bot_key(home: Path) -> None:
+    Path("config.toml").write_text("[bot]\nmax_review_chars = 300\n[sentiment]\nmax_chars = 200\n")
+    assert load_settings().sentiment.max_chars == 200
 
 
 def test_example_config_is_valid_and_complete(home: Path) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from engine.errors import InvalidInput
 from jobs import trainers
 from jobs.common import JobBusy
-from jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, run_now
+from jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, next_run_time, run_now
 from test_jobs_fakes import FAKE_SENTIMENT, calls, control, make_initial_model, training_runs
 
 
@@ -198,3 +198,17 @@ def test_job_store_in_postgresql(settings) -> None:
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
         engine.dispose()
+
+
+def test_next_run_time_from_the_scheduler_else_from_the_cron(settings) -> None:
+    settings.jobs.retrain_cron = "15 3 * * *"
+    tz = ZoneInfo(settings.jobs.timezone)
+    expected = CronTrigger.from_crontab("15 3 * * *", timezone=tz).get_next_fire_time(None, datetime.now(tz))
+    assert next_run_time(settings, "scene") == expected
+    scheduler = create_scheduler(settings)
+    scheduler.start(paused=True)
+    try:
+        scheduler.pause_job("retrain-scene")
+        assert next_run_time(settings, "scene", scheduler) is None  # paused by an admin
+    finally:
+        scheduler.shutdown()
