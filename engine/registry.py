@@ -209,12 +209,3 @@ class ModelRegistry:
         for v in doomed:
             shutil.rmtree(v.path, ignore_errors=True)
         return [v.version for v in doomed]
-
-    def pointer_mtime(self) -> float:
-        """Modification time of the CURRENT pointer: cheap to poll for a hot swap."""
-        pointer = self.root / POINTER_FILE
-        try:
-            return pointer.stat().st_mtime
-        except FileNotFoundError:
-            return 0.0
-

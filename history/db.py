@@ -30,10 +30,6 @@ DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 UPGRADE_COMMAND = "playbill db upgrade"
 
 
-def is_sqlite(url: str | Any) -> bool:
-    return _parse_url(url).get_backend_name() == "sqlite"
-
-
 def _parse_url(url: str | Any):
     try:
         return make_url(url)

@@ -41,7 +41,6 @@ from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODELS = ("sentiment", "scene")
 _DATA_KEYS = ("train_reviews", "validation_reviews", "extra_examples", "data_fingerprint", "data_source", "corpus",
               "started_from", "checkpoint_run", "last_epoch", "epochs")
 
@@ -379,8 +378,3 @@ def _close_interrupted_run(history: records.RunLog, marker: Path) -> None:
     history.finish(run_id, status="failed", error="interrupted: the process running it stopped before it finished")
     marker.unlink(missing_ok=True)
     log.warning("training run %s had been interrupted; recorded as failed", run_id)
-
-
-def retrain_all(settings: Settings, models: tuple[str, ...] = MODELS, **kwargs: Any) -> list[RetrainOutcome]:
-    """`playbill retrain all`: one model after the other."""
-    return [retrain_from_checkpoint(name, settings_values(settings), **kwargs) for name in models]
