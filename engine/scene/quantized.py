@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.datasets import hash_file
-from engine.sampler import NumpyLSTM, State
+from engine.scene.sampler import NumpyLSTM, State
 
 log = logging.getLogger(__name__)
 

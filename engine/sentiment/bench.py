@@ -13,9 +13,16 @@ import statistics
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+from keras import layers
 
 from engine.imdb import load_imdb
+from engine.registry import ModelRegistry
+from engine.sentiment.config import NAME
+from engine.sentiment.evaluate import accuracy as model_accuracy
+from engine.sentiment.serving import SentimentModel
+from engine.sentiment.train import train_sentiment
 from engine.text import Vocabulary, tokenize
 
 TUTORIAL_VOCAB = 88_584
@@ -34,9 +41,6 @@ def _tutorial_encode(token_lists, vocab: Vocabulary) -> np.ndarray:
 
 
 def bench_tutorial(train, test, epochs: int, progress: bool) -> dict:
-    import keras
-    from keras import layers
-
     keras.utils.set_random_seed(1337)
     train_tokens = [tokenize(t) for t in train.texts]
     vocab = Vocabulary.build(train_tokens, TUTORIAL_VOCAB)
@@ -73,9 +77,6 @@ def bench_tutorial(train, test, epochs: int, progress: bool) -> dict:
 
 
 def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, progress: bool) -> dict:
-    from engine.registry import ModelRegistry
-    from engine.sentiment import NAME, SentimentModel, _accuracy, train_sentiment
-
     if skip_train:
         version = ModelRegistry(Path(home) / "models", NAME).current()
         train_seconds = float(version.metadata.get("training_seconds", float("nan")))
@@ -87,7 +88,7 @@ def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, pr
     model = SentimentModel.load(version.path)
     accuracy = version.metrics.get("test_accuracy") if not skip_train else None
     if accuracy is None:
-        accuracy = _accuracy(model, test.texts, test.labels)
+        accuracy = model_accuracy(model, test.texts, test.labels)
     latencies = []
     for text in test.texts[:LATENCY_REVIEWS]:
         t0 = time.perf_counter()

@@ -1,16 +1,13 @@
-"""A pure-numpy LSTM that runs a trained scene model one character at a time.
+"""The playwright's numpy stepper: a trained scene model run one character at a time.
 
 Why: calling a Keras model once per character costs milliseconds of framework overhead
-(the tutorial wrote ~170 chars/s). Here one step is one small matmul per layer plus a few
-in-place numpy ops on preallocated float32 buffers:
+(the tutorial wrote ~170 chars/s). Here one step is one small matmul per layer plus the
+shared in-place LSTM step of `engine.lstm`; layer 1's input projection is a row lookup in
+a (vocab x 4H) table, and several prompts run together as a (B, H) state, so B streams
+cost about one.
 
-- layer 1's input projection is a row lookup in a (vocab x 4H) table
-  (Embedding @ W_input + bias, computed once at load);
-- gate columns are reordered to (i, f, o, g) and the i/f/o columns prescaled by 0.5, so
-  one np.tanh over all 4H values gives every gate: sigmoid(z) = 0.5 + 0.5 * tanh(z / 2);
-- several prompts run together as a (B, H) state, so B streams cost about one.
-
-Weights come from `export_weights` (the Keras layers' arrays, saved as `sampler.npz`).
+Weights come from `engine.scene.train.export_weights` (the Keras layers' arrays, saved as
+`sampler.npz`).
 """
 
 from __future__ import annotations
@@ -18,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from engine.lstm import cell_step, fuse_gates, input_table
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,6 @@ class LSTMWeights:
     bias: np.ndarray
 
 
-def _fuse_gates(matrix: np.ndarray) -> np.ndarray:
-    """Keras's (i, f, c, o) columns -> (i, f, o, g) with the sigmoid gates' columns halved."""
-    i, f, g, o = np.split(matrix, 4, axis=-1)
-    return np.ascontiguousarray(np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], axis=-1), dtype=np.float32)
-
-
 class NumpyLSTM:
     """Embedding -> LSTM layers -> Dense, stepped one character at a time for B streams."""
 
@@ -44,11 +37,11 @@ class NumpyLSTM:
     def __init__(self, embedding: np.ndarray, layers: list[LSTMWeights], dense_kernel: np.ndarray, dense_bias: np.ndarray):
         first = layers[0]
         # Layer 1's input part for every character, bias included: a row lookup per step.
-        self.table = _fuse_gates(embedding.astype(np.float64) @ first.kernel + first.bias)
-        self.recurrent = [_fuse_gates(layer.recurrent) for layer in layers]
+        self.table = input_table(embedding, first.kernel, first.bias)
+        self.recurrent = [fuse_gates(layer.recurrent) for layer in layers]
         # Deeper layers take the layer below's h: its kernel and bias stay matrices.
-        self.kernels = [None] + [_fuse_gates(layer.kernel) for layer in layers[1:]]
-        self.biases = [None] + [_fuse_gates(layer.bias) for layer in layers[1:]]
+        self.kernels = [None] + [fuse_gates(layer.kernel) for layer in layers[1:]]
+        self.biases = [None] + [fuse_gates(layer.bias) for layer in layers[1:]]
         self.units = [layer.recurrent.shape[0] for layer in layers]
         self.dense_kernel = np.ascontiguousarray(dense_kernel, dtype=np.float32)
         self.dense_bias = np.ascontiguousarray(dense_bias, dtype=np.float32)
@@ -69,7 +62,7 @@ class NumpyLSTM:
     def step(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed one character id per stream; returns the (B, vocab) logits of the next character."""
         x = None
-        for n, units in enumerate(self.units):
+        for n in range(len(self.units)):
             z, h, c, tmp = state.z[n], state.h[n], state.c[n], state.tmp[n]
             np.matmul(h, self.recurrent[n], out=z)
             if n == 0:
@@ -79,16 +72,7 @@ class NumpyLSTM:
                 np.matmul(x, self.kernels[n], out=state.z_in[n])
                 z += state.z_in[n]
                 z += self.biases[n]
-            np.tanh(z, out=z)
-            sig = z[:, : 3 * units]
-            sig *= 0.5
-            sig += 0.5
-            i, f, o, g = z[:, :units], z[:, units : 2 * units], z[:, 2 * units : 3 * units], z[:, 3 * units :]
-            c *= f
-            np.multiply(i, g, out=tmp)
-            c += tmp
-            np.tanh(c, out=tmp)
-            np.multiply(o, tmp, out=h)
+            cell_step(z, h, c, tmp)
             x = h
         np.matmul(x, self.dense_kernel, out=state.logits)
         state.logits += self.dense_bias
@@ -181,19 +165,3 @@ def sample(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.ra
     u = rng.random((scaled.shape[0], 1)) * cdf[:, -1:]
     ids = (cdf <= u).sum(axis=1)
     return np.minimum(ids, scaled.shape[1] - 1)
-
-
-def export_weights(model) -> dict[str, np.ndarray]:
-    """The arrays `NumpyLSTM.from_arrays` needs, read from a Keras scene model."""
-    import keras
-
-    arrays: dict[str, np.ndarray] = {}
-    lstm_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    embedding = next(layer for layer in model.layers if isinstance(layer, keras.layers.Embedding))
-    dense = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense))
-    arrays["embedding"] = np.asarray(embedding.embeddings, np.float32)
-    for n, layer in enumerate(lstm_layers):
-        kernel, recurrent, bias = (np.asarray(w, np.float32) for w in layer.cell.get_weights())
-        arrays[f"lstm{n}_kernel"], arrays[f"lstm{n}_recurrent"], arrays[f"lstm{n}_bias"] = kernel, recurrent, bias
-    arrays["dense_kernel"], arrays["dense_bias"] = (np.asarray(w, np.float32) for w in dense.get_weights())
-    return arrays

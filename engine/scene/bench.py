@@ -2,8 +2,8 @@
 the int8 LiteRT step, same weights.
 
 The tutorial wrote one character per `model(...)` call (plus `tf.random.categorical`);
-the numpy sampler (`engine.sampler`) steps the same LSTM with preallocated buffers; the
-int8 step (`engine.quantized`) runs it with int8 weights through LiteRT/XNNPACK.
+the numpy sampler (`engine.scene.sampler`) steps the same LSTM with preallocated buffers; the
+int8 step (`engine.scene.quantized`) runs it with int8 weights through LiteRT/XNNPACK.
 Weights: the tutorial profile (embedding 256, LSTM 1024, 65 characters), random init, so
 the figure does not depend on a trained model being present (speed does not depend on
 the weight values).
@@ -16,10 +16,14 @@ import glob
 import os
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from engine.sampler import NumpyLSTM, export_weights, sample
-from engine.scene import PROFILES, build_model
+from engine.scene.config import PROFILES
+from engine.scene.quantized import QuantizedLSTM, convert
+from engine.scene.sampler import NumpyLSTM, sample
+from engine.scene.train import build_model, export_weights
 
 VOCAB = 65  # Tiny Shakespeare's characters
 
@@ -55,9 +59,6 @@ def _openblas():
 
 def _tutorial_loop(model, length: int, seed: int, config=PROFILES["tutorial"]) -> float:
     """The tutorial's way: one Keras call per character with the state passed around (one LSTM layer)."""
-    import keras
-    import tensorflow as tf
-
     units = config.rnn_units
     step_in = keras.Input(batch_shape=(1, 1), dtype="int32")
     h_in, c_in = keras.Input(batch_shape=(1, units)), keras.Input(batch_shape=(1, units))
@@ -99,10 +100,6 @@ def run_bench(length: int = 2000, tutorial_length: int = 200, batch: int = 8, se
     The targets are for the tutorial profile's size; `profile="default"` measures the model
     the bot serves by default.
     """
-    import keras
-
-    from engine.quantized import QuantizedLSTM, convert
-
     config = PROFILES[profile]
     if config.rnn_layers != 1:
         raise ValueError(f"the bench's tutorial loop steps one LSTM layer; profile {profile!r} has {config.rnn_layers}")

@@ -1,0 +1,125 @@
+"""The one list of models. The CLI, the jobs, the bot's holders and workers and the history's
+model kinds all iterate over `MODELS`; adding a model means writing its slice
+(`engine/<name>/`) and one entry here.
+
+Importing this module does not import TensorFlow: `train` reaches each slice's Keras module
+through the slice's one hop (`engine.<name>.train_<name>`), taken when training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import scene, sentiment
+from engine.checkpoints import CheckpointManager
+from engine.errors import InvalidInput
+from engine.registry import ModelRegistry
+from engine.training import TrainingResult
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the rest of Playbill needs to know about one model, and nothing it must not."""
+
+    name: str  # "sentiment": the registry's and the commands' name
+    title: str  # "critic": how people are told about it
+    config_type: type  # its frozen hyper-parameter dataclass
+    limits_type: type  # its frozen serving-limits dataclass
+    request_type: type  # what a served model takes: ReviewRequest / SceneRequest
+    gate_metric: str  # the held-out figure (a key of `evaluate`'s result) that decides promotion
+    higher_is_better: bool
+    held_out: str  # what `gate_metric` is measured on, for messages
+    config_from: Callable[[Mapping[str, Any]], Any]  # a settings section (model_dump()) -> config
+    limits_from: Callable[[Mapping[str, Any]], Any]  # the same section -> limits
+    _load: Callable[..., Any]
+    _train: Callable[..., TrainingResult]
+    _evaluate: Callable[..., dict[str, Any]]
+
+    @property
+    def train_command(self) -> str:
+        return f"playbill train {self.name}"
+
+    def no_worse(self, candidate: float, current: float) -> bool:
+        """May a candidate with this gate figure replace the current version?"""
+        return candidate >= current if self.higher_is_better else candidate <= current
+
+    def check(self, request: Any, limits: Any = None) -> Any:
+        """A request checked against the limits (default: the model's defaults) without a model
+        loaded; a served model's own `check` adds what needs the model (the playwright's alphabet)."""
+        return (limits or self.limits_type()).check(request)
+
+    def load(self, version_dir: Path, limits: Any = None, **serving_options: Any) -> Any:
+        """The served model of a version (scene: backend=, int8_threads=)."""
+        return self._load(Path(version_dir), limits, **serving_options)
+
+    def train(self, config: Any, home: Path, data_dir: Path, *, epochs: int | None = None, resume: bool = False,
+              checkpoint: str | Path | None = None, data: Any = None, extra: Sequence[Any] = (),
+              promote: bool = True, progress: bool = True, **options: Any) -> TrainingResult:
+        """Train (or continue) and publish a new registry version. `data`: the model's own data
+        (sentiment: a labelled CSV; scene: a corpus file), None for the default dataset; `extra`:
+        extra training data (sentiment: (text, label) pairs; scene: texts). `options`: the slice's
+        own (both: keep_runs; sentiment: evaluate_test; scene: profile)."""
+        return self._train(config, Path(home), Path(data_dir), epochs=epochs, resume=resume, checkpoint=checkpoint,
+                           data=data, extra=extra, promote=promote, progress=progress, **options)
+
+    def evaluate(self, home: Path, data_dir: Path, *, version: str | None = None, data: Any = None,
+                 **options: Any) -> dict[str, Any]:
+        """Held-out figures of a version (default: the current one), `gate_metric` among them.
+        `data` in memory (sentiment: (text, label) pairs; scene: a text) or a file, None for
+        the default held-out data. Scene option: backend=."""
+        return self._evaluate(Path(home), Path(data_dir), version=version, data=data, **options)
+
+    def registry(self, home: Path) -> ModelRegistry:
+        return ModelRegistry(Path(home) / "models", self.name)
+
+    def checkpoints(self, home: Path) -> CheckpointManager:
+        return CheckpointManager(Path(home) / "checkpoints", self.name)
+
+
+def _train_sentiment(config, home, data_dir, *, data, extra, **options) -> TrainingResult:
+    return sentiment.train_sentiment(config, home, data_dir, data=data, extra_examples=extra, **options)
+
+
+def _evaluate_sentiment(home, data_dir, *, version, data) -> dict[str, Any]:
+    return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data)
+
+
+def _train_scene(config, home, data_dir, *, data, extra, **options) -> TrainingResult:
+    return scene.train_scene(config, home, data_dir, corpus=data, extra_texts=extra, **options)
+
+
+def _evaluate_scene(home, data_dir, *, version, data, backend: str = "float32") -> dict[str, Any]:
+    text, corpus = (data, None) if isinstance(data, str) else (None, data)
+    return scene.evaluate_scene(home, data_dir, version=version, corpus=corpus, text=text, backend=backend)
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name=sentiment.NAME, title="critic",
+        config_type=sentiment.SentimentConfig, limits_type=sentiment.SentimentLimits,
+        request_type=sentiment.ReviewRequest,
+        gate_metric="accuracy", higher_is_better=True, held_out="the IMDB test set",
+        config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
+        _load=sentiment.SentimentModel.load, _train=_train_sentiment, _evaluate=_evaluate_sentiment,
+    ),
+    ModelSpec(
+        name=scene.NAME, title="playwright",
+        config_type=scene.SceneConfig, limits_type=scene.SceneLimits, request_type=scene.SceneRequest,
+        gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
+        config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
+        _load=scene.SceneWriter.load, _train=_train_scene, _evaluate=_evaluate_scene,
+    ),
+)
+MODEL_NAMES: tuple[str, ...] = tuple(s.name for s in MODELS)
+_BY_NAME = {s.name: s for s in MODELS}
+
+
+def spec(name: str) -> ModelSpec:
+    """The spec of a model by name; InvalidInput naming the choices for any other name."""
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)}") from None
