@@ -32,8 +32,13 @@ class ModelSpec:
     gate_metric: str  # the held-out figure (a key of `evaluate`'s result) that decides promotion
     higher_is_better: bool
     held_out: str  # what `gate_metric` is measured on, for messages
+    extra_kind: str  # what a retrain may add: "labelled_texts" ((text, 0|1) pairs) or "texts"
+    keep_runs: int | None  # checkpoint runs `playbill train` keeps (None: all)
+    quick_epochs: int | None  # epochs of a quick first model (`playbill run --train-missing`); None: the config's
     config_from: Callable[[Mapping[str, Any]], Any]  # a settings section (model_dump()) -> config
-    limits_from: Callable[[Mapping[str, Any]], Any]  # the same section -> limits
+    limits_from: Callable[[Mapping[str, Any]], Any]  # the same section -> limits (keys named as the limits' fields)
+    serving_from: Callable[[Mapping[str, Any]], dict[str, Any]]  # the same section -> `load` keywords
+    data_from: Callable[[Mapping[str, Any]], Path | None]  # the same section -> `data` for train/evaluate
     _load: Callable[..., Any]
     _train: Callable[..., TrainingResult]
     _evaluate: Callable[..., dict[str, Any]]
@@ -57,13 +62,16 @@ class ModelSpec:
 
     def train(self, config: Any, home: Path, data_dir: Path, *, epochs: int | None = None, resume: bool = False,
               checkpoint: str | Path | None = None, data: Any = None, extra: Sequence[Any] = (),
-              promote: bool = True, progress: bool = True, **options: Any) -> TrainingResult:
+              promote: bool = True, progress: bool = True, keep_runs: int | None = None,
+              evaluate_test: bool = True) -> TrainingResult:
         """Train (or continue) and publish a new registry version. `data`: the model's own data
         (sentiment: a labelled CSV; scene: a corpus file), None for the default dataset; `extra`:
-        extra training data (sentiment: (text, label) pairs; scene: texts). `options`: the slice's
-        own (both: keep_runs; sentiment: evaluate_test; scene: profile)."""
+        extra training data (see `extra_kind`). `keep_runs`: prune checkpoint runs to that many
+        (None: keep all; `playbill train` passes `spec.keep_runs`). `evaluate_test`: measure the
+        test set too where the model has one (the critic; the playwright has only validation)."""
         return self._train(config, Path(home), Path(data_dir), epochs=epochs, resume=resume, checkpoint=checkpoint,
-                           data=data, extra=extra, promote=promote, progress=progress, **options)
+                           data=data, extra=extra, promote=promote, progress=progress, keep_runs=keep_runs,
+                           evaluate_test=evaluate_test)
 
     def evaluate(self, home: Path, data_dir: Path, *, version: str | None = None, data: Any = None,
                  **options: Any) -> dict[str, Any]:
@@ -83,12 +91,28 @@ def _train_sentiment(config, home, data_dir, *, data, extra, **options) -> Train
     return sentiment.train_sentiment(config, home, data_dir, data=data, extra_examples=extra, **options)
 
 
+def _no_serving_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _default_data(values: Mapping[str, Any]) -> Path | None:
+    return None
+
+
 def _evaluate_sentiment(home, data_dir, *, version, data) -> dict[str, Any]:
     return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data)
 
 
-def _train_scene(config, home, data_dir, *, data, extra, **options) -> TrainingResult:
+def _train_scene(config, home, data_dir, *, data, extra, evaluate_test, **options) -> TrainingResult:
     return scene.train_scene(config, home, data_dir, corpus=data, extra_texts=extra, **options)
+
+
+def _scene_serving_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: values[k] for k in ("backend", "int8_threads") if values.get(k) is not None}
+
+
+def _scene_corpus(values: Mapping[str, Any]) -> Path | None:
+    return Path(values["corpus"]) if values.get("corpus") else None
 
 
 def _evaluate_scene(home, data_dir, *, version, data, backend: str = "float32") -> dict[str, Any]:
@@ -102,14 +126,18 @@ MODELS: tuple[ModelSpec, ...] = (
         config_type=sentiment.SentimentConfig, limits_type=sentiment.SentimentLimits,
         request_type=sentiment.ReviewRequest,
         gate_metric="accuracy", higher_is_better=True, held_out="the IMDB test set",
+        extra_kind="labelled_texts", keep_runs=2, quick_epochs=None,
         config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
+        serving_from=_no_serving_options, data_from=_default_data,
         _load=sentiment.SentimentModel.load, _train=_train_sentiment, _evaluate=_evaluate_sentiment,
     ),
     ModelSpec(
         name=scene.NAME, title="playwright",
         config_type=scene.SceneConfig, limits_type=scene.SceneLimits, request_type=scene.SceneRequest,
         gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
+        extra_kind="texts", keep_runs=None, quick_epochs=2,
         config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
+        serving_from=_scene_serving_options, data_from=_scene_corpus,
         _load=scene.SceneWriter.load, _train=_train_scene, _evaluate=_evaluate_scene,
     ),
 )

@@ -176,11 +176,13 @@ def _seed(seed: Any) -> int | None:
 
 
 def char_name(ch: str) -> str:
-    """A character as a person can read it: quoted, or its code point and name when invisible."""
+    """A character as a person can read it: quoted with its code point, or, when invisible,
+    its code point and Unicode name ("'é' (U+00E9)", "U+FE0F (variation selector-16)")."""
+    code = f"U+{ord(ch):04X}"
     if unicodedata.category(ch)[0] in "MCZ":
         name = unicodedata.name(ch, "")
-        return f"U+{ord(ch):04X}" + (f" ({name.lower()})" if name else "")
-    return repr(ch)
+        return code + (f" ({name.lower()})" if name else "")
+    return f"'{ch}' ({code})"
 
 
 def char_list(chars: Sequence[str], shown: int = 20) -> str:
