@@ -27,7 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-KINDS = ("sentiment", "scene")
+from engine.models import MODEL_NAMES
+
+KINDS = MODEL_NAMES  # an interaction's kind is the model that answered it
 SOURCES = ("discord", "console", "cli")
 LABELS = ("positive", "negative")
 STATUSES = ("ok", "error")

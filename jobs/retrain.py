@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoints import Checkpoint, CheckpointManager
-from engine.errors import EngineError, InvalidInput
+from engine.errors import EngineError
+from engine.models import spec
 from engine.registry import ModelRegistry
 from jobs import records, trainers
 from jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
@@ -93,8 +94,7 @@ def retrain_from_checkpoint(
     """The retrain job for `model_name` ("sentiment" or "scene"). Never raises for a failed run:
     the outcome (and its training-runs row) says what happened. "skipped" (no row): another
     run of this model holds the lock, or there is no model to continue yet."""
-    if model_name not in trainers.MODEL_JOBS:
-        raise InvalidInput(f"unknown model {model_name!r}; choose one of {', '.join(trainers.MODEL_JOBS)}")
+    spec(model_name)  # an unknown name: InvalidInput naming the models
     settings = restore_settings(settings_values)
     say = report or (lambda line: log.info("%s", line))
     lock = retrain_lock(settings, model_name)
@@ -119,7 +119,7 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
         _close_interrupted_run(history, marker)
         current = registry.current_version()
         if current is None:  # nothing to continue: not a run, no row (a fresh install would log one a night)
-            message = f"there is no {job.name} model to continue yet; train one with `playbill train {job.name}`"
+            message = f"there is no {job.name} model to continue yet; train one with `{spec(job.name).train_command}`"
             log.warning("retrain of %s skipped: %s", job.name, message)
             return RetrainOutcome(job.name, "skipped", message)
         registry.pin_current()  # the newest version must not become current by a candidate appearing
@@ -171,7 +171,7 @@ def _train_evaluate_decide(
     if start is None:
         raise EngineError(
             f"no valid checkpoint of the current {job.name} model ({current}) to continue from; "
-            f"train one with `playbill train {job.name}`"
+            f"train one with `{spec(job.name).train_command}`"
         )
     extra = job.gather(settings, history.feedback)
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.errors import InvalidInput
+from engine.models import MODEL_NAMES, MODELS
 from jobs.apscheduler_compat import NoPassAfterShutdown
 from jobs.common import FileLock, JobBusy, retrain_lock, scheduler_lock, settings_values
 from playbill.settings import Settings
@@ -38,7 +39,7 @@ from playbill.settings import Settings
 log = logging.getLogger(__name__)
 
 JOBSTORE_TABLE = "apscheduler_jobs"  # lives in the history database; not part of its Alembic models
-JOB_IDS = ("retrain-sentiment", "retrain-scene", "purge-history", "backup-database")
+JOB_IDS = (*(f"retrain-{name}" for name in MODEL_NAMES), "purge-history", "backup-database")
 TRAINING_EXECUTOR = "training"  # one worker: two retrains never compete for the CPU
 
 
@@ -61,10 +62,9 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         return CronTrigger.from_crontab(expr, timezone=tz)
 
     return [
-        JobSpec("retrain-sentiment", "retrain the critic (sentiment)", "jobs.retrain:retrain_from_checkpoint",
-                ("sentiment", values), cron(settings.jobs.retrain_cron), TRAINING_EXECUTOR),
-        JobSpec("retrain-scene", "retrain the playwright (scene)", "jobs.retrain:retrain_from_checkpoint",
-                ("scene", values), cron(settings.jobs.retrain_cron), TRAINING_EXECUTOR),
+        *(JobSpec(f"retrain-{model.name}", f"retrain the {model.title} ({model.name})",
+                  "jobs.retrain:retrain_from_checkpoint", (model.name, values), cron(settings.jobs.retrain_cron),
+                  TRAINING_EXECUTOR) for model in MODELS),
         JobSpec("purge-history", "purge old history", "jobs.maintenance:purge_history",
                 (values,), cron(settings.jobs.purge_cron)),
         JobSpec("backup-database", "back up the history database", "jobs.maintenance:backup_database",

@@ -1,20 +1,22 @@
-"""What the retrain job does per model, in one small table (tests swap entries for fakes).
+"""What the retrain job does per model: one table built from the engine's spec list
+(`engine.models.MODELS`), so a new model needs no line here; tests swap entries for fakes.
 
-`train` and `evaluate` run inside the spawned training process and must be module-level
-functions (they are pickled by reference). `gather` runs in the job's own process and
+`train` and `evaluate` run inside the spawned training process and must pickle by reference
+(module-level functions, or partials of them). `gather` runs in the job's own process and
 collects the extra training data (user feedback, extra corpus files) as plain values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.models import MODELS, ModelSpec, spec
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,20 @@ class ExtraData:
 @dataclass(frozen=True)
 class ModelJob:
     name: str
-    metric: str  # the held-out figure that decides promotion
+    metric: str  # the held-out figure that decides promotion (the spec's gate_metric)
     higher_is_better: bool
     held_out: str  # what the metric is measured on, for messages
-    epochs_key: str  # the JobsSettings field with the number of epochs per retrain
     # train(settings, *, checkpoint, epochs, extra, progress) -> TrainingResult.as_dict(); in the child
     train: Callable[..., dict[str, Any]]
     # evaluate(settings, version, *, holdout) -> metrics dict containing `metric`; in the child
     evaluate: Callable[..., dict[str, Any]]
     # gather(settings, feedback) -> ExtraData; in the job's process. `feedback()` -> [(text, label)]
     gather: Callable[[Settings, Callable[[], Sequence[tuple[str, int]]]], ExtraData]
+
+    @property
+    def epochs_key(self) -> str:
+        """The JobsSettings field with the number of epochs each retrain of this model adds."""
+        return f"retrain_epochs_{self.name}"
 
     def no_worse(self, candidate: float, current: float) -> bool:
         return candidate >= current if self.higher_is_better else candidate <= current
@@ -83,100 +89,57 @@ def gather_corpus_files(settings: Settings, feedback: Callable[[], Sequence[tupl
     return ExtraData(texts, [], summary)
 
 
-# --- the real engine (spawned process) ---------------------------------------------------
+# --- the real engine, through its spec (spawned process) --------------------------------
 
 
-def _config(config_cls: type, section: Any, **more: Any) -> Any:
-    """A config dataclass filled from the settings section's keys that it has."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    values = {k: v for k, v in section.model_dump().items() if k in names and v is not None}
-    values.update({k: v for k, v in more.items() if k in names})
-    return config_cls(**values)
-
-
-def train_sentiment(settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list, progress: bool) -> dict:
-    from engine.sentiment import SentimentConfig
-    from engine.sentiment import train_sentiment as train
-
-    result = train(
-        _config(SentimentConfig, settings.sentiment),
-        settings.home,
-        settings.data_dir,
-        epochs=epochs,
-        checkpoint=checkpoint,
-        extra_examples=[tuple(ex) for ex in extra],
-        promote=False,
-        progress=progress,
-        evaluate_test=False,  # the job measures both versions on the test set itself
-        keep_runs=None,  # the job keeps the checkpoints of every version it keeps (prune_model)
+def train_model(name: str, settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list,
+                progress: bool) -> dict:
+    """Continue `name` from `checkpoint` with the extra data; publish a version, not promoted.
+    The settings section becomes the config in the spec (`config_from`), as for `playbill train`."""
+    model = spec(name)
+    section = settings.section(name)
+    result = model.train(
+        model.config_from(section), settings.home, settings.data_dir,
+        epochs=epochs, checkpoint=checkpoint, data=model.data_from(section),
+        extra=list(extra),
+        promote=False, progress=progress,
+        **RETRAIN_OPTIONS,
     )
     return result.as_dict()
 
 
-def evaluate_sentiment(settings: Settings, version: str, *, holdout: list) -> dict:
-    import csv
-    import tempfile
+# the job measures both versions on the held-out data itself, and keeps the checkpoints of
+# every version it keeps (jobs.retrain.prune_model)
+RETRAIN_OPTIONS = {"evaluate_test": False, "keep_runs": None}
 
-    from engine.sentiment import evaluate_sentiment as evaluate
 
-    figures = dict(evaluate(settings.home, settings.data_dir, version=version))
+def evaluate_model(name: str, settings: Settings, version: str, *, holdout: list) -> dict:
+    """`version`'s figures on the model's held-out data and, when there is one, on the feedback
+    kept out of training (`feedback_<metric>`, `feedback_n`), evaluated in memory."""
+    model = spec(name)
+    data = model.data_from(settings.section(name))
+    figures = dict(model.evaluate(settings.home, settings.data_dir, version=version, data=data))
     if holdout:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "feedback-holdout.csv"
-            with path.open("w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["text", "label"])
-                writer.writerows(holdout)
-            checked = evaluate(settings.home, settings.data_dir, version=version, data=path)
-        figures["feedback_accuracy"] = checked["accuracy"]
+        checked = model.evaluate(settings.home, settings.data_dir, version=version,
+                                 data=[tuple(ex) for ex in holdout])
+        figures[f"feedback_{model.gate_metric}"] = checked[model.gate_metric]
         figures["feedback_n"] = checked.get("n", len(holdout))
     return figures
 
 
-def train_scene(settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list, progress: bool) -> dict:
-    from engine.scene import train_scene as train
+GATHERERS = {"labelled_texts": gather_feedback, "texts": gather_corpus_files}  # by spec.extra_kind
 
-    # resuming restores the checkpoint's own config and vocabulary; the profile only names it
-    result = train(
-        None,
-        settings.home,
-        settings.data_dir,
-        profile=settings.scene.profile,
-        epochs=epochs,
-        checkpoint=checkpoint,
-        corpus=settings.scene.corpus,
-        extra_texts=tuple(extra),
-        promote=False,
-        progress=progress,
+
+def job_for(model: ModelSpec) -> ModelJob:
+    return ModelJob(
+        name=model.name,
+        metric=model.gate_metric,
+        higher_is_better=model.higher_is_better,
+        held_out=model.held_out,
+        train=partial(train_model, model.name),
+        evaluate=partial(evaluate_model, model.name),
+        gather=GATHERERS[model.extra_kind],
     )
-    return result.as_dict()
 
 
-def evaluate_scene(settings: Settings, version: str, *, holdout: list) -> dict:
-    from engine.scene import evaluate_scene as evaluate
-
-    return dict(evaluate(settings.home, settings.data_dir, version=version, corpus=settings.scene.corpus))
-
-
-MODEL_JOBS: dict[str, ModelJob] = {
-    "sentiment": ModelJob(
-        name="sentiment",
-        metric="accuracy",
-        higher_is_better=True,
-        held_out="the IMDB test set",
-        epochs_key="retrain_epochs_sentiment",
-        train=train_sentiment,
-        evaluate=evaluate_sentiment,
-        gather=gather_feedback,
-    ),
-    "scene": ModelJob(
-        name="scene",
-        metric="val_loss",
-        higher_is_better=False,
-        held_out="the corpus's validation block",
-        epochs_key="retrain_epochs_scene",
-        train=train_scene,
-        evaluate=evaluate_scene,
-        gather=gather_corpus_files,
-    ),
-}
+MODEL_JOBS: dict[str, ModelJob] = {model.name: job_for(model) for model in MODELS}

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 TOKEN_ENV_VARS = ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN")
+MODEL_SECTIONS = frozenset({"sentiment", "scene"})  # the sections named after a model (engine.models.MODEL_NAMES)
 MOVED_KEYS = (("max_review_chars", "sentiment", "max_chars"), ("max_prompt_chars", "scene", "max_prompt_chars"))
 _config_file: Path | None = None  # set only while load_settings builds a Settings
 
@@ -158,6 +159,13 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'playbill.db'}"
         return self
+
+    def section(self, model: str) -> dict[str, Any]:
+        """A model's own section (`[sentiment]`, `[scene]`) as plain values: what the engine's spec
+        turns into that model's config and limits (`config_from`, `limits_from`)."""
+        if model not in MODEL_SECTIONS:
+            raise ValueError(f"the settings have no model section {model!r}")
+        return getattr(self, model).model_dump()
 
     # where the state lives
     @property

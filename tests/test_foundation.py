@@ -51,6 +51,21 @@ def test_limits_from_the_old_bot_section_move_to_the_model_sections(home: Path, 
     assert (s.sentiment.max_chars, s.scene.max_prompt_chars) == (300, 40)
 
 
+def test_every_model_has_its_settings_section(settings) -> None:
+    from engine.models import MODEL_NAMES
+    from playbill.settings import MODEL_SECTIONS
+
+    assert MODEL_SECTIONS == set(MODEL_NAMES)
+
+
+def test_a_section_becomes_the_config_the_spec_makes_of_it(settings) -> None:
+    from engine.models import spec
+
+    settings.scene.seed, settings.scene.validation_fraction = 7, 0.2
+    config = spec("scene").config_from(settings.section("scene"))
+    assert (config.seed, config.validation_fraction) == (7, 0.2)
+
+
 def test_the_model_section_wins_over_an_old_bot_key(home: Path) -> None:
     Path("config.toml").write_text("[bot]\nmax_review_chars = 300\n[sentiment]\nmax_chars = 200\n")
     assert load_settings().sentiment.max_chars == 200

@@ -13,6 +13,7 @@ import pytest
 
 from engine.checkpoints import CheckpointManager
 from engine.registry import ModelRegistry
+from engine.models import spec
 from engine.serving import ModelHolder
 from jobs import records, trainers
 from jobs.common import retrain_lock
@@ -35,7 +36,8 @@ def env(settings, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_better_model_is_promoted_and_hot_swapped_under_load(env) -> None:
-    holder = ModelHolder(env.registry, lambda path: SimpleNamespace(version=path.name, quality=(path / "model.json").read_text()))
+    holder = ModelHolder(spec("sentiment"), env.home,
+                         load=lambda path, limits: SimpleNamespace(version=path.name, quality=(path / "model.json").read_text()))
     holder.refresh()
     seen, errors, stop = set(), [], threading.Event()
 

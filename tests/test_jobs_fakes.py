@@ -78,7 +78,6 @@ FAKE_SENTIMENT = trainers.ModelJob(
     metric="accuracy",
     higher_is_better=True,
     held_out="the fake test set",
-    epochs_key="retrain_epochs_sentiment",
     train=fake_train,
     evaluate=fake_evaluate,
     gather=trainers.gather_feedback,

@@ -15,10 +15,9 @@ import re
 import sys
 from typing import Any
 
+from history.models import KINDS, LABELS
 from playbill.cli.common import CLIError, CommandGroups
 
-KINDS = ("sentiment", "scene")
-LABELS = ("positive", "negative")
 FORMATS = ("table", "csv", "json")
 DEFAULT_LIMIT = 50
 TABLE_TEXT = 60  # characters of a prompt or answer shown in a table cell
@@ -238,7 +237,7 @@ def _print_table(rows) -> None:
         if row.status == "error":
             answer = _cell(f"error: {row.error or ''}", text_width)
             answer.stylize("red")
-        elif row.kind == "sentiment" and row.label:
+        elif row.label:  # the critic's verdict
             answer = _cell(f"{row.label} ({row.probability:.2f})" if row.probability is not None else row.label)
         else:
             answer = _cell(row.output, text_width)

@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from engine.models import MODEL_NAMES, spec
 from playbill.cli.common import CLIError, CommandGroups, print_json
-
-MODEL_NAMES = ("sentiment", "scene")
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -27,7 +26,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.set_defaults(handler=retrain)
 
     p = groups("bench").add_parser("retrain", help="what a nightly retrain costs the host process (in a sandbox)")
-    p.add_argument("model", nargs="?", default="sentiment", choices=MODEL_NAMES)
+    p.add_argument("model", nargs="?", default=MODEL_NAMES[0], choices=MODEL_NAMES)
     p.add_argument("--tiny", action="store_true", help="on a tiny model made for the purpose, not a copy of yours")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(handler=bench_retrain)
@@ -35,7 +34,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = verbs.add_parser("list", help="versions of each model, the current one marked *")
-    p.add_argument("model", nargs="?", choices=MODEL_NAMES, help="default: both")
+    p.add_argument("model", nargs="?", choices=MODEL_NAMES, help="default: all of them")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=models_list)
     p = verbs.add_parser("promote", help="make VERSION the current version (the running bot swaps it in)")
@@ -138,9 +137,7 @@ def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _registry(settings: Any, name: str):
-    from engine.registry import ModelRegistry
-
-    return ModelRegistry(settings.models_dir, name)
+    return spec(name).registry(settings.home)
 
 
 def models_list(args: argparse.Namespace, settings: Any) -> int:
@@ -154,7 +151,7 @@ def models_list(args: argparse.Namespace, settings: Any) -> int:
                 print_json({"model": name, "version": v.version, "current": v.version == current,
                             "created_at": v.metadata.get("created_at"), "metrics": v.metrics})
             continue
-        print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `playbill train {name}`"))
+        print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `{spec(name).train_command}`"))
         for v in reversed(versions):
             mark = "*" if v.version == current else " "
             figures = " ".join(f"{k}={_fmt(val)}" for k, val in sorted(v.metrics.items()) if isinstance(val, int | float))
@@ -178,7 +175,7 @@ def models_rollback(args: argparse.Namespace, settings: Any) -> int:
     registry = _registry(settings, args.model)
     previous = registry.current_version()
     if previous is None:
-        raise CLIError(f"there is no {args.model} model yet; train one with `playbill train {args.model}`")
+        raise CLIError(f"there is no {args.model} model yet; train one with `{spec(args.model).train_command}`")
     restored = registry.rollback()
     print(f"{args.model}: rolled back from {previous} to {restored}")
     return 0
