@@ -19,9 +19,11 @@ import asyncio
 import random
 import statistics
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from bot.inference import SentimentWorker
+from engine.sentiment import ReviewRequest
 
 WORDS = ("the film was a great story with superb acting but the ending felt dull and the plot "
          "dragged in places although the music was wonderful and the cast loved every scene").split()
@@ -97,9 +99,14 @@ async def bench_serving(model: Any, *, requests: int = 256, chars: int = 800, ma
 
     results = [await _measure("on-loop", on_loop, texts)]
     for batch in (1, max_batch):
-        worker = SentimentWorker(lambda: model, queue_size=requests + 1, max_batch=batch, batch_wait=batch_wait)
+        worker = SentimentWorker(SimpleNamespace(model=model), queue_size=requests + 1, max_batch=batch,
+                                 batch_wait=batch_wait)  # a holder that always serves `model`
+
+        async def on_worker(text: str, worker: SentimentWorker = worker) -> None:
+            await worker.predict(ReviewRequest(text))
+
         try:
-            result = await _measure(f"worker, batch {batch}", worker.predict, texts)
+            result = await _measure(f"worker, batch {batch}", on_worker, texts)
         finally:
             worker.close()
         if worker.batches:

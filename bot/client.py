@@ -15,6 +15,7 @@ from bot.discord_io import NO_MENTIONS, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
 from bot.views import FeedbackButton
+from jobs.scheduler import create_scheduler
 
 log = logging.getLogger("bot")
 
@@ -30,8 +31,7 @@ class PlaybillBot(commands.Bot):
     def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
         discord.VoiceClient.warn_nacl = False  # Playbill has no voice: no warning about voice libraries
-        if hasattr(discord.VoiceClient, "warn_dave"):
-            discord.VoiceClient.warn_dave = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # slash commands need no message content or member lists
         super().__init__(
@@ -86,11 +86,6 @@ class PlaybillBot(commands.Bot):
     def _start_scheduler(self) -> None:
         """Start the nightly jobs in this process; the bot keeps running if they cannot start
         (e.g. a separate `playbill scheduler` already owns the job store)."""
-        try:
-            from jobs.scheduler import create_scheduler
-        except ImportError:
-            log.warning("the job scheduler is not part of this installation; no nightly retraining")
-            return
         loop = asyncio.get_running_loop()
 
         def on_promoted(model: str, version: str) -> None:  # a job thread: hand over to the loop

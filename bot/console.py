@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from bot import handlers
 from bot.errors import describe
 from bot.messages import Request, Response
+from bot.recording import HistoryGateway
 from bot.services import Services, missing_models_message
 from engine.errors import InvalidInput
 
@@ -104,9 +105,9 @@ class Console:
             self.say(f"error: {message}")
 
     async def write_scene(self, rest: str) -> None:
-        prompt, options = _scene_options(rest)
+        prompt, length, temperature = _scene_options(rest)
         streamed = False
-        async for update in handlers.write_scene(self.services, self.request, prompt, **options):
+        async for update in handlers.write_scene(self.services, self.request, prompt, length, temperature):
             if update.done:
                 if streamed:
                     self.say()
@@ -136,7 +137,8 @@ class Console:
             self.say(f"saved {path}")
 
 
-def _scene_options(rest: str) -> tuple[str, dict[str, Any]]:
+def _scene_options(rest: str) -> tuple[str, int | None, float | None]:
+    """(prompt, length, temperature) from `PROMPT [length=N] [temperature=T]`."""
     options: dict[str, Any] = {}
     while True:
         m = _SCENE_OPTION.search(" " + rest)
@@ -150,7 +152,7 @@ def _scene_options(rest: str) -> tuple[str, dict[str, Any]]:
         rest = (" " + rest)[: m.start()].strip()
     if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
         rest = rest[1:-1]
-    return rest, options
+    return rest, options.get("length"), options.get("temperature")
 
 
 def _key_values(rest: str, allowed: dict[str, type]) -> dict[str, Any]:
@@ -215,12 +217,8 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
 
 def open_history(settings: Any, out: TextIO | None = None) -> Any:
     """The history gateway (schema upgraded to head); a disabled one if it cannot be opened."""
-    from bot.recording import HistoryGateway
-
     try:
         gateway = HistoryGateway.open(settings.database_url)
-    except ImportError as exc:
-        message = f"the history package is missing ({exc})"
     except Exception as exc:  # the console still answers without a database
         message, _ = describe(exc, context="opening the history database")
     else:

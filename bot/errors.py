@@ -10,6 +10,7 @@ import logging
 import secrets
 
 from engine.errors import EngineError
+from history.errors import HistoryError
 
 log = logging.getLogger("bot.errors")
 
@@ -38,18 +39,7 @@ def new_error_id() -> str:
     return secrets.token_hex(4)
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [UserFacingError, EngineError]
-    try:
-        from history.errors import HistoryError
-    except ImportError:  # history not installed yet: its errors are then unexpected ones
-        pass
-    else:
-        types.append(HistoryError)
-    return tuple(types)
-
-
-USER_ERRORS = _user_error_types()
+USER_ERRORS = (UserFacingError, EngineError, HistoryError)  # their messages are written for people
 
 
 def describe(exc: BaseException, *, context: str = "") -> tuple[str, str | None]:

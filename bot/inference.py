@@ -1,5 +1,10 @@
 """Model calls off the event loop, with bounded queues and micro-batching.
 
+Each worker owns the holder of its model and reads the served version from it per call, so
+a hot-swapped model is picked up and nothing above a worker ever holds a model. Requests
+arrive typed (the engine's `ReviewRequest` / `SceneRequest`) and are checked by the served
+model itself (`check`), the one rule for every front end.
+
 Sentiment: one dedicated thread takes requests from a bounded queue; requests that arrive
 within a few milliseconds of each other are answered by one `model.predict(list)` call.
 Scenes: a small thread pool streams pieces back to the event loop. A full queue raises
@@ -10,51 +15,63 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import Busy
+from engine.scene import SceneRequest
+from engine.sentiment import ReviewRequest
 
 log = logging.getLogger("bot.inference")
 
 _STOP = object()
 
 
+class Holds(Protocol):
+    """What a worker needs of its holder (engine.serving.ModelHolder): the model served now."""
+
+    @property
+    def model(self) -> Any: ...
+
+
 @dataclass
 class _Job:
-    text: str
+    request: ReviewRequest
     future: concurrent.futures.Future
 
 
 class SentimentWorker:
     """Batches concurrent sentiment requests onto one model.predict call in a worker thread."""
 
-    def __init__(self, get_model: Callable[[], Any], *, queue_size: int = 64, max_batch: int = 32,
-                 batch_wait: float = 0.005) -> None:
-        self._get_model = get_model  # called per batch, so a hot-swapped model is picked up
+    def __init__(self, holder: Holds, *, queue_size: int = 64, max_batch: int = 32, batch_wait: float = 0.005) -> None:
+        self.holder = holder
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.max_batch = max_batch
         self.batch_wait = batch_wait
-        self.batches: list[int] = []  # sizes of the last batches (kept short), for tests and stats
+        self.batches: list[int] = []  # sizes of the last batches (kept short), for the bench and stats
         self._thread = threading.Thread(target=self._run, name="sentiment-worker", daemon=True)
         self._thread.start()
+
+    def check(self, request: ReviewRequest) -> ReviewRequest:
+        """The served critic's verdict on the request itself (ModelUnavailable when none is
+        served, InvalidInput with the engine's message): cheap, so it runs before any defer."""
+        return self.holder.model.check(request)
 
     def has_room(self) -> bool:
         """Whether a request would be queued now (checked before deferring, so that a busy
         answer can still be an ephemeral reply)."""
         return not self._queue.full()
 
-    async def predict(self, text: str) -> tuple[Any, str | None]:
-        """(verdict, model version) for one text; raises Busy when the queue is full."""
+    async def predict(self, request: ReviewRequest) -> tuple[Any, str | None]:
+        """(verdict, model version) for one review; raises Busy when the queue is full."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
-            self._queue.put_nowait(_Job(text, future))
+            self._queue.put_nowait(_Job(request, future))
         except queue.Full:
             raise Busy("The critic") from None
         return await asyncio.wrap_future(future)
@@ -89,37 +106,57 @@ class SentimentWorker:
             return
         self.batches = (self.batches + [len(live)])[-100:]
         try:
-            model = self._get_model()
-            verdicts = model.predict([job.text for job in live])
+            model = self.holder.model  # one version answers the whole batch
+            verdicts = model.predict([model.check(job.request).text for job in live])
         except Exception as exc:
             if len(live) == 1:
                 live[0].future.set_exception(exc)
                 return
-            # one bad text must not fail its neighbours: answer them one by one
-            for job in live:
-                try:
-                    one = self._get_model()
-                    job.future.set_result((one.predict([job.text])[0], getattr(one, "version", None)))
-                except Exception as one_exc:
-                    job.future.set_exception(one_exc)
+            for job in live:  # one bad review must not fail its neighbours: answer them one by one
+                self._answer_one(job)
             return
-        version = getattr(model, "version", None)
         for job, verdict in zip(live, verdicts, strict=True):
-            job.future.set_result((verdict, version))
+            job.future.set_result((verdict, model.version))
+
+    def _answer_one(self, job: _Job) -> None:
+        try:
+            model = self.holder.model
+            job.future.set_result((model.predict([model.check(job.request).text])[0], model.version))
+        except Exception as exc:
+            job.future.set_exception(exc)
 
 
-class SceneRunner:
-    """Runs SceneWriter.stream in worker threads and hands the pieces to the event loop."""
+@dataclass
+class SceneStream:
+    """A scene being written: the version writing it, and its pieces as they come."""
 
-    def __init__(self, *, workers: int = 2, queue_size: int = 64) -> None:
+    version: str | None
+    pieces: AsyncIterator[str]
+
+
+class SceneWorker:
+    """Runs the served writer's `stream` in worker threads and hands the pieces to the event loop."""
+
+    def __init__(self, holder: Holds, *, workers: int = 2, queue_size: int = 64, chunk_chars: int = 40) -> None:
+        self.holder = holder
+        self.chunk_chars = chunk_chars
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scene-worker")
         self._limit = workers + queue_size
         self._pending = 0
         self._lock = threading.Lock()
 
+    def check(self, request: SceneRequest) -> SceneRequest:
+        """The served playwright's verdict on the request (its limits and its alphabet)."""
+        return self.holder.model.check(request)
+
     def has_room(self) -> bool:
         with self._lock:
             return self._pending < self._limit
+
+    def start(self, request: SceneRequest) -> SceneStream:
+        """The scene from the version served now (a hot swap mid-scene does not mix versions)."""
+        writer = self.holder.model
+        return SceneStream(writer.version, self._pieces(writer, request))
 
     def _reserve(self) -> None:
         with self._lock:
@@ -131,8 +168,8 @@ class SceneRunner:
         with self._lock:
             self._pending -= 1
 
-    async def stream(self, writer: Any, prompt: str, **options: Any) -> AsyncIterator[str]:
-        """Pieces of text as the writer makes them. Stops the worker if the consumer stops."""
+    async def _pieces(self, writer: Any, request: SceneRequest) -> AsyncIterator[str]:
+        """Pieces of the continuation as the writer makes them. Stops the thread if the consumer stops."""
         self._reserve()
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
@@ -141,7 +178,7 @@ class SceneRunner:
 
         def produce() -> None:
             try:
-                for piece in writer.stream(prompt, **_supported(writer.stream, options)):
+                for piece in writer.stream(request, self.chunk_chars):
                     if stop.is_set():
                         break
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
@@ -169,19 +206,3 @@ class SceneRunner:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _supported(func: Callable, options: dict[str, Any]) -> dict[str, Any]:
-    """The options `func` accepts (the engine may not take every optional keyword)."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return options
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return options
-    return {k: v for k, v in options.items() if k in params}
-
-
-def supports(func: Callable, keyword: str) -> bool:
-    """Whether `func` takes `keyword` (or any keyword)."""
-    return keyword in _supported(func, {keyword: None})

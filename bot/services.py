@@ -5,22 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import OnCooldown
-from bot.inference import SceneRunner, SentimentWorker
+from bot.inference import SceneWorker, SentimentWorker
 from bot.recording import HistoryGateway
-from engine.registry import ModelRegistry
+from engine.models import MODELS, spec
 from engine.serving import ModelHolder
 
 log = logging.getLogger("bot.services")
-
-MODEL_NAMES = ("sentiment", "scene")
-TRAIN_HINT = {
-    "sentiment": "playbill train sentiment",
-    "scene": "playbill train scene",
-}
 
 
 class Cooldowns:
@@ -48,18 +43,18 @@ class Cooldowns:
 @dataclass
 class Services:
     settings: Any
-    holders: dict[str, ModelHolder]
+    holders: dict[str, ModelHolder]  # one per engine.models spec, in the spec list's order
     history: HistoryGateway
     cooldowns: Cooldowns
     sentiment_worker: SentimentWorker
-    scene_runner: SceneRunner
+    scene_worker: SceneWorker
     scheduler: Any | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    background: set[asyncio.Task] = field(default_factory=set)  # the process's one set of background tasks
 
     @classmethod
     def create(cls, settings: Any, *, holders: dict[str, ModelHolder] | None = None,
                history: HistoryGateway | None = None, scheduler: Any | None = None) -> Services:
-        """Wire the parts; models are loaded later by `load_models` (in a worker thread)."""
+        """Wire the parts; models are loaded later by `refresh_models` (in a worker thread)."""
         b = settings.bot
         holders = holders if holders is not None else default_holders(settings)
         return cls(
@@ -67,30 +62,25 @@ class Services:
             holders=holders,
             history=history if history is not None else HistoryGateway(None),
             cooldowns=Cooldowns(b.cooldown_seconds),
-            sentiment_worker=SentimentWorker(
-                lambda: holders["sentiment"].model,
-                queue_size=b.inference_queue_size,
-                max_batch=b.max_batch_size,
-                batch_wait=b.batch_wait_ms / 1000.0,
-            ),
-            scene_runner=SceneRunner(workers=b.scene_workers, queue_size=b.inference_queue_size),
+            sentiment_worker=SentimentWorker(holders["sentiment"], queue_size=b.inference_queue_size,
+                                             max_batch=b.max_batch_size, batch_wait=b.batch_wait_ms / 1000.0),
+            scene_worker=SceneWorker(holders["scene"], workers=b.scene_workers, queue_size=b.inference_queue_size,
+                                     chunk_chars=settings.scene.stream_chunk_chars),
             scheduler=scheduler,
         )
 
-    def spawn(self, coro: Any) -> asyncio.Task:
-        """Run a coroutine in the background (e.g. a history write) and keep it referenced."""
-        tasks: set = self.extras.setdefault("tasks", set())
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        """Run a coroutine in the background (a history write, a model refresh), kept referenced
+        until it is done."""
         task = asyncio.get_running_loop().create_task(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
         return task
 
     async def drain(self) -> None:
-        """Wait for background writes (the console does before it exits)."""
-        tasks = list(self.extras.get("tasks", ()))
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await self.history.drain()
+        """Wait for the background tasks (the console does before each next command and at exit)."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def refresh_models(self) -> dict[str, bool]:
         """Load newly promoted versions (blocking: run it in a thread). A model that fails to
@@ -112,29 +102,19 @@ class Services:
 
     def close(self) -> None:
         self.sentiment_worker.close()
-        self.scene_runner.close()
+        self.scene_worker.close()
+
+
+def model_settings(settings: Any, name: str) -> dict[str, Any]:
+    """The settings section of one model (`[sentiment]`, `[scene]`) as a plain mapping."""
+    return getattr(settings, name).model_dump()
 
 
 def default_holders(settings: Any) -> dict[str, ModelHolder]:
-    """Holders for the real models; TensorFlow is imported only when a model loads."""
-
-    def load_sentiment(path):
-        from engine.sentiment import SentimentModel
-
-        return SentimentModel.load(path)
-
-    def load_scene(path):
-        from engine.scene import SceneWriter
-
-        return SceneWriter.load(path, max_length=settings.scene.max_length, backend=settings.scene.backend,
-                                int8_threads=settings.scene.int8_threads)
-
-    return {
-        "sentiment": ModelHolder(ModelRegistry(settings.models_dir, "sentiment"), load_sentiment),
-        "scene": ModelHolder(ModelRegistry(settings.models_dir, "scene"), load_scene),
-    }
+    """A holder per model spec; TensorFlow is never imported to serve."""
+    return {s.name: ModelHolder(s, settings.home, model_settings(settings, s.name)) for s in MODELS}
 
 
 def missing_models_message(missing: list[str]) -> str:
-    steps = "; ".join(f"`{TRAIN_HINT[name]}`" for name in missing)
+    steps = "; ".join(f"`{spec(name).train_command}`" for name in missing)
     return f"No trained {' or '.join(missing)} model yet. Train it with {steps}."

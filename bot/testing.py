@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.services import model_settings
 from engine.errors import InvalidInput
-from engine.registry import ModelRegistry
+from engine.models import spec
+from engine.scene import SceneLimits, SceneRequest, unknown_characters_message
+from engine.sentiment import ReviewRequest, SentimentLimits
 from engine.serving import ModelHolder
+from history import api
 
 POSITIVE_WORDS = {"good", "great", "superb", "loved", "wonderful", "best"}
 NEGATIVE_WORDS = {"bad", "awful", "boring", "hated", "worst", "dull"}
@@ -27,23 +31,28 @@ class FakeVerdict:
 
 
 class FakeSentimentModel:
-    """Counts happy and unhappy words. Records the size of every predict batch."""
+    """Counts happy and unhappy words. Records the size of every predict batch. Checks
+    requests with the engine's own rule, as engine.sentiment.SentimentModel does."""
 
     delay = 0.0  # seconds per predict call (class-wide knob for load tests)
     threads: set[int] = set()  # ids of the threads predict ran in (class-wide)
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, limits: SentimentLimits | None = None) -> None:
         self.version = version
+        self.limits = limits or SentimentLimits()
         self.batches: list[int] = []
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, version_dir: Path) -> FakeSentimentModel:
-        return cls(Path(version_dir).name)
+    def load(cls, version_dir: Path, limits: SentimentLimits | None = None) -> FakeSentimentModel:
+        return cls(Path(version_dir).name, limits)
+
+    def check(self, request: ReviewRequest) -> ReviewRequest:
+        return self.limits.check(request)
 
     def predict(self, texts: list[str]) -> list[FakeVerdict]:
-        if any(not t or not t.strip() for t in texts):
-            raise InvalidInput("the text is empty")
+        for text in texts:
+            self.check(ReviewRequest(text))
         with self._lock:
             self.batches.append(len(texts))
             FakeSentimentModel.threads.add(threading.get_ident())
@@ -57,8 +66,6 @@ class FakeSentimentModel:
             out.append(FakeVerdict("positive" if p >= 0.5 else "negative", round(p, 4)))
         return out
 
-    def predict_one(self, text: str) -> FakeVerdict:
-        return self.predict([text])[0]
 
 
 SCENE_TEXT = (  # the continuation of a prompt like "ROMEO:"
@@ -69,44 +76,36 @@ SCENE_TEXT = (  # the continuation of a prompt like "ROMEO:"
 
 class FakeSceneWriter:
     """Continues any prompt with a known scene; knows only printable ASCII, like a small
-    character model. `stream` yields the continuation only, as engine.scene does."""
+    character model. Checks requests with the engine's limits and its message for unknown
+    characters; `stream` yields the continuation only, as engine.scene does."""
 
     delay = 0.0  # seconds between streamed pieces
     fail_after: int | None = None  # raise after this many pieces (tests the error path)
     threads: set[int] = set()  # ids of the threads that generated text (class-wide)
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, limits: SceneLimits | None = None) -> None:
         self.version = version
+        self.limits = limits or SceneLimits()
         self.vocabulary = sorted(set(string.printable) - set("\x0b\x0c\r`"))
-        self.calls: list[dict[str, Any]] = []
+        self.requests: list[SceneRequest] = []  # every request streamed, as it arrived
 
     @classmethod
-    def load(cls, version_dir: Path) -> FakeSceneWriter:
-        return cls(Path(version_dir).name)
+    def load(cls, version_dir: Path, limits: SceneLimits | None = None) -> FakeSceneWriter:
+        return cls(Path(version_dir).name, limits)
 
-    def unknown_characters(self, text: str) -> list[str]:
-        known = set(self.vocabulary)
-        return sorted({c for c in text if c not in known})
+    def check(self, request: SceneRequest) -> SceneRequest:
+        request = self.limits.check(request)
+        unknown = sorted(set(request.prompt) - set(self.vocabulary))
+        if unknown:
+            raise InvalidInput(unknown_characters_message(unknown))
+        return request
 
-    def _check(self, prompt: str, length: int, temperature: float) -> None:
-        if not prompt:
-            raise InvalidInput("the prompt is empty")
-        if self.unknown_characters(prompt):
-            raise InvalidInput("the prompt has characters the model does not know")
-        if length < 1 or temperature <= 0:
-            raise InvalidInput("bad length or temperature")
-
-    def generate(self, prompt: str, length: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None, stop_at_boundary: bool = False) -> str:
-        return "".join(self.stream(prompt, length, temperature=temperature, top_k=top_k, seed=seed))
-
-    def stream(self, prompt: str, length: int = 100, temperature: float = 1.0, top_k: int | None = None,
-               seed: int | None = None, stop_at_boundary: bool = False, chunk_chars: int = 16) -> Iterator[str]:
-        self._check(prompt, length, temperature)
+    def stream(self, request: SceneRequest, chunk_chars: int = 16) -> Iterator[str]:
+        request = self.check(request)
         FakeSceneWriter.threads.add(threading.get_ident())
-        self.calls.append({"prompt": prompt, "length": length, "temperature": temperature, "top_k": top_k})
-        text = SCENE_TEXT * (length // len(SCENE_TEXT) + 2)
-        end = text.find("\n\n", length) if stop_at_boundary else length  # a speech's end
+        self.requests.append(request)
+        text = SCENE_TEXT * (request.length // len(SCENE_TEXT) + 2)
+        end = text.find("\n\n", request.length) if request.stop_at_boundary else request.length  # a speech's end
         text = text[:end]
         for n, i in enumerate(range(0, len(text), chunk_chars)):
             if self.fail_after is not None and n >= self.fail_after:
@@ -116,30 +115,41 @@ class FakeSceneWriter:
             yield text[i : i + chunk_chars]
 
 
-def publish_fake_version(models_dir: Path, name: str, metrics: dict[str, float] | None = None) -> str:
-    """Add a (fake) version to the real registry and return its name."""
-    registry = ModelRegistry(models_dir, name)
+def publish_fake_version(home: Path, name: str, metrics: dict[str, float] | None = None) -> str:
+    """Add a (fake) version to the model's real registry under `home` and return its name."""
+    registry = spec(name).registry(home)
     with registry.new_version({"metrics": metrics or {}}) as staged:
         (staged.path / "fake.json").write_text(json.dumps({"fake": True}))
     return staged.version
 
 
-def fake_holders(models_dir: Path, *, sentiment: bool = True, scene: bool = True) -> dict[str, ModelHolder]:
-    """Real ModelHolders over real registries, loading fake models."""
+FAKES = {"sentiment": FakeSentimentModel, "scene": FakeSceneWriter}
+
+
+def fake_holders(settings: Any, *, home: Path | None = None, sentiment: bool = True,
+                 scene: bool = True) -> dict[str, ModelHolder]:
+    """Real ModelHolders over real registries under `home` (default: the settings' home),
+    serving fake models with the limits the settings give the real ones."""
+    home = home or settings.home
     if sentiment:
-        publish_fake_version(models_dir, "sentiment", {"accuracy": 0.81})
+        publish_fake_version(home, "sentiment", {"accuracy": 0.81})
     if scene:
-        publish_fake_version(models_dir, "scene", {"val_loss": 1.62, "bits_per_char": 2.34})
-    return {
-        "sentiment": ModelHolder(ModelRegistry(models_dir, "sentiment"), FakeSentimentModel.load),
-        "scene": ModelHolder(ModelRegistry(models_dir, "scene"), FakeSceneWriter.load),
-    }
+        publish_fake_version(home, "scene", {"val_loss": 1.62, "bits_per_char": 2.34})
+    return {name: ModelHolder(spec(name), home, model_settings(settings, name), load=fake.load)
+            for name, fake in FAKES.items()}
 
 
-def history_rows(gateway: Any) -> list[Any]:
+def engine_refusal(check: Any, request: Any) -> str:
+    """The engine's own message for a request it refuses: what every front end must show."""
+    try:
+        check(request)
+    except InvalidInput as exc:
+        return str(exc)
+    raise AssertionError(f"the engine accepted {request!r}")
+
+
+def history_rows(gateway: Any) -> list[api.InteractionRecord]:
     """Every interaction in the (real) history database behind `gateway`, newest first."""
-    from history import api
-
     return api.query_interactions(gateway.session_factory, limit=None)
 
 

@@ -17,10 +17,6 @@ EMBED_FIELD_LIMIT = 1024
 ZWSP = "\u200b"
 CODE_FENCE = "```"
 
-_ENDED = re.compile(r"([.!?]['\")\]]?|\n[ \t]*\n)\s*$")
-_BOUNDARIES = (re.compile(r"[^\n]\n[ \t]*\n"), re.compile(r"[.!?](?=\s|$)"), re.compile(r"\n"))
-
-
 _MENTION = re.compile(r"<([@#])")
 
 
@@ -65,20 +61,6 @@ def bar(probability: float, width: int = 10) -> str:
     p = min(1.0, max(0.0, float(probability)))
     filled = round(p * width)
     return "█" * filled + "░" * (width - filled) + f" {p:.0%}"
-
-
-def cut_at_boundary(text: str, min_keep: float = 0.5) -> str:
-    """Text ending at a natural boundary in its last half: the last paragraph break, else the
-    last sentence end, else the last line end, else the last space; otherwise unchanged."""
-    if _ENDED.search(text):
-        return text.rstrip()
-    floor = int(len(text) * min_keep)
-    for boundary in _BOUNDARIES:
-        ends = [m.end() for m in boundary.finditer(text) if m.end() >= floor]
-        if ends:
-            return text[: ends[-1]].rstrip()
-    space = text.rfind(" ", floor)
-    return text[:space].rstrip() if space > 0 else text
 
 
 def split_for_messages(text: str, limit: int) -> list[str]:

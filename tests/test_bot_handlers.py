@@ -16,9 +16,12 @@ from bot.errors import Busy, OnCooldown
 from bot.messages import Request
 from bot.recording import HistoryGateway
 from bot.services import Services
-from engine.registry import ModelRegistry
-from bot.testing import FakeSceneWriter, FakeSentimentModel, fake_holders, history_rows, publish_fake_version
+from bot.testing import (FakeSceneWriter, FakeSentimentModel, engine_refusal, fake_holders, history_rows,
+                          publish_fake_version)
 from engine.errors import InvalidInput, ModelUnavailable
+from engine.models import spec
+from engine.scene import SceneRequest, unknown_characters_message
+from engine.sentiment import ReviewRequest
 from history.errors import HistoryError
 
 ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display_name="alice")
@@ -28,12 +31,12 @@ BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_n
 @pytest.fixture
 async def services(settings):
     settings.bot.cooldown_seconds = 0
-    s = Services.create(settings, holders=fake_holders(settings.models_dir),
-                        history=HistoryGateway.open(settings.database_url))
+    s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway.open(settings.database_url))
     s.refresh_models()
     yield s
     await s.drain()
     s.close()
+
 
 
 # --------------------------------------------------------------------------- safe text
@@ -58,9 +61,7 @@ def test_scene_messages_respect_the_limit_even_with_backticks() -> None:
     assert "".join(m[4:-4] for m in messages).replace(fmt.ZWSP, "").count("To be") == 400
 
 
-def test_cut_at_boundary_and_bar() -> None:
-    assert fmt.cut_at_boundary("Hello there. And then som") == "Hello there."
-    assert fmt.cut_at_boundary("ROMEO:\nAy me.\n\nJULIET:\nO Rom") == "ROMEO:\nAy me."
+def test_bar() -> None:
     assert fmt.bar(0.73) == "███████░░░ 73%"
     assert fmt.bar(2.0).endswith("100%")
 
@@ -84,13 +85,17 @@ async def test_review_shows_user_text_escaped(services) -> None:
     assert "@everyone" not in response.embed.description and "<@42>" not in response.embed.description
 
 
-@pytest.mark.parametrize("text, message", [("   ", "empty"), ("x" * 5001, "at most 5,000")])
-async def test_bad_reviews_are_refused_and_recorded(services, text, message) -> None:
-    with pytest.raises(InvalidInput, match=message):
+@pytest.mark.parametrize("too_long", [False, True])
+async def test_bad_reviews_get_the_engines_message_and_are_recorded(services, too_long) -> None:
+    limits = services.holders["sentiment"].limits
+    text = "x" * (limits.max_chars + 1) if too_long else "   "
+    message = engine_refusal(limits.check, ReviewRequest(text))
+    with pytest.raises(InvalidInput) as refused:
         await handlers.review_sentiment(services, ALICE, text)
+    assert str(refused.value) == message
     await services.drain()
     [row] = history_rows(services.history)
-    assert row.status == "error" and message in row.error and row.prompt == text
+    assert (row.status, row.error, row.prompt) == ("error", message, text)
 
 
 async def test_cooldown_is_per_user_and_applies_to_the_console(services) -> None:
@@ -109,7 +114,7 @@ async def test_concurrent_reviews_are_micro_batched(services) -> None:
     FakeSentimentModel.delay = 0.05
     try:
         texts = [f"good film number {i}" for i in range(24)]
-        results = await asyncio.gather(*(services.sentiment_worker.predict(t) for t in texts))
+        results = await asyncio.gather(*(services.sentiment_worker.predict(ReviewRequest(t)) for t in texts))
     finally:
         FakeSentimentModel.delay = 0.0
     assert len(results) == 24
@@ -122,13 +127,12 @@ async def test_full_queue_says_busy_and_nothing_hangs(settings) -> None:
     settings.bot.cooldown_seconds = 0
     settings.bot.inference_queue_size = 2
     settings.bot.max_batch_size = 1
-    s = Services.create(settings, holders=fake_holders(settings.models_dir), history=HistoryGateway(None))
+    s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway(None))
     s.refresh_models()
     FakeSentimentModel.delay = 0.2
     try:
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(*(s.sentiment_worker.predict("good") for _ in range(8)), return_exceptions=True), 10
-        )
+        outcomes = await asyncio.wait_for(asyncio.gather(
+            *(s.sentiment_worker.predict(ReviewRequest("good")) for _ in range(8)), return_exceptions=True), 10)
     finally:
         FakeSentimentModel.delay = 0.0
         s.close()
@@ -139,8 +143,9 @@ async def test_full_queue_says_busy_and_nothing_hangs(settings) -> None:
 
 
 async def test_one_bad_text_in_a_batch_does_not_fail_the_others(services) -> None:
-    outcomes = await asyncio.gather(services.sentiment_worker.predict("good"), services.sentiment_worker.predict(" "),
-                                    services.sentiment_worker.predict("bad"), return_exceptions=True)
+    worker = services.sentiment_worker
+    outcomes = await asyncio.gather(*(worker.predict(ReviewRequest(t)) for t in ("good", " ", "bad")),
+                                    return_exceptions=True)
     assert isinstance(outcomes[1], InvalidInput)
     assert outcomes[0][0].label == "positive" and outcomes[2][0].label == "negative"
 
@@ -162,7 +167,7 @@ async def test_a_locked_database_never_breaks_the_reply(services, settings) -> N
 
 
 async def test_missing_model_names_the_training_command(settings) -> None:
-    s = Services.create(settings, holders=fake_holders(settings.models_dir, sentiment=False, scene=False),
+    s = Services.create(settings, holders=fake_holders(settings, sentiment=False, scene=False),
                         history=HistoryGateway(None))
     s.refresh_models()
     try:
@@ -176,12 +181,13 @@ async def test_missing_model_names_the_training_command(settings) -> None:
 
 
 async def test_hot_swap_serves_the_new_version(services, settings) -> None:
-    first = (await services.sentiment_worker.predict("good"))[1]
-    newer = publish_fake_version(settings.models_dir, "sentiment", {"accuracy": 0.9})
+    good = ReviewRequest("good")
+    first = (await services.sentiment_worker.predict(good))[1]
+    newer = publish_fake_version(settings.home, "sentiment", {"accuracy": 0.9})
     assert services.refresh_models()["sentiment"] is False  # published, not yet promoted
-    ModelRegistry(settings.models_dir, "sentiment").promote(newer)
+    spec("sentiment").registry(settings.home).promote(newer)
     assert services.refresh_models()["sentiment"] is True
-    assert (await services.sentiment_worker.predict("good"))[1] == newer != first
+    assert (await services.sentiment_worker.predict(good))[1] == newer != first
 
 
 # --------------------------------------------------------------------------- the playwright
@@ -195,30 +201,47 @@ async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services) -
     assert row.model_version == services.holders["scene"].version and row.status == "ok"
 
 
-async def test_a_writer_that_cannot_stop_at_a_boundary_is_cut_at_one(services) -> None:
-    class PlainWriter(FakeSceneWriter):
-        def stream(self, prompt, length=100, temperature=1.0, top_k=None, chunk_chars=16):
-            return super().stream(prompt, length, temperature, top_k, chunk_chars=chunk_chars)
+async def test_the_settings_defaults_reach_the_writer_as_a_typed_request(services, settings) -> None:
+    settings.scene.top_k = 5
+    settings.scene.stop_at_boundary = False
+    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:")]
+    [request] = services.holders["scene"].model.requests
+    assert request == SceneRequest("ROMEO:", settings.scene.default_length, settings.scene.temperature, top_k=5,
+                                   stop_at_boundary=False)
+    assert len(updates[-1].text) == len("ROMEO:") + settings.scene.default_length  # no cut: the writer decides
 
-    services.holders["scene"]._model = PlainWriter("v-plain")
-    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:", length=100)]
-    streamed = "ROMEO:" + "".join(FakeSceneWriter.stream(PlainWriter("x"), "ROMEO:", 100))
-    assert len(streamed) > len(updates[-1].text) and updates[-1].text.endswith("is the sun.")
+
+async def test_a_configured_default_temperature_is_checked_by_the_engine_rule(services, settings) -> None:
+    limits = services.holders["scene"].limits
+    settings.scene.temperature = limits.max_temperature + 1
+    message = engine_refusal(limits.check_temperature, settings.scene.temperature)
+    with pytest.raises(InvalidInput) as refused:
+        async for _ in handlers.write_scene(services, ALICE, "ROMEO:"):
+            pass
+    assert str(refused.value) == message
 
 
-async def test_unknown_characters_are_explained(services) -> None:
-    with pytest.raises(InvalidInput, match=r"never seen these characters: 'é'.*U\+1F600"):
+async def test_unknown_characters_get_the_engines_message(services) -> None:
+    with pytest.raises(InvalidInput) as refused:
         async for _ in handlers.write_scene(services, ALICE, "Romeo é \N{GRINNING FACE}"):
             pass
+    assert str(refused.value) == unknown_characters_message(sorted("é\N{GRINNING FACE}"))
 
 
-@pytest.mark.parametrize("options, message", [({"length": 0}, "length must be"), ({"length": 10**6}, "length must be"),
-                                              ({"temperature": 9.0}, "temperature must be"), ({}, "at most 500")])
-async def test_scene_options_are_checked(services, options, message) -> None:
-    prompt = "x" * 501 if not options else "ROMEO:"
-    with pytest.raises(InvalidInput, match=message):
-        async for _ in handlers.write_scene(services, ALICE, prompt, **options):
+@pytest.mark.parametrize("option", ["no length", "long length", "hot", "long prompt"])
+async def test_scene_options_get_the_engines_messages(services, option) -> None:
+    limits = services.holders["scene"].limits
+    request = {
+        "no length": SceneRequest("ROMEO:", 0, 1.0),
+        "long length": SceneRequest("ROMEO:", limits.max_length + 1, 1.0),
+        "hot": SceneRequest("ROMEO:", 100, limits.max_temperature + 0.5),
+        "long prompt": SceneRequest("x" * (limits.max_prompt_chars + 1), 100, 1.0),
+    }[option]
+    message = engine_refusal(limits.check, request)
+    with pytest.raises(InvalidInput) as refused:
+        async for _ in handlers.write_scene(services, ALICE, request.prompt, request.length, request.temperature):
             pass
+    assert str(refused.value) == message
 
 
 async def test_scene_failure_midway_is_recorded(services) -> None:
@@ -280,7 +303,7 @@ async def test_rollback_serves_the_previous_version(services, settings) -> None:
     old = services.holders["scene"].version
     registry = services.holders["scene"].registry
     registry.promote(old)  # as `playbill train` does: every trained version is promoted
-    registry.promote(publish_fake_version(settings.models_dir, "scene", {"val_loss": 1.5}))
+    registry.promote(publish_fake_version(settings.home, "scene", {"val_loss": 1.5}))
     services.refresh_models()
     assert services.holders["scene"].version != old
     reply = await handlers.rollback(services, admin, "scene")

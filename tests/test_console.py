@@ -13,7 +13,8 @@ import pytest
 from bot.console import run_console
 from bot.recording import HistoryGateway
 from bot.services import Services
-from bot.testing import fake_holders, history_rows
+from bot.testing import engine_refusal, fake_holders, history_rows
+from engine.sentiment import ReviewRequest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,7 @@ def playbill(*args: str, stdin: str = "", env: dict | None = None, timeout: floa
                           text=True, env=full_env, timeout=timeout)
 
 
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -33,7 +35,7 @@ class _Terminal(io.StringIO):
 @pytest.mark.parametrize("terminal, refused", [(False, 0), (True, 1)])
 async def test_cooldown_throttles_a_person_at_the_terminal_not_a_script(settings, terminal, refused) -> None:
     settings.bot.cooldown_seconds = 30
-    services = Services.create(settings, holders=fake_holders(settings.models_dir),
+    services = Services.create(settings, holders=fake_holders(settings),
                                history=HistoryGateway.open(settings.database_url))
     script = "/review-sentiment A great film\n/review-sentiment A dull film\n"
     out = io.StringIO()
@@ -44,7 +46,7 @@ async def test_cooldown_throttles_a_person_at_the_terminal_not_a_script(settings
 
 async def test_console_answers_through_the_shared_handlers(settings) -> None:
     settings.bot.cooldown_seconds = 0
-    services = Services.create(settings, holders=fake_holders(settings.models_dir),
+    services = Services.create(settings, holders=fake_holders(settings),
                                history=HistoryGateway.open(settings.database_url))
     script = "\n".join([
         "/review-sentiment What a great, wonderful film",
@@ -69,8 +71,8 @@ async def test_console_answers_through_the_shared_handlers(settings) -> None:
     assert "/feedback 1 right|wrong" in text and "noted that the critic was wrong" in text
     assert "usage: /feedback ID right|wrong" in text
     assert "ROMEO:\nBut soft" in text and "(playwright v0001" in text
-    assert "never seen these characters" in text and "U+1F600" in text
-    assert "error: Give the critic something to read" in text
+    assert "never seen these characters" in text
+    assert "error: " + engine_refusal(services.holders["sentiment"].limits.check, ReviewRequest("    ")) in text
     assert "History: 2 interaction(s)" in text  # the answer and the refusal
     assert "unknown option 'colour=blue'" in text
     assert text.count("type /help") == 2  # /dance and a line without a command

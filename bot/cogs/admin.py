@@ -14,11 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import handlers
+from bot.cogs import MODEL_CHOICES
 from bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, is_admin, owner_ids, reply, request_from
 from engine.errors import InvalidInput
-
-ModelName = Literal["sentiment", "scene"]
-
 
 @app_commands.default_permissions(administrator=True)
 @app_commands.guild_only()
@@ -36,19 +34,20 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Playbill a
     @app_commands.describe(
         user="Only this member's interactions.",
         guild_id="Only this server (its id); default: every server.",
-        kind="Only reviews (sentiment) or scenes.",
+        kind="Only requests to this model.",
         since="From this long ago (7d, 12h) or this date (2026-01-31).",
         until="Up to this date.",
         search="Only prompts containing this text.",
         label="Only sentiment verdicts with this label.",
         limit="How many rows (at most 50).",
     )
+    @app_commands.choices(kind=MODEL_CHOICES)
     async def history(
         self,
         interaction: discord.Interaction,
         user: discord.User | None = None,
         guild_id: app_commands.Range[str, 1, 20] | None = None,
-        kind: Literal["sentiment", "scene"] | None = None,
+        kind: str | None = None,
         since: app_commands.Range[str, 1, 40] | None = None,
         until: app_commands.Range[str, 1, 40] | None = None,
         search: app_commands.Range[str, 1, 200] | None = None,
@@ -78,13 +77,15 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Playbill a
 
     @app_commands.command(name="retrain", description="Queue a retraining run now (it is promoted only if no worse).")
     @app_commands.describe(model="Which model to retrain.")
-    async def retrain(self, interaction: discord.Interaction, model: Literal["sentiment", "scene", "all"]) -> None:
+    @app_commands.choices(model=[*MODEL_CHOICES, app_commands.Choice(name="all", value="all")])
+    async def retrain(self, interaction: discord.Interaction, model: str) -> None:
         await interaction.response.defer(ephemeral=True)
         await reply(interaction, await handlers.retrain(self.bot.services, request_from(interaction), model))
 
     @app_commands.command(name="rollback", description="Serve the model version that was current before the last promotion.")
     @app_commands.describe(model="Which model to roll back.")
-    async def rollback(self, interaction: discord.Interaction, model: ModelName) -> None:
+    @app_commands.choices(model=MODEL_CHOICES)
+    async def rollback(self, interaction: discord.Interaction, model: str) -> None:
         await interaction.response.defer(ephemeral=True)
         await reply(interaction, await handlers.rollback(self.bot.services, request_from(interaction), model))
 

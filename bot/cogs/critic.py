@@ -7,7 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import handlers
-from bot.cogs import limit_option
+from bot.cogs import DISCORD_TEXT_OPTION_MAX
+from bot.discord_compat import set_option_bounds
 from bot.discord_io import reply, request_from
 from bot.views import feedback_view
 
@@ -15,11 +16,12 @@ from bot.views import feedback_view
 class Critic(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        limit_option(self.review_sentiment, "text", max_value=bot.services.settings.bot.max_review_chars)
+        limits = bot.services.holders["sentiment"].limits  # the engine's, shown to Discord's client too
+        set_option_bounds(self.review_sentiment, "text", max_value=min(limits.max_chars, DISCORD_TEXT_OPTION_MAX))
 
     @app_commands.command(name="review-sentiment", description="The critic reads a movie review and says how positive it is.")
     @app_commands.describe(text="The review, as plain text.")
-    async def review_sentiment(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 6000]) -> None:
+    async def review_sentiment(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, DISCORD_TEXT_OPTION_MAX]) -> None:
         response = await handlers.review_sentiment(
             self.bot.services, request_from(interaction), text, before_work=interaction.response.defer
         )

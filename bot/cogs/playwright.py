@@ -10,7 +10,8 @@ from discord.ext import commands
 
 from bot import handlers
 from bot import text as fmt
-from bot.cogs import limit_option
+from bot.cogs import DISCORD_TEXT_OPTION_MAX
+from bot.discord_compat import set_option_bounds
 from bot.discord_io import NO_MENTIONS, request_from
 
 CURSOR = " \N{LEFT HALF BLACK CIRCLE}"
@@ -21,22 +22,24 @@ TRIMMED = "\n-# (trimmed: the scene was longer than Discord allows here)"
 class Playwright(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        s = bot.services.settings
-        limit_option(self.write_scene, "prompt", max_value=s.bot.max_prompt_chars)
-        limit_option(self.write_scene, "length", max_value=s.scene.max_length)
+        limits = bot.services.holders["scene"].limits  # the engine's, shown to Discord's client too
+        set_option_bounds(self.write_scene, "prompt", max_value=min(limits.max_prompt_chars, DISCORD_TEXT_OPTION_MAX))
+        set_option_bounds(self.write_scene, "length", max_value=limits.max_length)
+        set_option_bounds(self.write_scene, "temperature", min_value=limits.min_temperature,
+                          max_value=limits.max_temperature)
 
     @app_commands.command(name="write-scene", description="The playwright writes a scene from your opening words.")
     @app_commands.describe(
         prompt="The opening words, e.g. ROMEO: (plain letters and punctuation).",
         length="Characters to write (default from the settings).",
-        temperature="Boldness, 0.1 (safe) to 2.0 (wild); default from the settings.",
+        temperature="Boldness, from careful (low) to wild (high); default from the settings.",
     )
     async def write_scene(
         self,
         interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 6000],
-        length: app_commands.Range[int, 1, 100_000] | None = None,
-        temperature: app_commands.Range[float, handlers.MIN_TEMPERATURE, handlers.MAX_TEMPERATURE] | None = None,
+        prompt: app_commands.Range[str, 1, DISCORD_TEXT_OPTION_MAX],
+        length: app_commands.Range[int, 1, None] | None = None,
+        temperature: float | None = None,
     ) -> None:
         services = self.bot.services
         out = StreamedMessages(interaction)

@@ -1,0 +1,49 @@
+"""bot/discord_compat.py against the installed discord.py: these fail loudly when discord.py
+changes what the adapter relies on, before any member sees a wrong option bound."""
+
+from __future__ import annotations
+
+import discord
+import pytest
+from discord import app_commands
+
+from bot.discord_compat import set_option_bounds
+
+
+def make_command() -> app_commands.Command:
+    async def write(interaction: discord.Interaction, prompt: app_commands.Range[str, 1, 6000],
+                    temperature: float | None = None) -> None:
+        pass
+
+    return app_commands.Command(name="write", description="test", callback=write)
+
+
+def option(command: app_commands.Command, name: str) -> dict:
+    return next(o for o in command.to_dict(app_commands.CommandTree(discord.Client(intents=discord.Intents.none())))
+                ["options"] if o["name"] == name)
+
+
+def test_bounds_reach_the_payload_discord_receives() -> None:
+    command = make_command()
+    set_option_bounds(command, "prompt", max_value=500)
+    set_option_bounds(command, "temperature", min_value=0.1, max_value=2.0)
+    assert (option(command, "prompt")["min_length"], option(command, "prompt")["max_length"]) == (1, 500)
+    assert (option(command, "temperature")["min_value"], option(command, "temperature")["max_value"]) == (0.1, 2.0)
+
+
+def test_bounds_reach_the_public_parameter_view() -> None:
+    command = make_command()
+    set_option_bounds(command, "temperature", min_value=0.5, max_value=1.5)
+    parameter = command.get_parameter("temperature")
+    assert (parameter.min_value, parameter.max_value) == (0.5, 1.5)
+
+
+def test_a_bound_left_out_is_kept() -> None:
+    command = make_command()
+    set_option_bounds(command, "prompt", max_value=500)
+    assert option(command, "prompt")["min_length"] == 1
+
+
+def test_an_unknown_option_is_an_error() -> None:
+    with pytest.raises(KeyError, match="no option 'colour'"):
+        set_option_bounds(make_command(), "colour", max_value=1)
