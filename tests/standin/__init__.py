@@ -1,0 +1,39 @@
+"""A stand-in for Discord that the real discord.py client talks to over real sockets.
+
+    from standin import StandIn          # tests/ is on sys.path under pytest
+    async with StandIn(guilds=4) as discord, discord.point_discord_py():
+        client = discord_py.AutoShardedClient(intents=..., shard_ids=[0, 1], shard_count=2)
+        ...
+        handle = await discord.slash(guild_id, "review", text="Great film")
+        body = await handle.response()
+
+``python -m tests.standin --port 8765`` runs one by itself for manual tries. See server.py.
+"""
+
+from .server import (
+    APPLICATION_COMMAND,
+    MESSAGE_COMPONENT,
+    Call,
+    DiscordError,
+    Fault,
+    Frame,
+    InteractionHandle,
+    Session,
+    StandIn,
+    shard_of,
+    snowflake,
+)
+
+__all__ = [
+    "APPLICATION_COMMAND",
+    "MESSAGE_COMPONENT",
+    "Call",
+    "DiscordError",
+    "Fault",
+    "Frame",
+    "InteractionHandle",
+    "Session",
+    "StandIn",
+    "shard_of",
+    "snowflake",
+]

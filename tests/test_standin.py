@@ -1,0 +1,367 @@
+"""The Discord stand-in, driven by the real discord.py client over real sockets on 127.0.0.1.
+
+Nothing of discord.py is patched but its two base URLs (REST and gateway); every answer the
+client gets comes from tests/standin over HTTP and a zlib-stream websocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from standin import StandIn, shard_of
+
+READY_TIMEOUT = 0.2  # discord.py waits this long after the last GUILD_CREATE before on_ready
+CALLBACK = "POST /interactions/{id}/{token}/callback"
+
+
+class Fast:
+    """Skips discord.py's 5 s pause between IDENTIFYs (Discord's 1-per-5-s bucket, which the
+    stand-in does not enforce), through discord.py's documented hook."""
+
+    async def before_identify_hook(self, shard_id, *, initial=False):
+        return None
+
+
+class Client(Fast, discord.Client):
+    pass
+
+
+class AutoShardedClient(Fast, discord.AutoShardedClient):
+    pass
+
+
+class Bot(Fast, commands.Bot):
+    pass
+
+
+class AutoShardedBot(Fast, commands.AutoShardedBot):
+    pass
+
+
+@pytest.fixture
+async def standin():
+    async with StandIn(guilds=6, shards=2, response_deadline_s=1.0) as server:
+        with server.point_discord_py():
+            yield server
+
+
+@contextlib.asynccontextmanager
+async def running(client: discord.Client, token: str):
+    """Run a real client until it is ready; close it afterwards."""
+    task = asyncio.create_task(client.start(token))
+    try:
+        ready = asyncio.create_task(client.wait_until_ready())
+        done, _ = await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises what start() raised
+        assert ready in done, "the client did not become ready"
+        yield client
+    finally:
+        await client.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
+    """A small bot: /review, /ask (a button), and commands that break Discord's rules on purpose."""
+    bot = cls(
+        command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
+        guild_ready_timeout=READY_TIMEOUT, **options,
+    )
+    bot.errors = []  # type: ignore[attr-defined]  # what the stand-in refused, as discord.py raised it
+
+    @bot.tree.command(description="Score a review")
+    @app_commands.describe(text="The review")
+    @app_commands.choices(tone=[app_commands.Choice(name="kind", value="kind"), app_commands.Choice(name="harsh", value="harsh")])
+    async def review(interaction: discord.Interaction, text: str, tone: str = "kind"):
+        await interaction.response.send_message(f"scoring {text!r} ({tone})")
+        await interaction.edit_original_response(content=f"{text!r}: positive")
+        await interaction.followup.send("details", ephemeral=True)
+
+    class Confirm(discord.ui.View):
+        @discord.ui.button(label="Confirm", style=discord.ButtonStyle.green)
+        async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button):
+            await interaction.response.edit_message(content=f"confirmed by {interaction.user.id}", view=None)
+
+    @bot.tree.command(description="Ask for a confirmation")
+    async def ask(interaction: discord.Interaction):
+        await interaction.response.send_message("Sure?", view=Confirm(timeout=30))
+
+    @bot.tree.command(description="Too long, then right")
+    async def long(interaction: discord.Interaction, what: str):
+        try:
+            if what == "content":
+                await interaction.response.send_message("x" * 2001)
+            elif what == "embed":
+                await interaction.response.send_message(embed=discord.Embed(description="x" * 4097))
+            else:
+                embeds = [discord.Embed(title="t", description="x" * 4000) for _ in range(2)]
+                await interaction.response.send_message(embeds=embeds)
+        except discord.HTTPException as exc:
+            bot.errors.append(exc)
+            await interaction.response.send_message("trimmed")
+
+    @bot.tree.command(description="Follow up first")
+    async def early(interaction: discord.Interaction):
+        try:
+            await interaction.followup.send("too soon")
+        except discord.HTTPException as exc:
+            bot.errors.append(exc)
+        await interaction.response.send_message("now")
+
+    @bot.tree.command(description="Answer late")
+    async def late(interaction: discord.Interaction):
+        await asyncio.sleep(1.2)
+        try:
+            await interaction.response.send_message("late")
+        except discord.HTTPException as exc:
+            bot.errors.append(exc)
+
+    return bot
+
+
+async def synced_bot(standin: StandIn, cls: type[commands.Bot] = Bot, **options):
+    bot = make_bot(cls, **options)
+    await bot.login(standin.token)
+    await bot.tree.sync()
+    return bot
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+async def test_each_shard_identifies_and_receives_only_its_guilds(standin):
+    bot = await synced_bot(standin, AutoShardedBot, shard_count=3, shard_ids=[0, 2])
+    async with running(bot, standin.token):
+        identifies = standin.frames_of(2)
+        assert sorted(tuple(f.d["shard"]) for f in identifies) == [(0, 3), (2, 3)]
+        assert {f.d["intents"] for f in identifies} == {discord.Intents.default().value}
+        assert {f.d["token"] for f in identifies} == {standin.token}
+        expected = {g for g in standin.guilds if shard_of(g, 3) in (0, 2)}
+        assert {g.id for g in bot.guilds} == expected
+        assert all(g.shard_id == shard_of(g.id, 3) for g in bot.guilds)
+        assert set(standin.guilds) - expected, "some guild belongs to shard 1, which is not run here"
+        beating = {f.connection for f in standin.frames_of(1)}
+        assert beating >= {f.connection for f in identifies}
+
+        guild = next(g for g in standin.guilds if shard_of(g, 3) == 2)
+        handle = await standin.slash(guild, "ask")
+        assert (await handle.response())["data"]["content"] == "Sure?"
+        assert handle.shard == (2, 3)
+        with pytest.raises(LookupError):
+            await standin.slash(next(g for g in standin.guilds if shard_of(g, 3) == 1), "ask")
+
+
+async def test_a_5xx_on_gateway_bot_is_retried_and_its_answer_picks_the_shards(standin):
+    standin.fail("GET /gateway/bot", times=1, status=502)
+    client = AutoShardedClient(intents=discord.Intents.default(), guild_ready_timeout=READY_TIMEOUT)
+    async with running(client, standin.token):
+        assert [c.status for c in standin.calls_to("GET /gateway/bot")] == [502, 200]
+        assert sorted(tuple(f.d["shard"]) for f in standin.frames_of(2)) == [(0, 2), (1, 2)]
+        assert len(client.guilds) == len(standin.guilds)
+
+
+async def test_reconnect_resumes_and_replays_what_was_missed(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = next(iter(standin.guilds))
+        session = await standin.reconnect(0)
+        handle = await standin.slash(guild, "review", text="Missed while away")  # held, then replayed
+        assert (await handle.response())["data"]["content"] == "scoring 'Missed while away' (kind)"
+        resume = standin.frames_of(6)
+        assert [f.d["session_id"] for f in resume] == [session.session_id]
+        assert session.resumes == 1
+        assert standin.connections[-1].path == "/resume"
+        assert len(standin.frames_of(2)) == 1, "resumed, not identified again"
+
+
+async def test_a_bad_resume_gets_invalid_session_and_the_client_identifies_again(standin):
+    client = Client(intents=discord.Intents.default(), guild_ready_timeout=READY_TIMEOUT)
+    async with running(client, standin.token):
+        await standin.reconnect(0, resumable=False)
+        await standin.wait_until(lambda: len(standin.frames_of(2)) == 2)
+        assert len(standin.frames_of(6)) == 1
+        assert await standin.wait_ready(0)
+        await standin.close_gateway(0, code=4000)  # a close Discord may send: resume afterwards
+        await standin.wait_until(lambda: len(standin.frames_of(6)) == 2)
+        assert len(standin.frames_of(2)) == 2
+
+
+# --------------------------------------------------------------------------- REST
+
+
+async def test_command_sync_sends_discords_schema(standin):
+    bot = make_bot()
+    try:
+        await bot.login(standin.token)
+        synced = await bot.tree.sync()
+        assert sorted(c.name for c in synced) == ["ask", "early", "late", "long", "review"]
+        review = standin.command("review")
+        assert review["description"] == "Score a review"
+        assert [(o["name"], o["type"], o.get("required", False)) for o in review["options"]] == [
+            ("text", 3, True), ("tone", 3, False)
+        ]
+        assert [c["value"] for c in review["options"][1]["choices"]] == ["kind", "harsh"]
+        guild = next(iter(standin.guilds))
+        bot.tree.copy_global_to(guild=discord.Object(guild))
+        await bot.tree.sync(guild=discord.Object(guild))
+        assert standin.command("review", guild)["guild_id"] == str(guild)
+        with pytest.raises(discord.Forbidden) as refused:
+            await bot.tree.sync(guild=discord.Object(12345))
+        assert refused.value.code == 50001
+    finally:
+        await bot.close()
+
+
+@pytest.mark.parametrize(
+    "command, where",
+    [
+        ({"name": "Review", "description": "d"}, "0.name"),
+        ({"name": "x" * 33, "description": "d"}, "0.name"),
+        ({"name": "re view", "description": "d"}, "0.name"),
+        ({"name": "review", "description": ""}, "0.description"),
+        ({"name": "review", "description": "d" * 101}, "0.description"),
+        ({"name": "review", "description": "d", "options": [
+            {"type": 3, "name": f"o{i}", "description": "d"} for i in range(26)]}, "0.options"),
+        ({"name": "review", "description": "d", "options": [
+            {"type": 3, "name": "o", "description": "d", "choices": [{"name": str(i), "value": str(i)} for i in range(26)]}
+        ]}, "0.options.0.choices"),
+        ({"name": "review", "description": "d", "options": [
+            {"type": 3, "name": "a", "description": "d"}, {"type": 3, "name": "b", "description": "d", "required": True}
+        ]}, "0.options.1.required"),
+    ],
+)
+async def test_a_command_breaking_discords_rules_is_refused(standin, command, where):
+    client = discord.Client(intents=discord.Intents.default())
+    try:
+        await client.login(standin.token)
+        with pytest.raises(discord.HTTPException) as refused:
+            await client.http.bulk_upsert_global_commands(client.application_id, [command])
+        assert (refused.value.status, refused.value.code) == (400, 50035)
+        assert f"In {where}" in refused.value.text
+        assert standin.commands.get(None) is None
+    finally:
+        await client.close()
+
+
+async def test_a_slash_command_is_answered_edited_and_followed_up(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = list(standin.guilds)[1]
+        handle = await standin.slash(guild, "review", text="Great film", tone="harsh")
+        await handle.wait("followup")
+        assert handle.kinds() == ["response", "edit_original", "followup"]
+        assert handle.events[0][1]["type"] == 4
+        assert handle.original["content"] == "'Great film': positive"
+        (followup,) = handle.followups.values()
+        assert followup["content"] == "details" and followup["flags"] & 64
+        assert handle.shard == (0, 1)
+
+
+async def test_a_button_press_updates_the_message(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = next(iter(standin.guilds))
+        ask = await standin.slash(guild, "ask")
+        await ask.response()
+        (button,) = ask.original["components"][0]["components"]
+        assert button["label"] == "Confirm"
+        press = await standin.click(ask.original, button["custom_id"], user=standin.make_user(777, "ann"))
+        assert (await press.response())["type"] == 7
+        message = standin.messages[int(ask.original["id"])]
+        assert message["content"] == "confirmed by 777"
+        assert message["components"] == []
+
+
+@pytest.mark.parametrize(
+    "what, where",
+    [
+        ("content", "In data.content: Must be 2000 or fewer in length."),
+        ("embed", "In data.embeds.0.description: Must be 4096 or fewer in length."),
+        ("embeds", "In data.embeds: Embed size exceeds maximum size of 6000"),
+    ],
+)
+async def test_messages_over_discords_limits_raise_invalid_form_body(standin, what, where):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "long", what=what)
+        assert (await handle.response())["data"]["content"] == "trimmed"
+        (error,) = bot.errors
+        assert (error.status, error.code) == (400, 50035)
+        assert where in error.text
+
+
+async def test_a_followup_before_the_response_is_an_unknown_webhook(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "early")
+        assert (await handle.response())["data"]["content"] == "now"
+        (error,) = bot.errors
+        assert isinstance(error, discord.NotFound) and error.code == 10015
+
+
+async def test_a_response_after_the_deadline_is_an_unknown_interaction(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "late")
+        error = await handle.refusal()
+        assert (error.status, error.code) == (404, 10062)
+        await asyncio.sleep(0.1)
+        (raised,) = bot.errors
+        assert isinstance(raised, discord.NotFound) and raised.code == 10062
+        assert not handle.responded
+
+
+async def test_a_second_initial_response_is_refused(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "ask")
+        await handle.response()
+        url = f"{standin.api_base}/interactions/{handle.id}/{handle.token}/callback"
+        async with aiohttp.ClientSession() as http:  # a second process answering the same interaction
+            async with http.post(url, json={"type": 4, "data": {"content": "again"}}) as answer:
+                assert answer.status == 400
+                assert (await answer.json())["code"] == 40060
+        assert handle.kinds() == ["response"]
+
+
+async def test_a_429_is_retried_by_discord_py(standin):
+    standin.rate_limit("PUT /applications/{app}/commands", times=1, retry_after=0.2)
+    standin.rate_limit(CALLBACK, times=2, retry_after=0.1)
+    bot = await synced_bot(standin)
+    assert [c.status for c in standin.calls_to("PUT /applications/{app}/commands")] == [429, 200]
+    limited = standin.calls_to("PUT /applications/{app}/commands")[0]
+    assert limited.answer == {"message": "You are being rate limited.", "retry_after": 0.2, "global": False}
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "ask")
+        assert (await handle.response())["data"]["content"] == "Sure?"
+        assert [c.status for c in standin.calls_to(CALLBACK)] == [429, 429, 200]
+
+
+async def test_the_application_and_its_team(standin):
+    team = StandIn(guilds=1, team=[(11, "admin"), (12, "developer"), (13, "read_only")])
+    async with team:
+        with team.point_discord_py():
+            client = discord.Client(intents=discord.Intents.default())
+            try:
+                await client.login(team.token)
+                info = await client.application_info()
+                assert [(m.id, m.role.value) for m in info.team.members] == [
+                    (11, "admin"), (12, "developer"), (13, "read_only")
+                ]
+                assert client.user.id == team.application_id
+            finally:
+                await client.close()
+    with pytest.raises(discord.LoginFailure):
+        client = discord.Client(intents=discord.Intents.default())
+        try:
+            await client.login("wrong")
+        finally:
+            await client.close()
