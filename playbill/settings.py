@@ -35,7 +35,7 @@ class SentimentSettings(BaseModel):
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     patience: int = Field(2, ge=0, le=100)
     seed: int = 1337
-    max_chars: int = Field(5000, ge=1)  # longest review judged (was [bot] max_review_chars)
+    max_chars: int | None = Field(None, ge=1)  # longest review judged; None: the engine's own (was [bot] max_review_chars)
 
 
 class SceneSettings(BaseModel):
@@ -49,7 +49,7 @@ class SceneSettings(BaseModel):
     seed: int = 1337
     default_length: int = Field(400, ge=1, le=10_000)
     max_length: int = Field(2000, ge=1, le=100_000)
-    max_prompt_chars: int = Field(500, ge=1)  # longest prompt (was [bot] max_prompt_chars)
+    max_prompt_chars: int | None = Field(None, ge=1)  # longest prompt; None: the engine's own (was [bot] max_prompt_chars)
     temperature: float = 0.8  # the engine's range applies (engine.scene SceneLimits)
     top_k: int | None = Field(None, ge=1)
     stop_at_boundary: bool = True  # end replies at a speech/sentence end, never mid-word

@@ -30,10 +30,6 @@ UNREACHABLE = (
     "Cannot reach Discord ({error}). Check the network or a proxy; "
     "meanwhile `playbill console` works offline."
 )
-QUICK_TRAINING = {
-    "sentiment": ["train", "sentiment"],  # the full default: a few minutes on 2 cores
-    "scene": ["train", "scene", "--epochs", "2"],
-}
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -165,12 +161,15 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
 
 
 def _train_missing(settings, args: argparse.Namespace) -> None:
-    """Train a quick model for each missing one, each in its own `playbill train` process."""
-    from engine.registry import ModelRegistry
+    """Train a quick model for each missing one, each in its own `playbill train` process
+    (the spec's `quick_epochs`; the critic's full default takes a few minutes on 2 cores)."""
+    from engine.models import MODELS
 
-    for name, argv in QUICK_TRAINING.items():
-        if ModelRegistry(settings.models_dir, name).current_version() is not None:
+    for model in MODELS:
+        name = model.name
+        if model.registry(settings.home).current_version() is not None:
             continue
+        argv = ["train", name, *(["--epochs", str(model.quick_epochs)] if model.quick_epochs else [])]
         command = [sys.executable, "-m", "playbill.cli"]
         if args.config:
             command += ["--config", args.config]

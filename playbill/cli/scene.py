@@ -6,9 +6,10 @@ import argparse
 import sys
 import time
 
+from engine.scene.config import BACKENDS, PROFILES
 from playbill.cli.common import CLIError, CommandGroups, print_json
 
-BACKEND_CHOICES = ("auto", "float32", "int8")  # engine.scene.BACKENDS, without importing the engine
+NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -26,7 +27,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate = groups("evaluate").add_parser("scene", help="validation loss on the held-out last 10%% of the corpus")
     evaluate.add_argument("--version", help="model version (default: the current one)")
     evaluate.add_argument("--corpus", metavar="PATH", help="evaluate on this corpus's held-out block")
-    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="float32",
+    evaluate.add_argument("--backend", choices=BACKENDS, default="float32",
                           help="run the model in float32 (default, the figure training records) or int8")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -47,32 +48,38 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     write = commands.add_parser("write", help="let the playwright continue a prompt")
     write.add_argument("prompt", help="the opening words, e.g. 'ROMEO:'")
     write.add_argument("--length", type=int, help="characters to write (default: scene.default_length)")
-    write.add_argument("--temperature", type=float, help="randomness, above 0 (default: scene.temperature)")
+    write.add_argument("--temperature", type=float, help="randomness, 0.1 to 2.0 (default: scene.temperature)")
     write.add_argument("--top-k", type=int, help="sample only among the k likeliest characters")
     write.add_argument("--seed", type=int, help="the same seed writes the same text")
     write.add_argument("--stop", action=argparse.BooleanOptionalAction, default=None,
                        help="end at the end of a speech or sentence, not mid-word (default: scene.stop_at_boundary)")
     write.add_argument("--version", help="model version (default: the current one)")
-    write.add_argument("--backend", choices=BACKEND_CHOICES, help="auto, float32 or int8 (default: scene.backend)")
+    write.add_argument("--backend", choices=BACKENDS, help="auto, float32 or int8 (default: scene.backend)")
     write.add_argument("--json", action="store_true", help='print {"text", "chars_per_s", "model_version"}')
     write.set_defaults(handler=_write)
 
 
-def _train(args: argparse.Namespace, settings) -> int:
-    from engine.scene import get_profile, train_scene
+def _spec():
+    from engine.models import spec
 
-    s = settings.scene
-    config = get_profile(args.profile or s.profile).with_overrides(validation_fraction=s.validation_fraction, seed=s.seed)
-    epochs = args.epochs if args.epochs is not None else s.epochs
-    if epochs is not None and epochs < 1:
+    return spec(NAME)
+
+
+def _train(args: argparse.Namespace, settings) -> int:
+    if args.epochs is not None and args.epochs < 1:
         raise CLIError("--epochs must be at least 1")
     if args.resume and args.checkpoint:
         raise CLIError("give either --resume or --checkpoint, not both")
-    corpus = args.corpus or s.corpus
+    model, section = _spec(), settings.section(NAME)
+    if args.profile:
+        section["profile"] = args.profile
+    config = model.config_from(section)  # the profile, with [scene] epochs, seed, validation_fraction on top
     try:
-        result = train_scene(
-            config, settings.home, settings.data_dir, epochs=epochs, resume=args.resume, checkpoint=args.checkpoint,
-            corpus=corpus, promote=not args.no_promote, progress=not args.json,
+        result = model.train(
+            config, settings.home, settings.data_dir, epochs=args.epochs if args.epochs is not None else settings.scene.epochs,
+            resume=args.resume,
+            checkpoint=args.checkpoint, data=args.corpus or model.data_from(section),
+            promote=not args.no_promote, progress=not args.json, keep_runs=model.keep_runs,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
@@ -91,10 +98,11 @@ def _train(args: argparse.Namespace, settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
-    from engine.scene import evaluate_scene
+    from pathlib import Path
 
-    result = evaluate_scene(settings.home, settings.data_dir, version=args.version, corpus=args.corpus,
-                            backend=args.backend)
+    data = Path(args.corpus) if args.corpus else None  # None: the version's own corpus
+    result = _spec().evaluate(settings.home, settings.data_dir, version=args.version, data=data,
+                              backend=args.backend)
     if args.json:
         print_json(result)
     else:
@@ -109,9 +117,7 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 
 
 def _checkpoints(args: argparse.Namespace, settings) -> int:
-    from engine.checkpoints import CheckpointManager
-
-    found = CheckpointManager(settings.checkpoints_dir, "scene").list()
+    found = _spec().checkpoints(settings.home).list()
     if not found:
         print("no scene checkpoints yet; `playbill train scene` writes one per epoch")
         return 0
@@ -135,29 +141,33 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
 
 
 def _write(args: argparse.Namespace, settings) -> int:
-    from engine.registry import ModelRegistry
-    from engine.scene import SceneWriter
+    from engine.scene import SceneRequest
 
-    s = settings.scene
-    length = args.length if args.length is not None else s.default_length
-    if not 1 <= length <= s.max_length:
-        raise CLIError(f"--length must be from 1 to {s.max_length} (scene.max_length)")
-    temperature = args.temperature if args.temperature is not None else s.temperature
-    top_k = args.top_k if args.top_k is not None else s.top_k
-    stop = s.stop_at_boundary if args.stop is None else args.stop
-    registry = ModelRegistry(settings.models_dir, "scene")
+    spec, section, s = _spec(), settings.section(NAME), settings.scene
+    request = SceneRequest(
+        prompt=args.prompt,
+        length=args.length if args.length is not None else s.default_length,
+        temperature=args.temperature if args.temperature is not None else s.temperature,
+        top_k=args.top_k if args.top_k is not None else s.top_k,
+        seed=args.seed,
+        stop_at_boundary=s.stop_at_boundary if args.stop is None else args.stop,
+    )
+    limits = spec.limits_from(section)
+    spec.check(request, limits)  # before the model loads; InvalidInput: the engine's one message
+    serving = spec.serving_from(section)
+    if args.backend:
+        serving["backend"] = args.backend
+    registry = spec.registry(settings.home)
     found = registry.get(args.version) if args.version else registry.current()
-    writer = SceneWriter.load(found.path, max_length=s.max_length, backend=args.backend or s.backend,
-                              int8_threads=s.int8_threads)
+    writer = spec.load(found.path, limits, **serving)
     started = time.perf_counter()
     if args.json:
-        text = writer.generate(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop)
+        text = writer.generate(request)
         seconds = time.perf_counter() - started
         print_json({"text": text, "prompt": args.prompt, "chars_per_s": round(len(text) / max(seconds, 1e-9), 1),
                     "model_version": writer.version})
         return 0
-    pieces = writer.stream(args.prompt, length, temperature, top_k, args.seed, stop_at_boundary=stop,
-                           chunk_chars=s.stream_chunk_chars)
+    pieces = writer.stream(request, chunk_chars=s.stream_chunk_chars)
     sys.stdout.write(args.prompt)
     for piece in pieces:
         sys.stdout.write(piece)
@@ -167,12 +177,10 @@ def _write(args: argparse.Namespace, settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings) -> int:
-    from engine.scene_bench import run_bench
+    from engine.scene.bench import run_bench
 
     if args.length < 1 or args.tutorial_length < 1 or args.batch < 1:
         raise CLIError("--length, --tutorial-length and --batch must be at least 1")
-    from engine.scene import PROFILES
-
     if args.profile not in PROFILES:
         raise CLIError(f"unknown profile {args.profile!r}; choose one of: {', '.join(sorted(PROFILES))}")
     result = run_bench(length=args.length, tutorial_length=args.tutorial_length, batch=args.batch, profile=args.profile)

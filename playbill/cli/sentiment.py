@@ -8,6 +8,8 @@ from pathlib import Path
 
 from playbill.cli.common import CLIError, CommandGroups, print_json
 
+NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
+
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
@@ -45,12 +47,10 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     predict.set_defaults(handler=_predict)
 
 
-def _config(settings):
-    from engine.sentiment import SentimentConfig
+def _spec():
+    from engine.models import spec
 
-    s = settings.sentiment
-    return SentimentConfig(epochs=s.epochs, batch_size=s.batch_size, validation_fraction=s.validation_fraction,
-                           patience=s.patience, seed=s.seed)
+    return spec(NAME)
 
 
 def _train(args: argparse.Namespace, settings) -> int:
@@ -58,11 +58,10 @@ def _train(args: argparse.Namespace, settings) -> int:
         raise CLIError("--epochs must be at least 1")
     if args.resume and args.checkpoint:
         raise CLIError("use either --resume or --checkpoint, not both")
-    from engine.sentiment import train_sentiment
-
-    result = train_sentiment(_config(settings), settings.home, settings.data_dir, epochs=args.epochs,
-                             resume=args.resume, checkpoint=args.checkpoint, data=args.data,
-                             promote=not args.no_promote, progress=not args.json)
+    model, section = _spec(), settings.section(NAME)
+    result = model.train(model.config_from(section), settings.home, settings.data_dir, epochs=args.epochs,
+                         resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
+                         promote=not args.no_promote, progress=not args.json, keep_runs=model.keep_runs)
     if args.json:
         print_json(result.as_dict())
         return 0
@@ -76,9 +75,7 @@ def _train(args: argparse.Namespace, settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
-    from engine.sentiment import evaluate_sentiment
-
-    result = evaluate_sentiment(settings.home, settings.data_dir, version=args.version, data=args.data)
+    result = _spec().evaluate(settings.home, settings.data_dir, version=args.version, data=args.data)
     if args.json:
         print_json(result)
     else:
@@ -107,18 +104,15 @@ def _predict(args: argparse.Namespace, settings) -> int:
     if (args.text is None) == (args.file is None):
         raise CLIError('give a review as text (playbill predict "...") or --file FILE, one of the two')
     texts = _read_lines(args.file) if args.file else [args.text]
-    from engine.errors import InvalidInput
-    from engine.registry import ModelRegistry
-    from engine.sentiment import NAME, SentimentModel, check_text
+    from engine.sentiment import ReviewRequest
 
-    for text in texts:
-        try:
-            check_text(text)
-        except InvalidInput as exc:
-            raise CLIError(str(exc)) from None
-    registry = ModelRegistry(settings.models_dir, NAME)
+    spec, section = _spec(), settings.section(NAME)
+    limits = spec.limits_from(section)
+    for text in texts:  # every line before the model loads; InvalidInput: the engine's one message
+        spec.check(ReviewRequest(text), limits)
+    registry = spec.registry(settings.home)
     chosen = registry.get(args.version) if args.version else registry.current()
-    model = SentimentModel.load(chosen.path)
+    model = spec.load(chosen.path, limits, **spec.serving_from(section))
     for start in range(0, len(texts), 1024):
         for verdict in model.predict(texts[start : start + 1024]):
             if args.json:
@@ -129,10 +123,7 @@ def _predict(args: argparse.Namespace, settings) -> int:
 
 
 def _checkpoints(args: argparse.Namespace, settings) -> int:
-    from engine.checkpoints import CheckpointManager
-    from engine.sentiment import NAME
-
-    found = CheckpointManager(settings.checkpoints_dir, NAME).list()
+    found = _spec().checkpoints(settings.home).list()
     if not found and not args.json:
         print("no sentiment checkpoints yet; `playbill train sentiment` writes one every epoch")
     for ckpt in found:
@@ -149,9 +140,10 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
 def _bench(args: argparse.Namespace, settings) -> int:
     if args.epochs < 1:
         raise CLIError("--epochs must be at least 1")
-    from engine.sentiment_bench import run_bench
+    from engine.sentiment.bench import run_bench
 
-    report = run_bench(_config(settings), settings.home, settings.data_dir, tutorial_epochs=args.epochs,
+    model = _spec()
+    report = run_bench(model.config_from(settings.section(NAME)), settings.home, settings.data_dir, tutorial_epochs=args.epochs,
                        skip_train=args.skip_train, skip_tutorial=args.skip_tutorial, progress=not args.json)
     if args.json:
         print_json(report)
