@@ -114,7 +114,7 @@ async def bench_serving(model: Any, *, requests: int = 256, chars: int = 800, ma
         results.append(result)
     on_loop_r, single, batched = results
     return {
-        "model_version": getattr(model, "version", None),
+        "model_version": model.version,
         "review_chars": chars,
         "results": results,
         "throughput_batched_vs_batch1": round(batched["requests_per_s"] / single["requests_per_s"], 2),

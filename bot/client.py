@@ -118,7 +118,7 @@ class PlaybillBot(commands.Bot):
         if self._refresher is not None:
             self._refresher.cancel()
         scheduler = self.services.scheduler
-        if scheduler is not None and getattr(scheduler, "running", False):
+        if scheduler is not None and scheduler.running:
             await asyncio.to_thread(scheduler.shutdown, wait=False)
         self.services.close()
         await super().close()

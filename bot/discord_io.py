@@ -40,9 +40,8 @@ def is_admin(interaction: discord.Interaction) -> bool:
 
 
 def owner_ids(client: Any) -> set[int]:
-    settings = getattr(getattr(client, "services", None), "settings", None)
-    configured = set(settings.bot.owner_ids) if settings is not None else set()
-    return configured | set(getattr(client, "app_owner_ids", ()) or ())
+    """Owners from the settings and from Discord's application info (a PlaybillBot's)."""
+    return set(client.services.settings.bot.owner_ids) | client.app_owner_ids
 
 
 def request_from(interaction: discord.Interaction) -> Request:
@@ -52,7 +51,7 @@ def request_from(interaction: discord.Interaction) -> Request:
         user_id=user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
-        display_name=getattr(user, "display_name", "") or str(user),
+        display_name=user.display_name,
         is_admin=is_admin(interaction),
     )
 

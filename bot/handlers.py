@@ -180,10 +180,8 @@ async def forget_me(services: Services, request: Request) -> Response:
     return Response(text=f"Done: your stored history is deleted ({_describe_counts(counts)}).", ephemeral=True)
 
 
-def _describe_counts(counts: Any) -> str:
-    if isinstance(counts, dict):
-        return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "nothing was stored"
-    return f"{counts} rows"
+def _describe_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "nothing was stored"
 
 
 # --------------------------------------------------------------------------- admin

@@ -106,8 +106,8 @@ class SentimentWorker:
             return
         self.batches = (self.batches + [len(live)])[-100:]
         try:
-            model = self.holder.model  # one version answers the whole batch
-            verdicts = model.predict([model.check(job.request).text for job in live])
+            model = self.holder.model  # one version answers the whole batch; predict checks each review
+            verdicts = model.predict([job.request.text for job in live])
         except Exception as exc:
             if len(live) == 1:
                 live[0].future.set_exception(exc)
@@ -121,7 +121,7 @@ class SentimentWorker:
     def _answer_one(self, job: _Job) -> None:
         try:
             model = self.holder.model
-            job.future.set_result((model.predict([model.check(job.request).text])[0], model.version))
+            job.future.set_result((model.predict([job.request.text])[0], model.version))
         except Exception as exc:
             job.future.set_exception(exc)
 

@@ -95,7 +95,8 @@ async def test_bad_reviews_get_the_engines_message_and_are_recorded(services, to
     assert str(refused.value) == message
     await services.drain()
     [row] = history_rows(services.history)
-    assert (row.status, row.error, row.prompt) == ("error", message, text)
+    assert (row.status, row.error) == ("error", message)
+    assert row.prompt.startswith(text[:100])  # history may clip a long prompt; it keeps its start
 
 
 async def test_cooldown_is_per_user_and_applies_to_the_console(services) -> None:
