@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -85,6 +89,15 @@ def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
         await interaction.edit_original_response(content=f"{text!r}: positive")
         await interaction.followup.send("details", ephemeral=True)
 
+    @bot.tree.command(description="Think, then answer")
+    async def think(interaction: discord.Interaction):
+        await interaction.response.defer(thinking=True)
+        await interaction.edit_original_response(
+            content=f"<@{interaction.user.id}> done", allowed_mentions=discord.AllowedMentions.none()
+        )
+        message = await interaction.followup.send(f"<@{interaction.user.id}> @everyone", wait=True)
+        await message.edit(content="edited follow-up")
+
     class Confirm(discord.ui.View):
         @discord.ui.button(label="Confirm", style=discord.ButtonStyle.green)
         async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button):
@@ -148,6 +161,9 @@ async def test_each_shard_identifies_and_receives_only_its_guilds(standin):
         assert {g.id for g in bot.guilds} == expected
         assert all(g.shard_id == shard_of(g.id, 3) for g in bot.guilds)
         assert set(standin.guilds) - expected, "some guild belongs to shard 1, which is not run here"
+        assert {(c.query["v"], c.query["encoding"], c.query.get("compress")) for c in standin.connections} == {
+            ("10", "json", "zlib-stream")
+        }, "discord.py asked for v10 JSON over zlib-stream, which the stand-in then sent"
         beating = {f.connection for f in standin.frames_of(1)}
         assert beating >= {f.connection for f in identifies}
 
@@ -202,7 +218,7 @@ async def test_command_sync_sends_discords_schema(standin):
     try:
         await bot.login(standin.token)
         synced = await bot.tree.sync()
-        assert sorted(c.name for c in synced) == ["ask", "early", "late", "long", "review"]
+        assert sorted(c.name for c in synced) == ["ask", "early", "late", "long", "review", "think"]
         review = standin.command("review")
         assert review["description"] == "Score a review"
         assert [(o["name"], o["type"], o.get("required", False)) for o in review["options"]] == [
@@ -263,6 +279,23 @@ async def test_a_slash_command_is_answered_edited_and_followed_up(standin):
         (followup,) = handle.followups.values()
         assert followup["content"] == "details" and followup["flags"] & 64
         assert handle.shard == (0, 1)
+
+
+async def test_a_deferred_answer_is_edited_and_pings_are_what_discord_would_send(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        handle = await standin.slash(next(iter(standin.guilds)), "think", user=standin.make_user(901, "ann"))
+        await handle.wait("edit_followup")
+        assert handle.kinds() == ["response", "edit_original", "followup", "edit_followup"]
+        assert handle.events[0][1]["type"] == 5
+        assert handle.original["content"] == "<@901> done"
+        assert not handle.original["flags"] & 128, "no longer 'thinking'"
+        assert standin.pings(handle.original) == {"users": [], "roles": [], "everyone": False}
+        (followup,) = handle.followups.values()
+        assert followup["content"] == "edited follow-up"
+        sent = handle.events[2][1]
+        assert "allowed_mentions" not in sent, "discord.py sent no allowed_mentions: Discord parses all"
+        assert standin.pings(sent) == {"users": ["901"], "roles": [], "everyone": True}
 
 
 async def test_a_button_press_updates_the_message(standin):
@@ -365,3 +398,28 @@ async def test_the_application_and_its_team(standin):
             await client.login("wrong")
         finally:
             await client.close()
+
+
+async def test_the_stand_in_runs_by_itself_for_manual_tries():
+    root = Path(__file__).resolve().parents[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.standin", "--port", "0", "--guilds", "3",
+        cwd=root, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        lines = []
+        while not lines or lines[-1] != "}":
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "the stand-in exited before printing where it listens"
+            lines.append(line.decode().rstrip())
+        printed = json.loads("\n".join(lines))
+        assert set(printed) >= {"PLAYBILL_DISCORD_TOKEN", "PLAYBILL_DISCORD_API_BASE", "PLAYBILL_DISCORD_GATEWAY_URL"}
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": "Bot " + printed["PLAYBILL_DISCORD_TOKEN"]}
+            async with http.get(printed["PLAYBILL_DISCORD_API_BASE"] + "/gateway/bot", headers=headers) as answer:
+                assert (await answer.json())["url"] == printed["PLAYBILL_DISCORD_GATEWAY_URL"].rstrip("/")
+            async with http.get(printed["state"]) as answer:
+                assert len((await answer.json())["guilds"]) == 3
+    finally:
+        process.terminate()
+        await process.wait()

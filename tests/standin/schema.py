@@ -306,6 +306,21 @@ def check_message(data: dict[str, Any], *, require_body: bool = True) -> dict[st
     return errors
 
 
+def check_allowed_mentions(allowed: Any) -> dict[str, Any]:
+    """Discord refuses ``parse: ["users"]`` together with a ``users`` list (likewise roles)."""
+    if not isinstance(allowed, dict):
+        return {}
+    errors = {}
+    parse = allowed.get("parse") or []
+    for kind in ("users", "roles"):
+        if kind in parse and allowed.get(kind):
+            errors[kind] = error("MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                                 f"parse:[\"{kind}\"] and {kind}: [ids] are mutually exclusive.")
+        if len(allowed.get(kind) or []) > 100:
+            errors[kind] = too_long(100)
+    return {"allowed_mentions": errors} if errors else {}
+
+
 def is_empty_message(data: dict[str, Any]) -> bool:
     return not (
         data.get("content") or data.get("embeds") or data.get("components")

@@ -846,8 +846,6 @@ class StandIn:
         if fault.is_global:
             headers["X-RateLimit-Global"] = "true"
         body = {"message": "You are being rate limited.", "retry_after": fault.retry_after, "global": fault.is_global}
-        if fault.is_global:
-            body["code"] = 0
         return _json(body, status=429, headers=headers)
 
     async def _get_gateway(self, request: web.Request) -> web.Response:
@@ -955,8 +953,34 @@ class StandIn:
         }
         if handle.guild_id is not None:
             message["guild_id"] = str(handle.guild_id)
+        self._resolve_mentions(message)
         self.messages[message_id] = message
         return message
+
+    def _resolve_mentions(self, message: dict[str, Any]) -> None:
+        """Fill ``mentions``/``mention_roles``/``mention_everyone`` as Discord does."""
+        pinged = self.pings(message)
+        message["mentions"] = [self.make_user(int(u), f"user{u}") for u in pinged["users"]]
+        message["mention_roles"] = pinged["roles"]
+        message["mention_everyone"] = pinged["everyone"]
+
+    @staticmethod
+    def pings(body: dict[str, Any]) -> dict[str, Any]:
+        """Who a message (or a body the bot sent) pings under Discord's rules for its
+        ``allowed_mentions`` (absent: every mention in the content pings):
+        ``{"users": [ids], "roles": [ids], "everyone": bool}``."""
+        content = body.get("content") or ""
+        allowed = body.get("allowed_mentions")
+        parse = {"users", "roles", "everyone"} if allowed is None else set(allowed.get("parse") or [])
+        users = set() if allowed is None else {str(u) for u in allowed.get("users") or []}
+        roles = set() if allowed is None else {str(r) for r in allowed.get("roles") or []}
+        named_users = dict.fromkeys(re.findall(r"<@!?(\d+)>", content))
+        named_roles = dict.fromkeys(re.findall(r"<@&(\d+)>", content))
+        return {
+            "users": [u for u in named_users if "users" in parse or u in users],
+            "roles": [r for r in named_roles if "roles" in parse or r in roles],
+            "everyone": "everyone" in parse and bool(re.search(r"@(everyone|here)", content)),
+        }
 
     def _with_attachments(self, data: dict[str, Any], keep: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Turn uploaded ``files[n]`` parts into Discord attachment objects (contents in ``self.files``)."""
@@ -986,6 +1010,7 @@ class StandIn:
 
     def _check_message_body(self, data: dict[str, Any], prefix: str | None, *, require_body: bool) -> None:
         errors = schema.check_message(data)
+        errors.update(schema.check_allowed_mentions(data.get("allowed_mentions")))
         if errors:
             raise invalid_form({prefix: errors} if prefix else errors)
         if require_body and schema.is_empty_message(data):
@@ -1039,6 +1064,7 @@ class StandIn:
                 merged = {**message, **{k: v for k, v in data.items() if k != "flags"}}
                 self._check_message_body(merged, "data", require_body=True)
                 message.update(merged, edited_timestamp=now_iso())
+                self._resolve_mentions(message)
         elif kind == AUTOCOMPLETE_RESULT:
             if len(data.get("choices") or []) > schema.MAX_CHOICES:
                 raise invalid_form({"data": {"choices": schema.too_long(schema.MAX_CHOICES)}})
@@ -1118,6 +1144,7 @@ class StandIn:
             await handle._refuse(route, exc)
             raise
         message.update(merged, edited_timestamp=now_iso())
+        self._resolve_mentions(message)
         await handle._record(f"edit_{which}", data)
         return _json(message)
 
