@@ -577,8 +577,8 @@ def history_stats(
 
 
 @_guard
-def feedback_examples(sessions: Sessions, since: datetime | None = None) -> list[tuple[str, int]]:
-    """Labelled reviews from people's verdicts on the critic: (text, 1 positive / 0 negative).
+def feedback_examples(sessions: Sessions, kind: str, since: datetime | None = None) -> list[tuple[str, int]]:
+    """Labelled texts from people's verdicts on a model's labels (the critic's): (text, 1 positive / 0 negative).
 
     Per interaction the majority verdict counts: 'right' keeps the model's label, 'wrong'
     flips it; a tie is left out. `since` keeps interactions with a vote cast or changed
@@ -589,7 +589,7 @@ def feedback_examples(sessions: Sessions, since: datetime | None = None) -> list
     query = (
         select(Interaction.prompt, Interaction.label, right, wrong)
         .join(Feedback, Feedback.interaction_id == Interaction.id)
-        .where(Interaction.kind == "sentiment", Interaction.status == "ok", Interaction.label.is_not(None))
+        .where(Interaction.kind == kind, Interaction.status == "ok", Interaction.label.is_not(None))
         .group_by(Interaction.id, Interaction.prompt, Interaction.label)
         .order_by(Interaction.id)
     )

@@ -24,16 +24,20 @@ def settings_values(settings: Settings) -> dict[str, Any]:
     snapshot of plain values rather than a live Settings object (re-registered, so refreshed,
     at every scheduler start).
     """
-    values = settings.model_dump(mode="json")
-    for key in ("home", "data_dir"):
-        if values.get(key):
-            values[key] = str(Path(values[key]).resolve())
-    if settings.jobs.extra_corpus_dir is not None:
-        values["jobs"]["extra_corpus_dir"] = str(settings.jobs.extra_corpus_dir.resolve())
-    if settings.scene.corpus is not None:
-        values["scene"]["corpus"] = str(settings.scene.corpus.resolve())
+    values = _plain(settings.model_dump())
     values["database_url"] = absolute_sqlite_url(settings.database_url)
     return values
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like values, every path made absolute (a job may run from another directory)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value.resolve())
+    return value
 
 
 def absolute_sqlite_url(url: str) -> str:

@@ -31,10 +31,10 @@ class RunLog:
 
         api.finish_training_run(self._sessions, run_id, status=status, **fields)
 
-    def feedback(self) -> Sequence[tuple[str, int]]:
+    def feedback(self, model: str) -> Sequence[tuple[str, int]]:
         from history import api
 
-        return api.feedback_examples(self._sessions)
+        return api.feedback_examples(self._sessions, model)
 
     def close(self) -> None:
         self._engine.dispose()

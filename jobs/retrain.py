@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def _train_evaluate_decide(
             f"no valid checkpoint of the current {job.name} model ({current}) to continue from; "
             f"train one with `{spec(job.name).train_command}`"
         )
-    extra = job.gather(settings, history.feedback)
+    extra = job.gather(settings, partial(history.feedback, job.name))
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = set(checkpoints.runs())
     plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level,

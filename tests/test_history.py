@@ -189,10 +189,10 @@ def test_feedback_examples_keep_or_flip_the_label(sessions) -> None:
     api.record_feedback(sessions, tied, 1, "right")
     api.record_feedback(sessions, tied, 2, "wrong")
     api.record_feedback(sessions, scene, 1, "wrong")
-    assert api.feedback_examples(sessions) == [("kept", 1), ("flipped", 0)]
+    assert api.feedback_examples(sessions, "sentiment") == [("kept", 1), ("flipped", 0)]
     assert unvoted
     later = datetime.now(UTC) + timedelta(seconds=1)
-    assert api.feedback_examples(sessions, since=later) == []
+    assert api.feedback_examples(sessions, "sentiment", since=later) == []
 
 
 def test_training_runs(sessions) -> None:
