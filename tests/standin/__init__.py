@@ -7,11 +7,15 @@
         handle = await discord.slash(guild_id, "review", text="Great film")
         body = await handle.response()
 
-``python -m tests.standin --port 8765`` runs one by itself for manual tries. See server.py.
+``python -m tests.standin --port 8765`` runs one by itself for manual tries. server.py serves
+(gateway and REST), records.py holds what it keeps (logs, sessions, interaction handles),
+schema.py has Discord's validation rules.
 """
 
-from .server import (
+from .records import (
+    ADMINISTRATOR,
     APPLICATION_COMMAND,
+    MEMBER_PERMISSIONS,
     MESSAGE_COMPONENT,
     Call,
     DiscordError,
@@ -19,13 +23,15 @@ from .server import (
     Frame,
     InteractionHandle,
     Session,
-    StandIn,
     shard_of,
     snowflake,
 )
+from .server import StandIn
 
 __all__ = [
+    "ADMINISTRATOR",
     "APPLICATION_COMMAND",
+    "MEMBER_PERMISSIONS",
     "MESSAGE_COMPONENT",
     "Call",
     "DiscordError",
