@@ -15,18 +15,22 @@ import pytest
 
 from engine.checkpoints import CheckpointManager
 from engine.errors import CheckpointError, DataUnavailable, InvalidInput
-from engine.sampler import prime_batch, teacher_forced_loss
 from engine.scene import (
     Corpus,
     SceneConfig,
+    SceneLimits,
+    SceneRequest,
     SceneWriter,
     Vocabulary,
-    _stop_at_boundary,
+    cut_at_boundary,
     epoch_arrays,
     evaluate_scene,
+    evaluate_text,
     get_profile,
+    quantized,
     train_scene,
 )
+from engine.scene.sampler import prime_batch, teacher_forced_loss
 
 LINES = [
     "ROMEO:\nBut soft, what light through yonder window breaks?\n\n",
@@ -197,63 +201,109 @@ def test_numpy_sampler_matches_keras_probabilities(trained) -> None:
     assert keras_probs.max(axis=-1).mean() > 1.5 / len(writer.vocabulary)  # not a uniform (untrained) model
 
 
+def ask(prompt: str, length: int, temperature: float = 1.0, **options) -> SceneRequest:
+    """A request with the old defaults of these tests: no boundary cut unless asked for."""
+    return SceneRequest(prompt, length, temperature, **{"stop_at_boundary": False, **options})
+
+
 def test_seeded_generation_is_reproducible(trained) -> None:
     home, _ = trained
     writer = SceneWriter.load_current(home)
-    one = writer.generate("ROMEO:", 120, temperature=0.8, seed=42)
-    assert len(one) == 120 and set(one) <= set(writer.vocabulary)
-    assert writer.generate("ROMEO:", 120, temperature=0.8, seed=42) == one
-    assert writer.generate("ROMEO:", 120, temperature=0.8, seed=43) != one
-    assert "".join(writer.stream("ROMEO:", 120, temperature=0.8, seed=42, chunk_chars=7)) == one
-    pieces = list(writer.stream("ROMEO:", 120, temperature=0.8, seed=42, chunk_chars=7))
+    one = writer.generate(ask("ROMEO:", 120, 0.8, seed=42))
+    assert len(one) == 120
+    assert set(one) <= set(writer.vocabulary)
+    assert writer.generate(ask("ROMEO:", 120, 0.8, seed=42)) == one
+    assert writer.generate(ask("ROMEO:", 120, 0.8, seed=43)) != one
+    pieces = list(writer.stream(ask("ROMEO:", 120, 0.8, seed=42), chunk_chars=7))
+    assert "".join(pieces) == one
     assert len(pieces) > 5
-    batch = writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], 80, temperature=0.8, top_k=5, seed=1)
+    batch = writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], ask("", 80, 0.8, top_k=5, seed=1))
     assert [len(t) for t in batch] == [80, 80, 80]
-    assert writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], 80, temperature=0.8, top_k=5, seed=1) == batch
-    greedy = writer.generate("JULIET:", 60, top_k=1, seed=1)
-    assert writer.generate("JULIET:", 60, top_k=1, seed=2) == greedy  # top-1 is deterministic
+    assert writer.generate_batch(["ROMEO:", "NURSE:\nFaith", "J"], ask("", 80, 0.8, top_k=5, seed=1)) == batch
+    greedy = writer.generate(ask("JULIET:", 60, top_k=1, seed=1))
+    assert writer.generate(ask("JULIET:", 60, top_k=1, seed=2)) == greedy  # top-1 is deterministic
 
 
-def test_stop_at_boundary_only_shortens(trained) -> None:
+
+def test_stop_at_boundary_is_the_one_cut_for_every_way_of_writing(trained) -> None:
     home, _ = trained
     writer = SceneWriter.load_current(home)
+    prompts = ["MERCUTIO:", "NURSE:", "JULIET:", "R", "ROMEO:\nBut"]
     for seed in range(5):
-        full = writer.generate("MERCUTIO:", 150, temperature=0.9, seed=seed)
-        short = writer.generate("MERCUTIO:", 150, temperature=0.9, seed=seed, stop_at_boundary=True)
-        assert full.startswith(short) and short
-        assert short == full or short.endswith(("\n\n", ".", "!", "?")) or full[len(short)].isspace()
-        assert "".join(writer.stream("MERCUTIO:", 150, temperature=0.9, seed=seed, stop_at_boundary=True)) == short
-    def cut(text: str) -> str:
-        return _stop_at_boundary(text, len(text))
+        full = writer.generate(ask("MERCUTIO:", 150, 0.9, seed=seed))
+        short = writer.generate(ask("MERCUTIO:", 150, 0.9, seed=seed, stop_at_boundary=True))
+        assert short == cut_at_boundary(full, 150)
+        streamed = writer.stream(ask("MERCUTIO:", 150, 0.9, seed=seed, stop_at_boundary=True), chunk_chars=9)
+        assert "".join(streamed) == short
+    greedy = writer.generate_batch(prompts, ask("", 150, top_k=1))
+    stopped = writer.generate_batch(prompts, ask("", 150, top_k=1, stop_at_boundary=True))
+    assert stopped == [cut_at_boundary(text, 150) for text in greedy]
 
-    assert cut("I shall say good night till it be morrow. Parting is") == "I shall say good night till it be morrow."
-    assert cut("Good night! Parting is such sweet sorrow, that I sha") == "Good night! Parting is such sweet sorrow, that I"
-    assert cut("He said.\n\nROMEO:\nI") == "He said.\n\n"
-    assert cut("no boundary at all here but wor") == "no boundary at all here but"
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("I shall say good night till it be morrow. Parting is", "I shall say good night till it be morrow."),
+        ("Good night! Parting is such sweet sorrow, that I sha", "Good night! Parting is such sweet sorrow, that I"),
+        ("He said.\n\nROMEO:\nI", "He said.\n\n"),
+        ("no boundary at all here but wor", "no boundary at all here but"),
+        ("unbroken", "unbroken"),
+        ("", ""),
+    ],
+)
+def test_cut_at_boundary(text: str, cut: str) -> None:
+    assert cut_at_boundary(text) == cut
+
+
+def test_cut_at_boundary_keeps_the_first_two_thirds_of_the_length() -> None:
+    text = "Aye. " + "word " * 20  # the only sentence end comes early
+    assert cut_at_boundary(text, len(text)) == text.rstrip()
+
 
 
 @pytest.mark.parametrize(
     ("prompt", "options", "message"),
     [
-        ("", {}, "empty"),
-        ("   \n", {}, "empty"),
-        ("ROMEO 🗡️ é", {}, "never seen these characters: '🗡', U\\+FE0F, 'é'"),
-        ("ROMEO:", {"temperature": 0}, "temperature must be above 0"),
-        ("ROMEO:", {"temperature": -1.0}, "temperature"),
-        ("ROMEO:", {"temperature": float("nan")}, "temperature"),
-        ("ROMEO:", {"length": 0}, "length must be"),
-        ("ROMEO:", {"length": 10**9}, "length must be"),
+        ("", {}, "the prompt is empty"),
+        ("   \n", {}, "the prompt is empty"),
+        ("ROMEO:" * 2000, {}, "the prompt is too long"),
+        ("ROMEO 🗡️ é", {}, "never seen these characters: '🗡' \\(U\\+1F5E1\\), U\\+FE0F \\(variation selector-16\\), 'é'"),
+        ("ROMEO:", {"temperature": 0}, "temperature must be between 0.1 and 2"),
+        ("ROMEO:", {"temperature": 0.05}, "temperature must be between 0.1 and 2"),
+        ("ROMEO:", {"temperature": 2.5}, "temperature must be between 0.1 and 2"),
+        ("ROMEO:", {"temperature": float("nan")}, "temperature must be between"),
+        ("ROMEO:", {"temperature": "hot"}, "temperature must be between"),
+        ("ROMEO:", {"length": 0}, "length must be a whole number from 1 to 2000"),
+        ("ROMEO:", {"length": 2001}, "length must be a whole number from 1 to 2000"),
+        ("ROMEO:", {"length": 20.5}, "length must be a whole number"),
         ("ROMEO:", {"top_k": 0}, "top-k"),
+        ("ROMEO:", {"seed": -1}, "seed"),
     ],
 )
 def test_bad_prompts_and_options(trained, prompt: str, options: dict, message: str) -> None:
     writer = SceneWriter.load_current(trained[0])
+    request = SceneRequest(prompt, **{"length": 20, "temperature": 1.0, **options})
     with pytest.raises(InvalidInput, match=message):
-        writer.generate(prompt, **{"length": 20, **options})
+        writer.check(request)
     with pytest.raises(InvalidInput, match=message):
-        writer.stream(prompt, **{"length": 20, **options})
+        writer.generate(request)
     with pytest.raises(InvalidInput, match=message):
-        writer.generate_batch(["ROMEO:", prompt], **{"length": 20, **options})
+        writer.stream(request)
+    with pytest.raises(InvalidInput, match=message):
+        writer.generate_batch(["ROMEO:", prompt], request)
+
+
+def test_limits_bound_every_request_the_same_way(trained) -> None:
+    """The temperature range ends at 0.1 and 2.0 inclusive; the length bound comes from the limits."""
+    writer = SceneWriter.load_current(trained[0], SceneLimits(max_length=30))
+    assert writer.check(SceneRequest("ROMEO:", 30, 2.0)).temperature == 2.0
+    assert writer.check(SceneRequest("ROMEO:", 1, 0.1)).length == 1
+    with pytest.raises(InvalidInput, match="from 1 to 30"):
+        writer.check(SceneRequest("ROMEO:", 31, 1.0))
+    assert SceneLimits().check_temperature(0.8) == 0.8  # as the settings' default temperature is checked
+    with pytest.raises(ValueError, match="temperature range"):
+        SceneLimits(min_temperature=2.0, max_temperature=1.0)
+
 
 
 # ----------------------------------------------------------------- the int8 step (LiteRT)
@@ -279,13 +329,11 @@ def _copy_version(trained, tmp_path: Path) -> Path:
 
 
 def test_int8_step_is_close_to_float32(trained) -> None:
-    from engine import quantized
-
     home, result = trained
     version_dir = home / "models/scene" / result.version
     assert (version_dir / quantized.CACHE_FILE).is_file()  # converted at training time
     writer = SceneWriter.load_current(home, backend="int8")
-    assert writer.backend == "int8" and writer.single_net is writer.int8_net
+    assert writer.backend == "int8" and writer.net_for(1) is writer.int8_net
     from ai_edge_litert.interpreter import Interpreter
 
     kinds = {d["dtype"] for d in Interpreter(model_content=writer.int8_net.blob).get_tensor_details()}
@@ -306,20 +354,20 @@ def test_int8_step_is_close_to_float32(trained) -> None:
 def test_int8_generation_is_reproducible_and_batch_equals_singles(trained) -> None:
     writer = SceneWriter.load_current(trained[0], backend="int8")
     prompts = ["ROMEO:", "NURSE:\nFaith", "J"]
-    one = writer.generate("ROMEO:", 100, temperature=0.8, seed=42)
-    assert writer.generate("ROMEO:", 100, temperature=0.8, seed=42) == one
-    batch = writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=1)
-    assert writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=1) == batch
-    assert writer.generate_batch(prompts, 80, temperature=0.8, top_k=5, seed=2) != batch
+    one = writer.generate(ask("ROMEO:", 100, 0.8, seed=42))
+    assert writer.generate(ask("ROMEO:", 100, 0.8, seed=42)) == one
+    batch = writer.generate_batch(prompts, ask("", 80, 0.8, top_k=5, seed=1))
+    assert writer.generate_batch(prompts, ask("", 80, 0.8, top_k=5, seed=1)) == batch
+    assert writer.generate_batch(prompts, ask("", 80, 0.8, top_k=5, seed=2)) != batch
     # Each row's int8 step depends on that row only (the state is quantized row by row, and
     # int32 sums are exact), so with greedy sampling a batch writes what each prompt writes
     # alone. Random sampling differs by design: the batch draws its numbers row-interleaved.
     # (Float32 numpy gives no such promise: BLAS may sum a B-row product in another order.)
-    greedy = writer.generate_batch(prompts, 60, top_k=1)
-    assert greedy == [writer.generate(p, 60, top_k=1) for p in prompts]
-    primed = prime_batch(writer.int8_net, [np.array([writer.vocabulary.index(c) for c in p]) for p in prompts])
+    greedy = writer.generate_batch(prompts, ask("", 60, top_k=1))
+    assert greedy == [writer.generate(ask(p, 60, top_k=1)) for p in prompts]
+    primed = prime_batch(writer.int8_net, [writer.encode(p) for p in prompts])
     for row, prompt in enumerate(prompts):  # primed together, each row ends as if primed alone
-        alone = writer._prime(prompt)
+        alone = prime_batch(writer.int8_net, [writer.encode(prompt)])
         np.testing.assert_array_equal(primed.logits[row], alone.logits[0])
         for n in range(len(alone.h)):
             np.testing.assert_array_equal(primed.h[n][row], alone.h[n][0])
@@ -331,9 +379,9 @@ def test_int8_threads_each_get_their_own_interpreter(trained) -> None:
 
     writer = SceneWriter.load_current(trained[0], backend="int8")
     jobs = [(["ROMEO:", "JULIET:"], seed) for seed in range(6)]
-    alone = [writer.generate_batch(prompts, 60, seed=seed) for prompts, seed in jobs]
+    alone = [writer.generate_batch(prompts, ask("", 60, seed=seed)) for prompts, seed in jobs]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        together = list(pool.map(lambda job: writer.generate_batch(job[0], 60, seed=job[1]), jobs))
+        together = list(pool.map(lambda job: writer.generate_batch(job[0], ask("", 60, seed=job[1])), jobs))
     assert together == alone
 
 
@@ -342,29 +390,32 @@ def test_auto_backend_is_int8_where_available(trained) -> None:
     auto = SceneWriter.load_current(home)  # "auto" is the default
     exact = SceneWriter.load_current(home, backend="float32")
     int8 = SceneWriter.load_current(home, backend="int8")
-    assert auto.backend == "auto" and exact.backend == "float32" and exact.int8_net is None
-    assert auto.net_for(1) is auto.int8_net and auto.net_for(8) is auto.int8_net  # faster at every size measured
-    assert exact.net_for(1) is exact.net and exact.net_for(8) is exact.net
-    assert auto.generate("ROMEO:", 80, seed=3) == int8.generate("ROMEO:", 80, seed=3)
-    assert auto.generate_batch(["ROMEO:", "J"], 80, seed=3) == int8.generate_batch(["ROMEO:", "J"], 80, seed=3)
+    assert auto.backend == "auto"
+    assert exact.backend == "float32"
+    assert exact.int8_net is None
+    assert auto.net_for(1) is auto.int8_net  # int8 is faster at every batch size measured
+    assert auto.net_for(8) is auto.int8_net
+    assert exact.net_for(1) is exact.net
+    assert exact.net_for(8) is exact.net
+    assert auto.generate(ask("ROMEO:", 80, seed=3)) == int8.generate(ask("ROMEO:", 80, seed=3))
+    request = ask("", 80, seed=3)
+    assert auto.generate_batch(["ROMEO:", "J"], request) == int8.generate_batch(["ROMEO:", "J"], request)
 
 
 def test_corrupt_or_stale_int8_cache_is_rebuilt(trained, tmp_path: Path, caplog) -> None:
     import json as json_
 
-    from engine import quantized
-
     version_dir = _copy_version(trained, tmp_path)
     cache, note = version_dir / quantized.CACHE_FILE, version_dir / quantized.NOTE_FILE
     good = cache.read_bytes()
-    reference = SceneWriter.load(version_dir, backend="int8").generate_batch(["ROMEO:", "J"], 40, seed=5)
+    reference = SceneWriter.load(version_dir, backend="int8").generate_batch(["ROMEO:", "J"], ask("", 40, seed=5))
 
     cache.write_bytes(good[: len(good) // 2])  # truncated: checksum mismatch
     with caplog.at_level("WARNING"):
         writer = SceneWriter.load(version_dir, backend="int8")
     assert writer.backend == "int8" and "corrupt" in caplog.text
     assert cache.read_bytes() == good  # rebuilt (conversion is deterministic) and cached again
-    assert writer.generate_batch(["ROMEO:", "J"], 40, seed=5) == reference
+    assert writer.generate_batch(["ROMEO:", "J"], ask("", 40, seed=5)) == reference
 
     garbage = b"not a flatbuffer" * 100  # checksum in the note matches, the content is junk
     cache.write_bytes(garbage)
@@ -387,8 +438,6 @@ def test_corrupt_or_stale_int8_cache_is_rebuilt(trained, tmp_path: Path, caplog)
 
 def test_int8_unavailable_falls_back_to_float32(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  caplog) -> None:
-    from engine import quantized
-
     version_dir = _copy_version(trained, tmp_path)
     (version_dir / quantized.CACHE_FILE).write_bytes(b"corrupt")
 
@@ -400,7 +449,7 @@ def test_int8_unavailable_falls_back_to_float32(trained, tmp_path: Path, monkeyp
         writer = SceneWriter.load(version_dir, backend="int8")
     assert writer.backend == "float32" and "converter exploded" in caplog.text and "using float32" in caplog.text
     exact = SceneWriter.load(version_dir, backend="float32")
-    assert writer.generate_batch(["ROMEO:", "J"], 40, seed=5) == exact.generate_batch(["ROMEO:", "J"], 40, seed=5)
+    assert writer.generate_batch(["ROMEO:", "J"], ask("", 40, seed=5)) == exact.generate_batch(["ROMEO:", "J"], ask("", 40, seed=5))
 
     def no_litert():
         raise quantized.QuantizedUnavailable("the int8 backend needs the ai-edge-litert package (gone)")
@@ -457,7 +506,9 @@ def test_cli_write_checkpoints_evaluate(trained, monkeypatch: pytest.MonkeyPatch
     assert main(["write", "ROMEO:", "--temperature", "0"]) == 2
     assert "temperature" in capsys.readouterr().err
     assert main(["write", "ROMEO:", "--length", "999999"]) == 2
-    assert "scene.max_length" in capsys.readouterr().err
+    assert "length must be a whole number from 1 to 2000" in capsys.readouterr().err
+    assert main(["write", "ROMEO:", "--temperature", "4"]) == 2  # the one range, as on Discord
+    assert "temperature must be between 0.1 and 2" in capsys.readouterr().err
 
     assert main(["checkpoints", "scene"]) == 0
     listing = capsys.readouterr().out
@@ -498,7 +549,7 @@ def test_cli_write_stops_at_a_boundary_by_default(trained, monkeypatch: pytest.M
     stopped = json.loads(capsys.readouterr().out)["text"]
     assert main(["write", "ROMEO:", "--length", "90", "--seed", "5", "--no-stop", "--json"]) == 0
     full = json.loads(capsys.readouterr().out)["text"]
-    assert full.startswith(stopped) and (stopped == full or full[len(stopped)].isspace() or stopped[-1] in ".!?\n")
+    assert stopped == cut_at_boundary(full, 90)
 
 
 def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -521,7 +572,7 @@ def test_bench_runs_both_samplers_on_the_same_weights(monkeypatch: pytest.Monkey
 
 def test_int8_threads_follow_the_model_size() -> None:
     """0 means: one thread when the int8 matrices fit one core's cache, two when they do not."""
-    from engine.quantized import auto_threads
+    auto_threads = quantized.auto_threads
 
     def arrays(units: int, layers: int = 1) -> dict[str, np.ndarray]:
         out = {"dense_kernel": np.zeros((units, 65), np.int8)}

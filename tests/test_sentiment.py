@@ -12,8 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import InvalidInput, ModelUnavailable
-from engine.imdb import load_csv
+from engine.checkpoints import CheckpointManager
+from engine.errors import CheckpointError, InvalidInput, ModelUnavailable
+from engine.imdb import load_csv, load_imdb
+from engine.registry import ModelRegistry
+from engine.sentiment import (
+    CONFIG_FILE,
+    MAX_CHARS,
+    MODEL_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    ReviewRequest,
+    SentimentConfig,
+    SentimentLimits,
+    SentimentModel,
+    encode,
+    evaluate_sentiment,
+    features,
+    fit_blend,
+    pad_windows,
+    split_windows,
+    train_sentiment,
+)
 from engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, standardize, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +65,6 @@ def write_csv(path: Path, rows, labels=("negative", "positive")) -> Path:
 
 
 def tiny_config(**overrides):
-    from engine.sentiment import SentimentConfig
 
     values = dict(vocab_size=64, ngram_buckets=512, window=8, embedding_dim=8, lstm_units=8,
                   dropout=0.0, learning_rate=0.02, batch_size=32, epochs=3, patience=5, validation_fraction=0.2)
@@ -56,7 +75,6 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny model trained on a synthetic CSV, shared by the read-only tests."""
-    from engine.sentiment import train_sentiment
 
     base = tmp_path_factory.mktemp("critic")
     data = write_csv(base / "reviews.csv", synthetic_reviews(400))
@@ -105,7 +123,6 @@ def test_hashed_ngrams_are_stable_unique_and_in_range() -> None:
 
 def test_features_hash_known_and_unknown_words_alike() -> None:
     """Serving looks up known words' hashes by id; unknown words are hashed on the fly: same ids."""
-    from engine.sentiment import SentimentConfig, features
 
     vocab = Vocabulary.build([["a", "fine", "film"]], max_size=10)
     tokens = ["a", "fine", "unseen", "film", "ünïcode", "a"]
@@ -142,8 +159,6 @@ def test_csv_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_windows_cover_every_token() -> None:
-    from engine.sentiment import split_windows
-
     ids = np.arange(2, 2 + 1003, dtype=np.int32)
     windows = split_windows(ids, 200)
     assert len(windows) == 6 and max(len(w) for w in windows) <= 200
@@ -152,8 +167,6 @@ def test_windows_cover_every_token() -> None:
 
 
 def test_long_review_with_sentiment_at_the_start(trained) -> None:
-    from engine.sentiment import SentimentModel, encode, split_windows
-
     home, _, _ = trained
     model = SentimentModel.load_current(home)
     filler = " ".join(FILLER * 8)  # ~96 neutral words: a dozen windows of 8
@@ -168,8 +181,6 @@ def test_long_review_with_sentiment_at_the_start(trained) -> None:
 
 def test_numpy_serving_matches_keras(trained) -> None:
     import keras
-
-    from engine.sentiment import MODEL_FILE, WEIGHTS_FILE, SentimentModel, encode, pad_windows, split_windows
 
     home, _, _ = trained
     model = SentimentModel.load_current(home)
@@ -195,8 +206,6 @@ def test_numpy_serving_matches_keras(trained) -> None:
 
 
 def test_predictions_learned_and_inputs_checked(trained) -> None:
-    from engine.sentiment import MAX_CHARS, SentimentModel
-
     home, result, _ = trained
     model = SentimentModel.load_current(home)
     held_out = synthetic_reviews(100, seed=99)
@@ -210,13 +219,46 @@ def test_predictions_learned_and_inputs_checked(trained) -> None:
         model.predict_one("x" * (MAX_CHARS + 1))
     for odd in ("😀😀", "\x00\x01binary\xff", "@everyone **bold** `code`", "word " * 5000):
         verdict = model.predict_one(odd)
-        assert verdict.label in ("positive", "negative") and 0.0 <= verdict.positive_probability <= 1.0
+        assert 0.0 <= verdict.positive_probability <= 1.0
+        assert verdict.label == ("positive" if verdict.positive_probability >= 0.5 else "negative")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the review is empty; give some text to judge"),
+        (" \n\t", "the review is empty; give some text to judge"),
+        ("x" * 101, "the review is too long \\(101 characters; the limit is 100\\)"),
+        (None, "a review must be text"),
+    ],
+)
+def test_one_review_rule_for_check_and_predict(trained, text, message: str) -> None:
+    model = SentimentModel.load_current(trained[0], SentimentLimits(max_chars=100))
+    with pytest.raises(InvalidInput, match=message):
+        model.check(ReviewRequest(text))
+    with pytest.raises(InvalidInput, match=message):
+        model.predict(["a fine film", text])
+
+
+def test_a_review_at_the_limit_is_judged(trained) -> None:
+    model = SentimentModel.load_current(trained[0], SentimentLimits(max_chars=100))
+    review = ("superb " * 20)[:100]
+    assert model.check(ReviewRequest(review)) == ReviewRequest(review)
+    assert model.predict_one(review).label == "positive"
+
+
+def test_evaluation_takes_reviews_in_memory(trained) -> None:
+    home, result, data = trained
+    rows = synthetic_reviews(60, seed=7)
+    in_memory = evaluate_sentiment(home, home, data=rows)
+    on_disk = evaluate_sentiment(home, home, data=write_csv(home.parent / "rows.csv", rows))
+    assert in_memory == {**on_disk, "n": 60}
+    assert in_memory["model_version"] == result.version
+    assert in_memory["accuracy"] > 0.9
 
 
 def test_predict_is_thread_safe(trained) -> None:
     from concurrent.futures import ThreadPoolExecutor
-
-    from engine.sentiment import SentimentModel
 
     model = SentimentModel.load_current(trained[0])
     batches = [[t for t, _ in synthetic_reviews(40, seed=s)] for s in range(8)]
@@ -227,9 +269,6 @@ def test_predict_is_thread_safe(trained) -> None:
 
 
 def test_versioned_save_and_load(trained, tmp_path: Path) -> None:
-    from engine.registry import ModelRegistry
-    from engine.sentiment import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentModel, train_sentiment
-
     home, result, data = trained
     registry = ModelRegistry(home / "models", "sentiment")
     version = registry.get(result.version)
@@ -261,9 +300,6 @@ def test_versioned_save_and_load(trained, tmp_path: Path) -> None:
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     import keras
 
-    from engine.checkpoints import CheckpointManager
-    from engine.sentiment import train_sentiment
-
     data = write_csv(tmp_path / "r.csv", synthetic_reviews(160, seed=3))
     config = tiny_config(epochs=2, dropout=0.0)
     straight = train_sentiment(config, tmp_path / "a", tmp_path, data=data, progress=False)
@@ -291,16 +327,12 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     newest = manager.latest_valid()
     assert newest is not None and newest.epoch == 2
     newest.path.write_bytes(b"truncated")
-    from engine.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="corrupt"):
         train_sentiment(config, tmp_path / "b", tmp_path, data=data, checkpoint=newest.path, progress=False)
 
 
 def test_checkpoint_runs_are_bounded_unless_the_caller_keeps_them(tmp_path: Path) -> None:
-    from engine.checkpoints import CheckpointManager
-    from engine.sentiment import train_sentiment
-
     data = write_csv(tmp_path / "r.csv", synthetic_reviews(80, seed=4))
     home = tmp_path / "home"
     runs = lambda: {c.run for c in CheckpointManager(home / "checkpoints", "sentiment").list()}  # noqa: E731
@@ -314,8 +346,6 @@ def test_checkpoint_runs_are_bounded_unless_the_caller_keeps_them(tmp_path: Path
 def test_wide_branch_uses_naive_bayes_ratios_and_the_blend(trained) -> None:
     """r comes from the data (padding 0, words both ways), and the served logit blends both branches."""
     import keras
-
-    from engine.sentiment import MODEL_FILE, WEIGHTS_FILE, SentimentModel
 
     home, result, _ = trained
     model = SentimentModel.load_current(home)
@@ -333,8 +363,6 @@ def test_wide_branch_uses_naive_bayes_ratios_and_the_blend(trained) -> None:
 
 
 def test_fit_blend_recovers_the_weights_that_made_the_labels() -> None:
-    from engine.sentiment import fit_blend
-
     rng = np.random.default_rng(0)
     deep, wide = rng.normal(size=20_000), rng.normal(size=20_000)
     labels = rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * deep + 2.0 * wide - 0.3)))
@@ -345,7 +373,6 @@ def test_fit_blend_recovers_the_weights_that_made_the_labels() -> None:
 
 def test_models_of_the_fasttext_layout_still_serve(tmp_path: Path) -> None:
     """Versions trained before the NB wide branch: averaged n-gram scores plus the LSTM, no blend."""
-    from engine.sentiment import SentimentConfig, SentimentModel
 
     vocab = Vocabulary(["", "[UNK]", "great", "awful"])
     config = SentimentConfig.from_dict({"vocab_size": 4, "bigram_buckets": 5, "window": 8, "lstm_units": 2,
@@ -423,9 +450,6 @@ def test_cli_predict_and_errors(trained, tmp_path: Path) -> None:
 
 @pytest.mark.real_data
 def test_short_training_on_real_imdb_beats_75_percent(real_data_dir: Path, tmp_path: Path) -> None:
-    from engine.imdb import load_imdb
-    from engine.sentiment import SentimentConfig, SentimentModel, train_sentiment
-
     config = SentimentConfig(max_train_reviews=3000, epochs=2, window=100, lstm_units=16, ngram_buckets=100_000)
     result = train_sentiment(config, tmp_path / "home", real_data_dir, evaluate_test=False, progress=False)
     model = SentimentModel.load_current(tmp_path / "home")
