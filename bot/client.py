@@ -58,7 +58,7 @@ class PlaybillBot(commands.Bot):
             self._refresher = asyncio.create_task(self._refresh_models_forever(), name="model-refresh")
         await self.add_cogs()
         if self.start_scheduler:
-            self._start_scheduler()
+            self.start_jobs()
         await self._fetch_owners()
         guild_id = self.settings.bot.dev_guild_id
         if self.sync_on_start and guild_id:
@@ -83,7 +83,7 @@ class PlaybillBot(commands.Bot):
         elif app.owner:
             self.app_owner_ids = {app.owner.id}
 
-    def _start_scheduler(self) -> None:
+    def start_jobs(self) -> None:
         """Start the nightly jobs in this process; the bot keeps running if they cannot start
         (e.g. a separate `playbill scheduler` already owns the job store)."""
         loop = asyncio.get_running_loop()

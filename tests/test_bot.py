@@ -436,7 +436,7 @@ async def test_the_bot_runs_the_scheduler_and_admin_retrain_queues_the_job(bot, 
     # paused: the queued job must not really retrain inside this test
     monkeypatch.setattr(scheduler_module.PlaybillBackgroundScheduler, "start",
                         lambda self, *args, **kwargs: start(self, paused=True))
-    bot._start_scheduler()
+    bot.start_jobs()
     scheduler = bot.services.scheduler
     assert scheduler is not None and scheduler.running
     assert {job.id for job in scheduler.get_jobs()} >= {"retrain-sentiment", "retrain-scene"}
