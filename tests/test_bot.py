@@ -43,6 +43,8 @@ async def make_bot(settings, *, publish: bool = True) -> PlaybillBot:
 @pytest.fixture
 async def bot(settings):
     settings.bot.cooldown_seconds = 0
+    settings.sentiment.max_chars = 5000  # engine limits below Discord's own 6000 for an option
+    settings.scene.max_prompt_chars = 500
     settings.bot.stream_edit_interval = 0.0
     bot = await make_bot(settings)
     yield bot
@@ -143,13 +145,12 @@ async def test_command_tree_names_options_ranges_and_permissions(bot, settings) 
         for node in walk(command):
             assert node["description"] and len(node["description"]) <= 100, node["name"]
             assert re.fullmatch(r"[a-z0-9_-]{1,32}", node["name"]), node["name"]
-    review_limits = bot.services.holders["sentiment"].limits  # the engine's limits, from the settings
-    scene_limits = bot.services.holders["scene"].limits
+    scene_limits = bot.services.holders["scene"].limits  # the engine's limits, from the settings
     text = payload["review-sentiment"]["options"][0]
     assert (text["name"], text["required"], text["min_length"], text["max_length"]) == (
-        "text", True, 1, min(review_limits.max_chars, 6000))
+        "text", True, 1, settings.sentiment.max_chars)
     scene = {o["name"]: o for o in payload["write-scene"]["options"]}
-    assert scene["prompt"]["max_length"] == min(scene_limits.max_prompt_chars, 6000)
+    assert scene["prompt"]["max_length"] == settings.scene.max_prompt_chars
     assert (scene["length"]["min_value"], scene["length"]["max_value"]) == (1, scene_limits.max_length)
     assert (scene["temperature"]["min_value"], scene["temperature"]["max_value"]) == (
         scene_limits.min_temperature, scene_limits.max_temperature)
@@ -166,6 +167,16 @@ async def test_command_tree_names_options_ranges_and_permissions(bot, settings) 
     kind = next(o for o in subcommands["history"]["options"] if o["name"] == "kind")
     assert [c["value"] for c in kind["choices"]] == list(MODEL_NAMES)
     assert payload["forget-me"]["default_member_permissions"] is None  # everyone may forget themselves
+
+
+async def test_options_never_exceed_discords_own_limit(settings) -> None:
+    bot = await make_bot(settings)  # the engine's own limits: 200,000 / 10,000 characters
+    try:
+        payload = {c.name: c.to_dict(bot.tree) for c in bot.tree.get_commands()}
+    finally:
+        await bot.close()
+    assert payload["review-sentiment"]["options"][0]["max_length"] == 6000
+    assert payload["write-scene"]["options"][0]["max_length"] == 6000
 
 
 def test_bot_never_pings_and_asks_for_no_privileged_intents(settings) -> None:
