@@ -73,6 +73,17 @@ async def running(client: discord.Client, token: str):
             await asyncio.wait_for(task, 10)
 
 
+class Poster(discord.ui.View):
+    """A persistent view: its button keeps working after the bot restarts."""
+
+    def __init__(self):
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Like", custom_id="standin:like")
+    async def like(self, interaction: discord.Interaction, button: discord.ui.Button):
+        await interaction.response.send_message("liked", ephemeral=True)
+
+
 def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
     """A small bot: /review, /ask (a button), and commands that break Discord's rules on purpose."""
     bot = cls(
@@ -102,6 +113,15 @@ def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
         @discord.ui.button(label="Confirm", style=discord.ButtonStyle.green)
         async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button):
             await interaction.response.edit_message(content=f"confirmed by {interaction.user.id}", view=None)
+
+    @bot.tree.command(description="A poster with a button that outlives the bot")
+    async def poster(interaction: discord.Interaction):
+        await interaction.response.send_message("Now playing", view=Poster())
+
+    @bot.tree.command(description="Admins only")
+    @app_commands.default_permissions(manage_guild=True)
+    async def admin(interaction: discord.Interaction):
+        await interaction.response.send_message("admin things")
 
     @bot.tree.command(description="Ask for a confirmation")
     async def ask(interaction: discord.Interaction):
@@ -218,7 +238,7 @@ async def test_command_sync_sends_discords_schema(standin):
     try:
         await bot.login(standin.token)
         synced = await bot.tree.sync()
-        assert sorted(c.name for c in synced) == ["ask", "early", "late", "long", "review", "think"]
+        assert sorted(c.name for c in synced) == ["admin", "ask", "early", "late", "long", "poster", "review", "think"]
         review = standin.command("review")
         assert review["description"] == "Score a review"
         assert [(o["name"], o["type"], o.get("required", False)) for o in review["options"]] == [
@@ -311,6 +331,34 @@ async def test_a_button_press_updates_the_message(standin):
         message = standin.messages[int(ask.original["id"])]
         assert message["content"] == "confirmed by 777"
         assert message["components"] == []
+
+
+async def test_a_persistent_button_works_after_the_bot_restarts(standin):
+    guild = next(iter(standin.guilds))
+    first = await synced_bot(standin)
+    async with running(first, standin.token):
+        poster = await standin.slash(guild, "poster")
+        await poster.response()
+    second = make_bot()
+    await second.login(standin.token)
+    second.add_view(Poster())
+    async with running(second, standin.token):
+        press = await standin.click(poster.original, "standin:like")
+        assert (await press.response())["data"]["content"] == "liked"
+        assert len(standin.frames_of(2)) == 2, "two bots, two sessions"
+
+
+async def test_discord_offers_a_command_only_to_members_with_its_permissions(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = next(iter(standin.guilds))
+        assert standin.command("admin")["default_member_permissions"] == str(1 << 5)
+        with pytest.raises(PermissionError):
+            await standin.slash(guild, "admin")
+        allowed = await standin.slash(guild, "admin", permissions=1 << 5)
+        assert (await allowed.response())["data"]["content"] == "admin things"
+        overridden = await standin.slash(guild, "admin", overridden=True)
+        assert (await overridden.response())["data"]["content"] == "admin things"
 
 
 @pytest.mark.parametrize(

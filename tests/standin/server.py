@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 
 from . import schema
 from .records import (
+    ADMINISTRATOR,
     ALREADY_ACKNOWLEDGED,
     API_PREFIX,
     APPLICATION_COMMAND,
@@ -505,8 +506,18 @@ class StandIn:
         return data
 
     async def slash(self, guild_id: int, path: str, *, user: dict[str, Any] | None = None,
-                    permissions: int = MEMBER_PERMISSIONS, **values: Any) -> InteractionHandle:
-        """A member runs ``/path`` with options in a guild; returns the handle."""
+                    permissions: int = MEMBER_PERMISSIONS, overridden: bool = False,
+                    **values: Any) -> InteractionHandle:
+        """A member runs ``/path`` with options in a guild; returns the handle.
+
+        Like Discord, a member without the command's ``default_member_permissions`` cannot run it
+        (PermissionError), unless the guild overrode the command's permissions (``overridden``).
+        """
+        required = self.command(path.split()[0], guild_id).get("default_member_permissions")
+        if required is not None and not overridden and not permissions & ADMINISTRATOR:
+            need = int(required)
+            if need == 0 or permissions & need != need:
+                raise PermissionError(f"Discord does not offer /{path} to this member (needs permissions {need})")
         return await self.send_interaction(
             guild_id, self.command_data(guild_id, path, **values), user=user, permissions=permissions
         )
@@ -709,7 +720,7 @@ class StandIn:
             entry = {
                 "id": str(command_id), "application_id": str(self.application_id), "version": str(snowflake()),
                 "type": kind, "name": command["name"], "description": command.get("description", ""),
-                "options": command.get("options") or [], "default_member_permissions": command.get("default_member_permissions"),
+                "options": command.get("options") or [], "default_member_permissions": _permission_string(command.get("default_member_permissions")),
                 "dm_permission": command.get("dm_permission", True), "nsfw": command.get("nsfw", False),
                 "name_localizations": command.get("name_localizations"),
                 "description_localizations": command.get("description_localizations"),
@@ -996,6 +1007,11 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         body=json.dumps(body).encode(), status=status,
         headers={**(headers or {}), "Content-Type": "application/json"},
     )
+
+
+def _permission_string(value: Any) -> str | None:
+    """Discord takes a permission bit set as a number or a string and answers with a string."""
+    return None if value is None else str(int(value))
 
 
 def _needs_bot_auth(template: str) -> bool:
