@@ -161,6 +161,10 @@ class CheckpointManager:
                             ckpt.label())
         return None
 
+    def copy_run(self, run: str, target: CheckpointManager) -> None:
+        """Copy one training run's checkpoints to another manager of this model (a sandbox)."""
+        shutil.copytree(self.root / run, target.root / run)
+
     def rejected(self, run: str) -> bool:
         return (self.root / run / REJECTED_MARK).exists()
 

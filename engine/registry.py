@@ -189,6 +189,11 @@ class ModelRegistry:
                 return step["previous"]
         raise ModelUnavailable(f"{self.name}: there is no earlier version to roll back to")
 
+    def copy_in(self, version: ModelVersion) -> None:
+        """Copy a version of another registry of this model here (a sandbox), as it is."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(version.path, self.root / version.version)
+
     def remove(self, version: str) -> None:
         """Delete one version that is not the current one (e.g. a candidate that was turned down).
 

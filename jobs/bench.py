@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -66,14 +65,15 @@ def _sandbox(settings: Settings, model: str, root: Path, tiny: bool) -> Settings
             raise RuntimeError("making the tiny model failed")
         return sandbox
     registry = ModelRegistry(settings.models_dir, model)
+    checkpoints = CheckpointManager(settings.checkpoints_dir, model)
     current = registry.current()  # ModelUnavailable names `playbill train MODEL`
-    start = resume_checkpoint(registry, CheckpointManager(settings.checkpoints_dir, model))
+    start = resume_checkpoint(registry, checkpoints)
     if start is None:
         raise ModelUnavailable(f"no valid checkpoint of the current {model} model to benchmark a retrain from")
     copy = ModelRegistry(sandbox.models_dir, model)
-    shutil.copytree(current.path, copy.root / current.version)
+    copy.copy_in(current)
     copy.promote(current.version)
-    shutil.copytree(start.path.parent, sandbox.checkpoints_dir / model / start.run)
+    checkpoints.copy_run(start.run, CheckpointManager(sandbox.checkpoints_dir, model))
     return sandbox
 
 

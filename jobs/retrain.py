@@ -92,7 +92,7 @@ def retrain_from_checkpoint(
     progress: bool = False,
     report: Report | None = None,
 ) -> RetrainOutcome:
-    """The retrain job for `model_name` ("sentiment" or "scene"). Never raises for a failed run:
+    """The retrain job for `model_name` (one of engine.models.MODEL_NAMES). Never raises for a failed run:
     the outcome (and its training-runs row) says what happened. "skipped" (no row): another
     run of this model holds the lock, or there is no model to continue yet."""
     spec(model_name)  # an unknown name: InvalidInput naming the models

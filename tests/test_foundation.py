@@ -205,3 +205,28 @@ def test_cli_config_shows_settings_but_not_token(home: Path, monkeypatch: pytest
     shown = json.loads(out.stdout)
     assert shown["home"] == str(home) and shown["discord_token"] == "set (from the environment)"
     assert "very-secret-token" not in out.stdout + out.stderr
+
+
+def test_a_version_and_its_run_copied_to_a_sandbox(tmp_path: Path) -> None:
+    reg, mgr = ModelRegistry(tmp_path / "models", "critic"), CheckpointManager(tmp_path / "checkpoints", "critic")
+    run = mgr.new_run()
+    saved = mgr.save(_FakeModel(b"one"), run, 1, {"val_loss": 2.0})
+    with reg.new_version({"run": run}) as staged:
+        (staged.path / "weights").write_text("w")
+    sandbox_reg = ModelRegistry(tmp_path / "sandbox" / "models", "critic")
+    sandbox_mgr = CheckpointManager(tmp_path / "sandbox" / "checkpoints", "critic")
+    sandbox_reg.copy_in(reg.get(staged.version))
+    mgr.copy_run(run, sandbox_mgr)
+    assert sandbox_reg.lineage() == {run: staged.version}
+    assert sandbox_mgr.resume_point(sandbox_reg.lineage(), sandbox_reg.current_version()).sha256 == saved.sha256
+
+
+def test_rejected_runs_are_never_resumed_and_pruned_first(tmp_path: Path) -> None:
+    mgr = CheckpointManager(tmp_path, "critic")
+    kept, turned_down = mgr.new_run(), mgr.new_run()
+    mgr.save(_FakeModel(b"one"), kept, 1, {})
+    mgr.save(_FakeModel(b"two"), turned_down, 2, {})
+    mgr.reject_runs([turned_down], "v0002")
+    assert mgr.resume_point({}, None).run == kept
+    assert mgr.runs() == [kept]
+    assert mgr.prune(keep=0, protected=[kept]) == []

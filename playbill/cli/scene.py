@@ -14,7 +14,7 @@ NAME = "scene"  # this module is the playwright's commands (engine.models.spec(N
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
-    train = groups("train").add_parser("scene", help="train the playwright (character-level LSTM)")
+    train = groups("train").add_parser(NAME, help="train the playwright (character-level LSTM)")
     train.add_argument("--profile", help="size profile: default (best for ~1 h on CPU) or tutorial (the tutorial's model)")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's budget)")
     train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(handler=_train)
 
-    evaluate = groups("evaluate").add_parser("scene", help="validation loss on the held-out last 10%% of the corpus")
+    evaluate = groups("evaluate").add_parser(NAME, help="validation loss on the held-out last 10%% of the corpus")
     evaluate.add_argument("--version", help="model version (default: the current one)")
     evaluate.add_argument("--corpus", metavar="PATH", help="evaluate on this corpus's held-out block")
     evaluate.add_argument("--backend", choices=BACKENDS, default="float32",
@@ -32,11 +32,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_evaluate)
 
-    checkpoints = groups("checkpoints").add_parser("scene", help="list the playwright's training checkpoints")
+    checkpoints = groups("checkpoints").add_parser(NAME, help="list the playwright's training checkpoints")
     checkpoints.add_argument("--json", action="store_true", help="print JSON, one object per line")
     checkpoints.set_defaults(handler=_checkpoints)
 
-    bench = groups("bench").add_parser("scene", help="tutorial sampling loop vs the float32 and int8 samplers, same weights")
+    bench = groups("bench").add_parser(NAME, help="tutorial sampling loop vs the float32 and int8 samplers, same weights")
     bench.add_argument("--length", type=int, default=2000, help="characters per stream for the numpy sampler")
     bench.add_argument("--tutorial-length", type=int, default=200, help="characters for the (slow) tutorial loop")
     bench.add_argument("--batch", type=int, default=8, help="prompts generated together")

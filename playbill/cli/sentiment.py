@@ -13,7 +13,7 @@ NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(N
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
-    train = groups("train").add_parser("sentiment", help="train the critic on IMDB (or your CSV)")
+    train = groups("train").add_parser(NAME, help="train the critic on IMDB (or your CSV)")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: [sentiment] epochs)")
     train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
     train.add_argument("--checkpoint", metavar="PATH", help="continue from this checkpoint (see `playbill checkpoints sentiment`)")
@@ -22,20 +22,20 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
     train.set_defaults(handler=_train)
 
-    evaluate = groups("evaluate").add_parser("sentiment", help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
+    evaluate = groups("evaluate").add_parser(NAME, help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
     evaluate.add_argument("--data", metavar="FILE.csv", type=Path, help="a CSV with columns text,label")
     evaluate.add_argument("--version", help="a model version (default: the current one)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
-    bench = groups("bench").add_parser("sentiment", help="the tutorial recipe vs the default model, same run")
+    bench = groups("bench").add_parser(NAME, help="the tutorial recipe vs the default model, same run")
     bench.add_argument("--epochs", type=int, default=10, help="epochs for the tutorial recipe (default 10, as the tutorial)")
     bench.add_argument("--skip-train", action="store_true", help="reuse the current default model instead of training one")
     bench.add_argument("--skip-tutorial", action="store_true", help="measure only the default model")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.set_defaults(handler=_bench)
 
-    checkpoints = groups("checkpoints").add_parser("sentiment", help="list the critic's training checkpoints")
+    checkpoints = groups("checkpoints").add_parser(NAME, help="list the critic's training checkpoints")
     checkpoints.add_argument("--json", action="store_true", help="one JSON object a line")
     checkpoints.set_defaults(handler=_checkpoints)
 
