@@ -12,10 +12,11 @@ import math
 import numbers
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.fields import known_fields
 
 NAME = "scene"
 VOCABULARY_FILE = "vocabulary.json"
@@ -47,12 +48,12 @@ class SceneConfig:
 
     def with_overrides(self, **changes: Any) -> SceneConfig:
         """This config with the given fields changed; None leaves a field as it is."""
-        return replace(self, **{k: v for k, v in _known(SceneConfig, changes).items() if v is not None})
+        return replace(self, **known_fields(SceneConfig, changes))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SceneConfig:
         """A config as saved in a checkpoint or a version's metadata."""
-        return cls(**_known(cls, values))
+        return cls(**known_fields(cls, values, keep_none=True))
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> SceneConfig:
@@ -126,7 +127,7 @@ class SceneLimits:
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> SceneLimits:
-        return cls(**{k: v for k, v in _known(cls, values).items() if v is not None})
+        return cls(**known_fields(cls, values))
 
     def check(self, request: SceneRequest) -> SceneRequest:
         """The request with plain Python numbers, or InvalidInput with the one message every
@@ -140,7 +141,8 @@ class SceneLimits:
         if not _whole(length) or not 1 <= length <= self.max_length:
             raise InvalidInput(f"length must be a whole number from 1 to {self.max_length}")
         return replace(request, length=int(length), temperature=self.check_temperature(request.temperature),
-                       top_k=_top_k(request.top_k), seed=_seed(request.seed),
+                       top_k=_optional_whole(request.top_k, 1, "top-k must be a whole number of at least 1 (or left out)"),
+                       seed=_optional_whole(request.seed, 0, "the seed must be a whole number of at least 0 (or left out)"),
                        stop_at_boundary=bool(request.stop_at_boundary))
 
     def check_temperature(self, temperature: Any) -> float:
@@ -156,20 +158,13 @@ def _whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _top_k(top_k: Any) -> int | None:
-    if top_k is None:
+def _optional_whole(value: Any, minimum: int, message: str) -> int | None:
+    """None, or a whole number of at least `minimum` as a plain int; else InvalidInput(message)."""
+    if value is None:
         return None
-    if not _whole(top_k) or top_k < 1:
-        raise InvalidInput("top-k must be a whole number of at least 1 (or left out)")
-    return int(top_k)
-
-
-def _seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if not _whole(seed) or seed < 0:
-        raise InvalidInput("the seed must be a whole number of at least 0 (or left out)")
-    return int(seed)
+    if not _whole(value) or value < minimum:
+        raise InvalidInput(message)
+    return int(value)
 
 
 # ---------------------------------------------------------------------------- characters
@@ -194,8 +189,3 @@ def char_list(chars: Sequence[str], shown: int = 20) -> str:
 def unknown_characters_message(missing: Sequence[str]) -> str:
     """The one message for a prompt with characters the model has never seen."""
     return f"the playwright has never seen these characters: {char_list(missing)}; leave them out and try again"
-
-
-def _known(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in values.items() if k in names}

@@ -30,6 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # a dependency, but the float32 sampler serves without it: its absence is a warning, not a crash
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError as missing:  # pragma: no cover - only where the wheel is unavailable
+    Interpreter, LITERT_MISSING = None, str(missing)
+else:
+    LITERT_MISSING = ""
+
 from engine.datasets import hash_file
 from engine.scene.sampler import NumpyLSTM, State
 
@@ -48,10 +55,8 @@ class QuantizedUnavailable(RuntimeError):
 
 def interpreter_class():
     """LiteRT's interpreter class, or QuantizedUnavailable if `ai-edge-litert` is missing."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        raise QuantizedUnavailable(f"the int8 backend needs the ai-edge-litert package ({exc})") from None
+    if Interpreter is None:
+        raise QuantizedUnavailable(f"the int8 backend needs the ai-edge-litert package ({LITERT_MISSING})")
     return Interpreter
 
 
@@ -63,6 +68,9 @@ def convert(arrays: dict[str, np.ndarray]) -> bytes:
 
     Inputs: `z0` (B, 4H0) (layer 1's input part, looked up outside), `h<n>`, `c<n>` (B, Hn)
     per layer. Outputs: `logits` (B, vocab) and the new `h<n>`, `c<n>`. Gates in Keras order.
+
+    TensorFlow is imported here, not at the top: serving only converts when a version's
+    cache is missing or stale (training writes it), and must not pay for TensorFlow otherwise.
     """
     import tensorflow as tf
 

@@ -7,8 +7,8 @@
     train      train_sentiment, build_model, NBScore, export_weights (Keras)
     bench      `playbill bench sentiment` (Keras)
 
-Importing the slice never imports TensorFlow: the serving modules do not need it, and the
-training names below are the one hop to `engine.sentiment.train`, taken on first use.
+Serving needs no TensorFlow, so importing this package loads none; the Keras names in
+`_TRAINING` come from `engine.sentiment.train` when first asked for (the one hop).
 """
 
 from engine.sentiment.config import (

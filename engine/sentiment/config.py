@@ -8,10 +8,11 @@ once; Discord, the console and the command line all show its message as it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.fields import known_fields
 
 NAME = "sentiment"
 MODEL_FILE = "model.keras"
@@ -49,13 +50,13 @@ class SentimentConfig:
         values = {"wide": "fasttext", **values}  # as saved before the option existed
         if "bigram_buckets" in values:  # fasttext layout's name for the n-gram table
             values.setdefault("ngram_buckets", values["bigram_buckets"])
-        return cls(**_known(cls, values))
+        return cls(**known_fields(cls, values, keep_none=True))
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> SentimentConfig:
         """The one place a `[sentiment]` settings section becomes a config: every key that names
         a hyper-parameter is used (None means "the default"); other keys are not ours."""
-        return replace(cls(), **{k: v for k, v in _known(cls, values).items() if v is not None})
+        return cls(**known_fields(cls, values))
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SentimentLimits:
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any]) -> SentimentLimits:
-        return cls(**{k: v for k, v in _known(cls, values).items() if v is not None})
+        return cls(**known_fields(cls, values))
 
     def check(self, request: ReviewRequest) -> ReviewRequest:
         """The review rule; raises InvalidInput with the one message every front end shows."""
@@ -89,8 +90,3 @@ class ReviewRequest:
     """One review to judge."""
 
     text: str
-
-
-def _known(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
