@@ -59,7 +59,9 @@ async def standin():
 @contextlib.asynccontextmanager
 async def running(client: discord.Client, token: str):
     """Run a real client until it is ready; close it afterwards."""
-    task = asyncio.create_task(client.start(token))
+    if client.user is None:  # not logged in yet (synced_bot logs in to sync first)
+        await client.login(token)
+    task = asyncio.create_task(client.connect())
     try:
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
@@ -211,6 +213,7 @@ async def test_reconnect_resumes_and_replays_what_was_missed(standin):
         session = await standin.reconnect(0)
         handle = await standin.slash(guild, "review", text="Missed while away")  # held, then replayed
         assert (await handle.response())["data"]["content"] == "scoring 'Missed while away' (kind)"
+        await handle.wait("followup")
         resume = standin.frames_of(6)
         assert [f.d["session_id"] for f in resume] == [session.session_id]
         assert session.resumes == 1
@@ -424,6 +427,19 @@ async def test_a_429_is_retried_by_discord_py(standin):
         handle = await standin.slash(next(iter(standin.guilds)), "ask")
         assert (await handle.response())["data"]["content"] == "Sure?"
         assert [c.status for c in standin.calls_to(CALLBACK)] == [429, 429, 200]
+
+
+async def test_a_message_posted_to_a_channel_and_an_unserved_route(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = bot.get_guild(next(iter(standin.guilds)))
+        sent = await guild.text_channels[0].send("Nightly retraining done", allowed_mentions=discord.AllowedMentions.none())
+        (posted,) = standin.posted
+        assert (int(posted["id"]), posted["content"]) == (sent.id, "Nightly retraining done")
+        with pytest.raises(discord.HTTPException) as unserved:
+            await guild.fetch_roles()
+        assert unserved.value.status == 404
+        assert [c.route for c in standin.unserved] == [f"GET (unserved)/guilds/{guild.id}/roles"]
 
 
 async def test_the_application_and_its_team(standin):

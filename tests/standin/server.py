@@ -127,7 +127,8 @@ class StandIn:
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # None: global
         self._command_ids: dict[tuple[int | None, int, str], int] = {}
         self.messages: dict[int, dict[str, Any]] = {}
-        self.files: dict[str, bytes] = {}  # attachment id -> the uploaded bytes
+        self.files: dict[str, bytes] = {}
+        self.posted: list[dict[str, Any]] = []  # messages the bot posted to channels  # attachment id -> the uploaded bytes
         self.interactions: dict[int, InteractionHandle] = {}
         self.sessions: dict[str, Session] = {}
         self.connections: list[Connection] = []
@@ -296,6 +297,11 @@ class StandIn:
         """REST calls to a route, given as "METHOD /template" (placeholder names do not matter)."""
         wanted = normal_route(route)
         return [c for c in self.calls if normal_route(c.route) == wanted]
+
+    @property
+    def unserved(self) -> list[Call]:
+        """Calls to routes the stand-in does not serve (answered 404 or 405): what to add here."""
+        return [c for c in self.calls if UNSERVED in c.route]
 
     # ------------------------------------------------------------------ faults
 
@@ -608,6 +614,8 @@ class StandIn:
             r.add_get(path, self._get_webhook_message)
             r.add_patch(path, self._edit_webhook_message)
             r.add_delete(path, self._delete_webhook_message)
+        r.add_get(p + "/channels/{channel}", self._get_channel)
+        r.add_post(p + "/channels/{channel}/messages", self._post_channel_message)
         r.add_get("/attachments/{id}/{filename}", self._get_attachment)
         r.add_get("/_standin/state", self._control_state)
         r.add_post("/_standin/interactions", self._control_interaction)
@@ -617,10 +625,11 @@ class StandIn:
         if not request.path.startswith(API_PREFIX):
             return await handler(request)
         resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else request.path
-        route = f"{request.method} {template.removeprefix(API_PREFIX)}"
+        path = request.path.removeprefix(API_PREFIX)
+        template = resource.canonical.removeprefix(API_PREFIX) if resource is not None else UNSERVED + path
+        route = f"{request.method} {template}"
         body = await _read_body(request)
-        call = Call(request.method, request.path.removeprefix(API_PREFIX), route, dict(request.query), body)
+        call = Call(request.method, path, route, dict(request.query), body)
         self.calls.append(call)
         try:
             fault = self._take_fault(route)
@@ -634,6 +643,8 @@ class StandIn:
                 response = await handler(request)
         except DiscordError as exc:
             response = _json(exc.body(), status=exc.status)
+        except web.HTTPException as exc:  # a route the stand-in does not serve: see `unserved`
+            response = _json({"message": f"{exc.status}: {exc.reason}", "code": 0}, status=exc.status)
         call.status = response.status
         if isinstance(response, web.Response) and response.body is not None and response.content_type == "application/json":
             call.answer = json.loads(response.body)
@@ -968,6 +979,37 @@ class StandIn:
         await handle._record(f"delete_{which}", {"id": message["id"]})
         return web.Response(status=204)
 
+    def _channel(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        channel_id = request.match_info["channel"]
+        for guild_id, guild in self.guilds.items():
+            for channel in guild["channels"]:
+                if channel["id"] == channel_id:
+                    return guild_id, channel
+        raise DiscordError(404, 10003, "Unknown Channel")
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        guild_id, channel = self._channel(request)
+        return _json({**channel, "guild_id": str(guild_id)})
+
+    async def _post_channel_message(self, request: web.Request) -> web.Response:
+        """A message the bot posts by itself (not as an interaction answer); kept in ``posted``."""
+        guild_id, channel = self._channel(request)
+        data = self._with_attachments(request[BODY] or {})
+        self._check_message_body(data, None, require_body=True)
+        message_id = snowflake()
+        message = {
+            "id": str(message_id), "type": 0, "channel_id": channel["id"], "guild_id": str(guild_id),
+            "author": self.bot_user, "content": data.get("content") or "", "timestamp": now_iso(),
+            "edited_timestamp": None, "tts": False, "pinned": False, "attachments": data.get("attachments") or [],
+            "embeds": data.get("embeds") or [], "components": data.get("components") or [], "flags": 0,
+            "allowed_mentions": data.get("allowed_mentions"),
+        }
+        self._resolve_mentions(message)
+        self.messages[message_id] = message
+        self.posted.append(message)
+        await self._notify()
+        return _json(message)
+
     async def _get_attachment(self, request: web.Request) -> web.Response:
         content = self.files.get(request.match_info["id"])
         if content is None:
@@ -1007,6 +1049,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         body=json.dumps(body).encode(), status=status,
         headers={**(headers or {}), "Content-Type": "application/json"},
     )
+
+
+UNSERVED = "(unserved)"
 
 
 def _permission_string(value: Any) -> str | None:
