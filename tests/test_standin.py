@@ -206,6 +206,23 @@ async def test_a_5xx_on_gateway_bot_is_retried_and_its_answer_picks_the_shards(s
         assert len(client.guilds) == len(standin.guilds)
 
 
+async def test_identifying_faster_than_discord_allows_gets_invalid_session(standin):
+    class Eager(discord.AutoShardedClient):
+        async def before_identify_hook(self, shard_id, *, initial=False):
+            await asyncio.sleep(0 if initial else 0.1)  # far quicker than discord.py's 5 s
+
+    limited = StandIn(guilds=4, identify_interval_s=0.3)
+    async with limited:
+        with limited.point_discord_py():
+            client = Eager(intents=discord.Intents.default(), shard_count=2, guild_ready_timeout=READY_TIMEOUT)
+            async with running(client, limited.token):
+                refused = [f for f in limited.sent if f.op == 9]
+                assert refused and all(f.d is False for f in refused)
+                ready = [f.shard for f in limited.sent if f.t == "READY"]
+                assert sorted(ready) == [(0, 2), (1, 2)]
+                assert len(client.guilds) == 4
+
+
 async def test_reconnect_resumes_and_replays_what_was_missed(standin):
     bot = await synced_bot(standin)
     async with running(bot, standin.token):
@@ -218,6 +235,8 @@ async def test_reconnect_resumes_and_replays_what_was_missed(standin):
         assert [f.d["session_id"] for f in resume] == [session.session_id]
         assert session.resumes == 1
         assert standin.connections[-1].path == "/resume"
+        resumed = standin.connections[-1].id
+        assert [f.t for f in standin.sent if f.connection == resumed and f.op == 0] == ["INTERACTION_CREATE", "RESUMED"]
         assert len(standin.frames_of(2)) == 1, "resumed, not identified again"
 
 

@@ -111,13 +111,14 @@ class Call:
 
 @dataclass
 class Frame:
-    """One gateway frame the stand-in received from a client."""
+    """One gateway frame: received from a client (``StandIn.frames``) or sent (``StandIn.sent``)."""
 
     op: int
     shard: tuple[int, int] | None
     d: Any
     connection: int
     at: float = field(default_factory=time.monotonic)
+    t: str | None = None  # the event name of a dispatch (frames the stand-in sent)
 
 
 @dataclass
@@ -144,8 +145,10 @@ class Connection:
 
     ids = itertools.count(1)
 
-    def __init__(self, ws: web.WebSocketResponse, path: str, query: dict[str, str]):
+    def __init__(self, ws: web.WebSocketResponse, path: str, query: dict[str, str],
+                 on_send: Callable[["Connection", dict[str, Any]], None]):
         self.id = next(self.ids)
+        self.on_send = on_send
         self.ws, self.path, self.query = ws, path, query
         self.compress = query.get("compress")
         self.session: Session | None = None
@@ -160,6 +163,7 @@ class Connection:
     async def send(self, payload: dict[str, Any]) -> None:
         if self.ws.closed:
             return
+        self.on_send(self, payload)
         data = json.dumps(payload, separators=(",", ":"))
         try:
             if self._zlib is not None:

@@ -105,6 +105,8 @@ class StandIn:
         heartbeat_interval_ms: int = 41250,
         response_deadline_s: float = RESPONSE_DEADLINE_S,
         privileged_intents: int = PRIVILEGED_INTENTS,
+        identify_interval_s: float | None = None,
+        max_concurrency: int = 1,
     ):
         self.host, self.port = host, port
         self.token = token or f"standin.{secrets.token_urlsafe(24)}"
@@ -112,6 +114,10 @@ class StandIn:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.response_deadline_s = response_deadline_s
         self.privileged_intents = privileged_intents
+        # Discord lets max_concurrency shards (by shard_id % max_concurrency) identify per 5 s and
+        # answers a faster IDENTIFY with INVALID_SESSION; None leaves it unenforced (fast tests).
+        self.identify_interval_s = identify_interval_s
+        self.max_concurrency = max_concurrency
         self.application_id = snowflake()
         self.bot_user = self.make_user(self.application_id, "playbill-standin", bot=True)
         self.owner = self.make_user(owner_id or snowflake(), "owner")
@@ -134,6 +140,8 @@ class StandIn:
         self.connections: list[Connection] = []
         self.calls: list[Call] = []
         self.frames: list[Frame] = []
+        self.sent: list[Frame] = []
+        self._identified_at: dict[int, float] = {}  # rate-limit key -> last IDENTIFY
         self.faults: list[Fault] = []
         self.identifies = 0
         self._changed = asyncio.Condition()
@@ -371,7 +379,7 @@ class StandIn:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
-        connection = Connection(ws, request.path, dict(request.query))
+        connection = Connection(ws, request.path, dict(request.query), self._sent)
         self.connections.append(connection)
         await connection.send({
             "op": OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["standin"]},
@@ -393,6 +401,10 @@ class StandIn:
                 session.connection = None
             await self._notify()
         return ws
+
+    def _sent(self, connection: Connection, payload: dict[str, Any]) -> None:
+        shard = connection.session.shard if connection.session else None
+        self.sent.append(Frame(payload["op"], shard, payload.get("d"), connection.id, t=payload.get("t")))
 
     async def _on_frame(self, connection: Connection, payload: dict[str, Any]) -> None:
         op, d = payload.get("op"), payload.get("d")
@@ -429,6 +441,13 @@ class StandIn:
         if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
             return await connection.close(4014, "Disallowed intent(s).")
         shard_id, shard_count = shard if shard is not None else (0, 1)
+        key, now = shard_id % self.max_concurrency, time.monotonic()
+        if self.identify_interval_s is not None:
+            last = self._identified_at.get(key)
+            if last is not None and now - last < self.identify_interval_s:
+                await connection.send({"op": OP_INVALID_SESSION, "d": False, "s": None, "t": None})
+                return
+        self._identified_at[key] = now
         connection.identified = True
         self.identifies += 1
         session = Session(
@@ -676,7 +695,7 @@ class StandIn:
             "url": self.gateway_url.rstrip("/"), "shards": self.recommended_shards,
             "session_start_limit": {
                 "total": 1000, "remaining": max(0, 1000 - self.identifies),
-                "reset_after": 14_400_000, "max_concurrency": 1,
+                "reset_after": 14_400_000, "max_concurrency": self.max_concurrency,
             },
         })
 
