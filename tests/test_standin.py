@@ -75,6 +75,22 @@ async def running(client: discord.Client, token: str):
             await asyncio.wait_for(task, 10)
 
 
+class Rate(discord.ui.DynamicItem[discord.ui.Button], template=r"rate:(?P<score>[0-9])"):
+    """A dynamic button (its state in its custom_id), like Playbill's feedback buttons."""
+
+    def __init__(self, score: int):
+        super().__init__(discord.ui.Button(label=str(score), custom_id=f"rate:{score}"))
+        self.score = score
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(int(match["score"]))
+
+    async def callback(self, interaction: discord.Interaction):
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send(f"rated {self.score}", ephemeral=True)
+
+
 class Poster(discord.ui.View):
     """A persistent view: its button keeps working after the bot restarts."""
 
@@ -116,9 +132,21 @@ def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
         async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button):
             await interaction.response.edit_message(content=f"confirmed by {interaction.user.id}", view=None)
 
+        @discord.ui.button(label="Cancel", style=discord.ButtonStyle.grey)
+        async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button):
+            await interaction.response.defer()  # DEFERRED_UPDATE_MESSAGE: @original is this message
+            await interaction.edit_original_response(content="cancelled", view=None)
+
     @bot.tree.command(description="A poster with a button that outlives the bot")
     async def poster(interaction: discord.Interaction):
         await interaction.response.send_message("Now playing", view=Poster())
+
+    @bot.tree.command(description="Rate it")
+    async def rate(interaction: discord.Interaction):
+        view = discord.ui.View(timeout=None)
+        for score in (1, 5):
+            view.add_item(Rate(score))
+        await interaction.response.send_message("How was it?", view=view)
 
     @bot.tree.command(description="Admins only")
     @app_commands.default_permissions(manage_guild=True)
@@ -260,7 +288,7 @@ async def test_command_sync_sends_discords_schema(standin):
     try:
         await bot.login(standin.token)
         synced = await bot.tree.sync()
-        assert sorted(c.name for c in synced) == ["admin", "ask", "early", "late", "long", "poster", "review", "think"]
+        assert sorted(c.name for c in synced) == ["admin", "ask", "early", "late", "long", "poster", "rate", "review", "think"]
         review = standin.command("review")
         assert review["description"] == "Score a review"
         assert [(o["name"], o["type"], o.get("required", False)) for o in review["options"]] == [
@@ -346,13 +374,39 @@ async def test_a_button_press_updates_the_message(standin):
         guild = next(iter(standin.guilds))
         ask = await standin.slash(guild, "ask")
         await ask.response()
-        (button,) = ask.original["components"][0]["components"]
-        assert button["label"] == "Confirm"
+        buttons = ask.original["components"][0]["components"]
+        assert [b["label"] for b in buttons] == ["Confirm", "Cancel"]
+        button = buttons[0]
         press = await standin.click(ask.original, button["custom_id"], user=standin.make_user(777, "ann"))
         assert (await press.response())["type"] == 7
         message = standin.messages[int(ask.original["id"])]
         assert message["content"] == "confirmed by 777"
         assert message["components"] == []
+
+
+async def test_a_deferred_update_edits_the_buttons_message(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        ask = await standin.slash(next(iter(standin.guilds)), "ask")
+        await ask.response()
+        cancel = next(c for c in ask.original["components"][0]["components"] if c["label"] == "Cancel")
+        press = await standin.click(ask.original, cancel["custom_id"])
+        await press.wait("edit_original")
+        assert press.events[0][1]["type"] == 6
+        assert standin.messages[int(ask.original["id"])]["content"] == "cancelled"
+
+
+async def test_a_dynamic_button_is_answered_privately(standin):
+    bot = await synced_bot(standin)
+    bot.add_dynamic_items(Rate)
+    async with running(bot, standin.token):
+        poll = await standin.slash(next(iter(standin.guilds)), "rate")
+        await poll.response()
+        press = await standin.click(poll.original, "rate:5")
+        await press.wait("followup")
+        assert press.events[0][1] == {"type": 5, "data": {"flags": 64}}
+        (answer,) = press.followups.values()
+        assert (answer["content"], answer["flags"] & 64) == ("rated 5", 64)
 
 
 async def test_a_persistent_button_works_after_the_bot_restarts(standin):
