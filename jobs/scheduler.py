@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,12 +27,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.errors import InvalidInput
 from engine.models import MODEL_NAMES, MODELS
-from jobs.apscheduler_compat import NoPassAfterShutdown
+from jobs.apscheduler_compat import NoPassAfterShutdown, stored_run_times, stored_states
 from jobs.common import FileLock, JobBusy, retrain_lock, scheduler_lock, settings_values
 from playbill.settings import Settings
 
@@ -127,7 +126,7 @@ def create_scheduler(
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SQLAlchemyJobStore(engine=_store_engine(settings.database_url), tablename=JOBSTORE_TABLE)
     store.jobs_t.create(store.engine, checkfirst=True)
-    stored = _stored_run_times(store)
+    stored = stored_run_times(store)
     cls = PlaybillBackgroundScheduler if background else PlaybillBlockingScheduler
     scheduler = cls(
         jobstores={"default": store},
@@ -151,15 +150,6 @@ def create_scheduler(
     if on_promoted is not None:
         scheduler.add_listener(_promotion_listener(on_promoted), EVENT_JOB_EXECUTED)
     return scheduler
-
-
-def _stored_run_times(store: SQLAlchemyJobStore) -> dict[str, datetime | None]:
-    """Job id -> stored next run time (None: paused), read without unpickling the jobs."""
-    table = store.jobs_t
-    with store.engine.begin() as conn:
-        rows = conn.execute(select(table.c.id, table.c.next_run_time)).all()
-    return {row.id: None if row.next_run_time is None else datetime.fromtimestamp(row.next_run_time, UTC)
-            for row in rows}
 
 
 def _keep_missed_run(stored: datetime | None, trigger: CronTrigger, now: datetime) -> datetime | None:
@@ -235,7 +225,7 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
     try:
         stored: dict[str, dict[str, Any]] = {}
         if inspect(engine).has_table(JOBSTORE_TABLE):
-            stored = _stored_states(SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE))
+            stored = stored_states(SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE))
     finally:
         engine.dispose()
     now = datetime.now(tz)
@@ -263,19 +253,3 @@ def describe_trigger(trigger: Any) -> str:
     fields = {f.name: str(f) for f in trigger.fields}
     line = " ".join(fields[k] for k in ("minute", "hour", "day", "month", "day_of_week"))
     return f"{line} ({trigger.timezone})"
-
-
-def _stored_states(store: SQLAlchemyJobStore) -> dict[str, dict[str, Any]]:
-    """Job id -> its stored state (name, trigger, next_run_time), unpickled without importing the job."""
-    import pickle
-
-    table = store.jobs_t
-    with store.engine.begin() as conn:
-        rows = conn.execute(select(table.c.id, table.c.job_state)).all()
-    states = {}
-    for row in rows:
-        try:
-            states[row.id] = pickle.loads(row.job_state)  # noqa: S301 - our own job store
-        except Exception as exc:
-            log.warning("cannot read stored job %s: %s", row.id, exc)
-    return states

@@ -13,7 +13,7 @@ from threading import RLock
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from jobs.apscheduler_compat import NoPassAfterShutdown, require_internals
+from jobs.apscheduler_compat import NoPassAfterShutdown, require_internals, stored_run_times, stored_states
 
 
 class Guarded(NoPassAfterShutdown, BackgroundScheduler):
@@ -49,3 +49,16 @@ def test_apscheduler_still_loses_a_due_run_in_its_last_pass(tmp_path: Path) -> N
 def test_the_adapter_keeps_the_due_run(tmp_path: Path) -> None:
     due, after = _due_job_after_shutdown(Guarded, tmp_path)
     assert after == due
+
+
+def test_the_store_rows_read_without_the_scheduler(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone=UTC)
+    scheduler.start(paused=True)
+    due = datetime(2030, 1, 1, tzinfo=UTC)
+    scheduler.add_job("jobs.apscheduler_compat:require_internals", "interval", hours=1, next_run_time=due,
+                      id="job", name="a job")
+    scheduler.shutdown()
+    store = SQLAlchemyJobStore(url=url)
+    assert stored_run_times(store) == {"job": due}
+    assert stored_states(store)["job"]["name"] == "a job"
