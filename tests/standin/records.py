@@ -154,7 +154,10 @@ class Connection:
         self.session: Session | None = None
         self.identified = False
         self._zlib = zlib.compressobj() if self.compress == "zlib-stream" else None
-        self._zstd = _zstandard.ZstdCompressor() if (self.compress == "zstd-stream" and _zstandard) else None
+        # One compression stream per connection, flushed after each message (what discord.py reads).
+        self._zstd = (
+            _zstandard.ZstdCompressor().compressobj() if (self.compress == "zstd-stream" and _zstandard) else None
+        )
 
     @property
     def open(self) -> bool:
@@ -170,7 +173,8 @@ class Connection:
                 raw = self._zlib.compress(data.encode()) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
                 await self.ws.send_bytes(raw)
             elif self._zstd is not None:
-                await self.ws.send_bytes(self._zstd.compress(data.encode()))
+                raw = self._zstd.compress(data.encode()) + self._zstd.flush(_zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+                await self.ws.send_bytes(raw)
             else:
                 await self.ws.send_str(data)
         except (ConnectionError, RuntimeError):

@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 import uuid
+import zlib
 from typing import Any, Callable, Iterable
 
 from aiohttp import WSMsgType, web
@@ -133,8 +134,8 @@ class StandIn:
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # None: global
         self._command_ids: dict[tuple[int | None, int, str], int] = {}
         self.messages: dict[int, dict[str, Any]] = {}
-        self.files: dict[str, bytes] = {}
-        self.posted: list[dict[str, Any]] = []  # messages the bot posted to channels  # attachment id -> the uploaded bytes
+        self.files: dict[str, bytes] = {}  # attachment id -> the uploaded bytes
+        self.posted: list[dict[str, Any]] = []  # messages the bot posted to channels
         self.interactions: dict[int, InteractionHandle] = {}
         self.sessions: dict[str, Session] = {}
         self.connections: list[Connection] = []
@@ -672,13 +673,14 @@ class StandIn:
 
     def _fault_response(self, fault: Fault) -> web.Response:
         if fault.status != 429:
-            return _json({"message": "500: Internal Server Error", "code": 0}, status=fault.status)
+            return _json({"message": f"{fault.status}: {_REASONS.get(fault.status, 'Server Error')}", "code": 0},
+                         status=fault.status)
         reset = time.time() + fault.retry_after
         headers = {
             "Retry-After": str(max(1, int(fault.retry_after + 0.999))),
             "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": f"{reset:.3f}", "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
-            "X-RateLimit-Bucket": "standin" + secrets.token_hex(4),
+            "X-RateLimit-Bucket": format(zlib.crc32(fault.route.encode()), "08x"),  # one bucket a route
             "X-RateLimit-Scope": "global" if fault.is_global else "user",
             "Via": "1.1 google",
         }
@@ -1071,6 +1073,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 UNSERVED = "(unserved)"
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 def _permission_string(value: Any) -> str | None:
