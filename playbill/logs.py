@@ -8,6 +8,8 @@ import os
 
 from playbill.settings import TOKEN_ENV_VARS, Settings
 
+HANDLER_NAME = "playbill"  # our handlers, replaced when logging is configured again
+
 
 class RedactSecrets(logging.Filter):
     """Replace the bot token with *** wherever it would appear in a log record."""
@@ -27,7 +29,7 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
-        if getattr(handler, "_playbill", False):
+        if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
     console = logging.StreamHandler()
     console.setLevel(max(level, logging.WARNING) if not verbose else level)
@@ -44,7 +46,7 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
     except OSError:
         pass  # a read-only home still lets read-only commands run
     for handler in handlers:
-        handler._playbill = True  # type: ignore[attr-defined]
+        handler.set_name(HANDLER_NAME)
         handler.addFilter(RedactSecrets())
         root.addHandler(handler)
     for noisy in ("discord.http", "discord.gateway", "apscheduler.executors", "absl"):

@@ -132,8 +132,9 @@ def test_scene_retrain_adds_the_extra_corpus_files(settings, tmp_path) -> None:
     (settings.corpus_dir / "binary.txt").write_bytes(b"\xff\xfe\x00bad")  # skipped with a log line
 
     outcome = retrain_from_checkpoint("scene", settings)
-    assert outcome.status in ("promoted", "rejected"), outcome.message
     assert outcome.metric == "val_loss" and outcome.current_version == first
+    gate = "promoted" if outcome.candidate_metric <= outcome.current_metric else "rejected"  # lower loss is better
+    assert outcome.status == gate, outcome.message
     assert outcome.figures["current"]["val_loss"] == pytest.approx(outcome.current_metric)
     assert "+" in outcome.figures["candidate_data"]["corpus"]["fingerprint"]  # the extra text was trained on
     assert "1 extra text files" in outcome.figures["extra"]
