@@ -19,7 +19,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from standin import StandIn, shard_of
+from standin import StandIn, bot_process, shard_of
 
 READY_TIMEOUT = 0.2  # discord.py waits this long after the last GUILD_CREATE before on_ready
 CALLBACK = "POST /interactions/{id}/{token}/callback"
@@ -535,6 +535,37 @@ async def test_the_application_and_its_team(standin):
             await client.login("wrong")
         finally:
             await client.close()
+
+
+# A bot in another process, pointed at the stand-in by its environment only (what `playbill run`
+# will read): it syncs one command and answers it.
+SEPARATE_BOT = """
+import os, discord, yarl
+from discord import app_commands
+discord.http.Route.BASE = os.environ["PLAYBILL_DISCORD_API_BASE"]
+discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["PLAYBILL_DISCORD_GATEWAY_URL"])
+client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.2)
+tree = app_commands.CommandTree(client)
+
+@tree.command(description="Who answers")
+async def who(interaction: discord.Interaction):
+    await interaction.response.send_message(f"pid {os.getpid()}")
+
+@client.event
+async def setup_hook():
+    await tree.sync()
+
+client.run(os.environ["PLAYBILL_DISCORD_TOKEN"], log_handler=None)
+"""
+
+
+async def test_a_bot_in_another_process_reaches_the_stand_in_by_its_environment(standin):
+    async with bot_process(standin, sys.executable, "-c", SEPARATE_BOT) as bot:
+        await standin.wait_until(lambda: standin.commands.get(None), timeout=30)
+        await standin.wait_ready(0, timeout=30)
+        handle = await standin.slash(next(iter(standin.guilds)), "who")
+        assert (await handle.response())["data"]["content"] == f"pid {bot.pid}", bot.output
+    assert standin.unserved == []
 
 
 async def test_the_stand_in_runs_by_itself_for_manual_tries():

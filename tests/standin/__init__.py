@@ -26,6 +26,7 @@ from .records import (
     shard_of,
     snowflake,
 )
+from .process import BotProcess, bot_process
 from .server import StandIn
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "APPLICATION_COMMAND",
     "MEMBER_PERMISSIONS",
     "MESSAGE_COMPONENT",
+    "BotProcess",
     "Call",
     "DiscordError",
     "Fault",
@@ -40,6 +42,7 @@ __all__ = [
     "InteractionHandle",
     "Session",
     "StandIn",
+    "bot_process",
     "shard_of",
     "snowflake",
 ]
