@@ -98,10 +98,6 @@ class FileLock:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             fh.close()
 
-    @property
-    def held(self) -> bool:
-        return self._fh is not None
-
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock (pid, since), or None when nobody does."""
         if self._fh is not None:
