@@ -3,6 +3,7 @@ tests: no TensorFlow, instant answers, and knobs to make them slow or fail on pu
 
 from __future__ import annotations
 
+import csv
 import json
 import string
 import threading
@@ -15,8 +16,8 @@ from typing import Any
 from bot.services import model_settings
 from engine.errors import InvalidInput
 from engine.models import spec
-from engine.scene import SceneLimits, SceneRequest, unknown_characters_message
-from engine.sentiment import ReviewRequest, SentimentLimits
+from engine.scene import SceneConfig, SceneLimits, SceneRequest, unknown_characters_message
+from engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits
 from engine.serving import ModelHolder
 from history import api
 
@@ -161,13 +162,11 @@ TINY_PLAY = (
 
 def train_tiny_scene(home: Path, workdir: Path) -> str:
     """A real (tiny) playwright in `home`'s registry, trained in seconds; returns its version."""
-    from engine.scene import SceneConfig, train_scene
-
     workdir.mkdir(parents=True, exist_ok=True)
     corpus = workdir / "play.txt"
     corpus.write_text(TINY_PLAY, encoding="utf-8")
     config = SceneConfig(name="tiny", embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=1, seed=7)
-    return train_scene(config, home, workdir, epochs=1, corpus=corpus, progress=False).version
+    return spec("scene").train(config, home, workdir, epochs=1, data=corpus, progress=False).version
 
 
 TINY_REVIEWS = (
@@ -184,10 +183,6 @@ TINY_REVIEWS = (
 
 def train_tiny_sentiment(home: Path, workdir: Path) -> str:
     """A real (tiny) critic in `home`'s registry, trained in seconds on a CSV; returns its version."""
-    import csv
-
-    from engine.sentiment import SentimentConfig, train_sentiment
-
     workdir.mkdir(parents=True, exist_ok=True)
     reviews = workdir / "reviews.csv"
     with reviews.open("w", newline="", encoding="utf-8") as fh:
@@ -198,4 +193,4 @@ def train_tiny_sentiment(home: Path, workdir: Path) -> str:
                 writer.writerow([f"{text} {i}", label])
     config = SentimentConfig(vocab_size=200, ngram_buckets=500, window=16, embedding_dim=8, lstm_units=8,
                              batch_size=16, epochs=1)
-    return train_sentiment(config, home, workdir, epochs=1, data=reviews, progress=False).version
+    return spec("sentiment").train(config, home, workdir, epochs=1, data=reviews, progress=False).version
