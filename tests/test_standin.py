@@ -337,6 +337,26 @@ async def test_a_command_breaking_discords_rules_is_refused(standin, command, wh
         await client.close()
 
 
+async def test_commands_within_discords_rules_are_accepted(standin):
+    accepted = [
+        {"name": "café", "description": "letters of any script"},
+        {"name": "नमस्ते", "description": "Devanagari with its vowel signs"},
+        {"name": "top-10_films", "description": "d" * 100, "options": [
+            {"type": 3, "name": "a", "description": "d", "required": True},
+            {"type": 3, "name": "b", "description": "d", "choices": [{"name": str(i), "value": str(i)} for i in range(25)]},
+        ]},
+        {"name": "Rate This Review", "type": 3},  # message commands: any case, spaces, no description
+    ]
+    client = discord.Client(intents=discord.Intents.default())
+    try:
+        await client.login(standin.token)
+        stored = await client.http.bulk_upsert_global_commands(client.application_id, accepted)
+        assert [c["name"] for c in stored] == [c["name"] for c in accepted]
+        assert len({c["id"] for c in stored}) == 4
+    finally:
+        await client.close()
+
+
 async def test_a_slash_command_is_answered_edited_and_followed_up(standin):
     bot = await synced_bot(standin)
     async with running(bot, standin.token):
