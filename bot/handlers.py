@@ -313,7 +313,9 @@ async def _last_training_run(services: Services, name: str) -> str | None:
 
 async def retrain(services: Services, request: Request, model: str) -> Response:
     require_admin(request)
-    names = MODEL_NAMES if model == "all" else (spec(model).name,)
+    if model != "all" and model not in MODEL_NAMES:
+        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)} or all")
+    names = MODEL_NAMES if model == "all" else (model,)
     if services.scheduler is None:
         raise UserFacingError(f"The job scheduler does not run in this process; run `playbill retrain {model}` "
                               "from a shell, or use this command on the bot started with `playbill run`.")

@@ -291,6 +291,16 @@ async def test_admin_handlers_refuse_non_admins(services) -> None:
             await call
 
 
+async def test_retrain_and_rollback_take_the_names_of_the_spec_list(services) -> None:
+    admin = Request(source="console", user_id=1, is_admin=True)
+    with pytest.raises(InvalidInput) as retrain:
+        await handlers.retrain(services, admin, "critic")
+    assert str(retrain.value) == "model must be one of sentiment, scene or all"
+    with pytest.raises(InvalidInput) as rollback:
+        await handlers.rollback(services, admin, "critic")
+    assert str(rollback.value) == engine_refusal(spec, "critic")
+
+
 async def test_model_status_has_versions_metrics_next_run_and_a_png(services) -> None:
     admin = Request(source="console", user_id=1, is_admin=True)
     response = await handlers.model_status(services, admin)
