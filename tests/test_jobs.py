@@ -277,3 +277,10 @@ def test_host_killed_mid_run_leaves_no_orphan_and_no_lock(env, tmp_path: Path) -
     again = retrain_from_checkpoint("sentiment", env.settings)  # ...so the next run does
     assert again.status == "promoted"
     assert env.runs()[killed.id].status == "failed" and "interrupted" in env.runs()[killed.id].error
+
+
+def test_the_retrain_table_is_the_spec_list() -> None:
+    from engine.models import MODELS
+
+    assert [(job.name, job.metric, job.higher_is_better, job.held_out) for job in trainers.MODEL_JOBS.values()] == [
+        (model.name, model.gate_metric, model.higher_is_better, model.held_out) for model in MODELS]
