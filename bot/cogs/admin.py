@@ -18,6 +18,7 @@ from bot.cogs import MODEL_CHOICES
 from bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, is_admin, owner_ids, reply, request_from
 from engine.errors import InvalidInput
 
+
 @app_commands.default_permissions(administrator=True)
 @app_commands.guild_only()
 class Admin(commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
