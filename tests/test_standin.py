@@ -535,6 +535,18 @@ async def test_a_message_posted_to_a_channel_and_an_unserved_route(standin):
         assert [c.route for c in standin.unserved] == [f"GET (unserved)/guilds/{guild.id}/roles"]
 
 
+async def test_a_5xx_on_an_interaction_callback_is_retried_and_answers_once():
+    async with StandIn(guilds=1) as strict:  # Discord's 3 s: discord.py retries a 5xx after 1 s
+        with strict.point_discord_py():
+            strict.fail(CALLBACK, times=1, status=503)
+            bot = await synced_bot(strict)
+            async with running(bot, strict.token):
+                handle = await strict.slash(next(iter(strict.guilds)), "ask")
+                assert (await handle.response())["data"]["content"] == "Sure?"
+                assert [c.status for c in strict.calls_to(CALLBACK)] == [503, 200]
+                assert handle.kinds() == ["response"] and handle.refused == []
+
+
 async def test_the_application_and_its_team(standin):
     team = StandIn(guilds=1, team=[(11, "admin"), (12, "developer"), (13, "read_only")])
     async with team:
