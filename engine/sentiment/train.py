@@ -40,7 +40,16 @@ from engine.checkpoints import CheckpointManager, make_keras_callback
 from engine.errors import CheckpointError, InvalidInput
 from engine.imdb import load_csv, load_imdb
 from engine.registry import ModelRegistry
-from engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, SentimentConfig
+from engine.sentiment.config import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    NAME,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    ReviewRequest,
+    SentimentConfig,
+    SentimentLimits,
+)
 from engine.sentiment.evaluate import accuracy, fit_blend, hit_rate, log_loss
 from engine.sentiment.features import features, pad_ngrams, pad_windows, split_windows
 from engine.sentiment.serving import SentimentModel
@@ -159,6 +168,50 @@ class ReviewBatches(keras.utils.PyDataset):
         return x, {"deep": y, "wide": y}
 
 
+class ServingValidation(keras.callbacks.Callback):
+    """Validation through the serving path (all windows); each branch keeps its best epoch.
+
+    Early stopping: when neither branch's validation loss has improved for `patience` epochs.
+    """
+
+    def __init__(self, batches: ReviewBatches, vocab: Vocabulary, config: SentimentConfig,
+                 val_features: list[tuple[np.ndarray, np.ndarray]], val_y: np.ndarray, initial_epoch: int) -> None:
+        super().__init__()
+        self.batches, self.vocab, self.config = batches, vocab, config
+        self.val_features, self.val_y = val_features, val_y
+        self.best = {branch: {"loss": math.inf, "epoch": initial_epoch, "weights": None}
+                     for branch in BRANCH_LAYERS}
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.batches.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        serving = SentimentModel(export_weights(self.model), self.vocab, self.config)
+        logits = dict(zip(("deep", "wide"), serving.branch_logits(self.val_features)))
+        a, b, c = fit_blend(logits["deep"], logits["wide"], self.val_y)
+        blended = a * logits["deep"] + b * logits["wide"] + c
+        row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
+               "val_loss": log_loss(blended, self.val_y), "val_accuracy": hit_rate(blended, self.val_y)}
+        for branch, layer_names in BRANCH_LAYERS.items():
+            loss = row[f"{branch}_val_loss"] = log_loss(logits[branch], self.val_y)
+            row[f"{branch}_val_accuracy"] = hit_rate(logits[branch], self.val_y)
+            if loss < self.best[branch]["loss"]:
+                weights = [self.model.get_layer(name).get_weights() for name in layer_names]
+                self.best[branch] = {"loss": loss, "epoch": epoch + 1, "weights": weights}
+        if logs is not None:
+            logs.update(val_loss=row["val_loss"], val_accuracy=row["val_accuracy"])
+        self.history.append(row)
+        if epoch + 1 - max(best["epoch"] for best in self.best.values()) > self.config.patience:
+            self.model.stop_training = True
+
+    def restore_best(self) -> None:
+        for branch, layer_names in BRANCH_LAYERS.items():
+            if self.best[branch]["weights"] is not None:
+                for name, weights in zip(layer_names, self.best[branch]["weights"]):
+                    self.model.get_layer(name).set_weights(weights)
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -176,7 +229,7 @@ def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequenc
     val_rows, train_rows = order[:n_val], order[n_val:]
     train_texts = [reviews.texts[i] for i in train_rows]
     train_labels = [reviews.labels[i] for i in train_rows]
-    extras = [(t, int(y)) for t, y in extra_examples if isinstance(t, str) and t.strip() and y in (0, 1)]
+    extras = [(t, int(y)) for t, y in extra_examples if y in (0, 1) and _is_review(t)]
     if len(extras) < len(extra_examples):
         log.warning("ignored %d extra examples that were not (text, 0 or 1) pairs", len(extra_examples) - len(extras))
     train_texts += [t for t, _ in extras]
@@ -187,6 +240,15 @@ def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequenc
     fingerprint = f"{reviews.fingerprint}+{len(extras)}extra:{digest.hexdigest()[:8]}" if extras else reviews.fingerprint
     return (train_texts, train_labels, [reviews.texts[i] for i in val_rows],
             [reviews.labels[i] for i in val_rows], fingerprint)
+
+
+def _is_review(text: object) -> bool:
+    """Does an extra example pass the review rule that serving applies?"""
+    try:
+        SentimentLimits().check(ReviewRequest(text))  # type: ignore[arg-type]
+    except InvalidInput:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- training
@@ -259,47 +321,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     batches = ReviewBatches(list(train_ids), list(train_grams), labels, config)
     batches.epoch = initial_epoch  # Keras peeks at the first batches before the first on_epoch_begin
 
-    class ServingValidation(keras.callbacks.Callback):
-        """Validation through the serving path (all windows); each branch keeps its best epoch.
-
-        Early stopping: when neither branch's validation loss has improved for `patience` epochs.
-        """
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.best = {branch: {"loss": math.inf, "epoch": initial_epoch, "weights": None}
-                         for branch in BRANCH_LAYERS}
-            self.history: list[dict[str, float]] = []
-
-        def on_epoch_begin(self, epoch: int, logs=None) -> None:
-            batches.epoch = epoch
-
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            serving = SentimentModel(export_weights(self.model), vocab, config)
-            logits = dict(zip(("deep", "wide"), serving.branch_logits(val_features)))
-            a, b, c = fit_blend(logits["deep"], logits["wide"], val_y)
-            blended = a * logits["deep"] + b * logits["wide"] + c
-            row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
-                   "val_loss": log_loss(blended, val_y), "val_accuracy": hit_rate(blended, val_y)}
-            for branch, layer_names in BRANCH_LAYERS.items():
-                loss = row[f"{branch}_val_loss"] = log_loss(logits[branch], val_y)
-                row[f"{branch}_val_accuracy"] = hit_rate(logits[branch], val_y)
-                if loss < self.best[branch]["loss"]:
-                    weights = [self.model.get_layer(name).get_weights() for name in layer_names]
-                    self.best[branch] = {"loss": loss, "epoch": epoch + 1, "weights": weights}
-            if logs is not None:
-                logs.update(val_loss=row["val_loss"], val_accuracy=row["val_accuracy"])
-            self.history.append(row)
-            if epoch + 1 - max(best["epoch"] for best in self.best.values()) > config.patience:
-                self.model.stop_training = True
-
-        def restore_best(self) -> None:
-            for branch, layer_names in BRANCH_LAYERS.items():
-                if self.best[branch]["weights"] is not None:
-                    for name, weights in zip(layer_names, self.best[branch]["weights"]):
-                        self.model.get_layer(name).set_weights(weights)
-
-    validation = ServingValidation()
+    validation = ServingValidation(batches, vocab, config, val_features, val_y, initial_epoch)
     callbacks = [validation, make_keras_callback(manager, run, config=asdict(config), data=fingerprint)]
     verbose = (1 if sys.stdout.isatty() else 2) if progress else 0
     fit_started = time.perf_counter()
