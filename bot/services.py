@@ -105,14 +105,9 @@ class Services:
         self.scene_worker.close()
 
 
-def model_settings(settings: Any, name: str) -> dict[str, Any]:
-    """The settings section of one model (`[sentiment]`, `[scene]`) as a plain mapping."""
-    return getattr(settings, name).model_dump()
-
-
 def default_holders(settings: Any) -> dict[str, ModelHolder]:
     """A holder per model spec; TensorFlow is never imported to serve."""
-    return {s.name: ModelHolder(s, settings.home, model_settings(settings, s.name)) for s in MODELS}
+    return {s.name: ModelHolder(s, settings.home, settings.section(s.name)) for s in MODELS}
 
 
 def missing_models_message(missing: list[str]) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.services import model_settings
 from engine.errors import InvalidInput
 from engine.models import spec
 from engine.scene import SceneConfig, SceneLimits, SceneRequest, unknown_characters_message
@@ -136,7 +135,7 @@ def fake_holders(settings: Any, *, home: Path | None = None, sentiment: bool = T
         publish_fake_version(home, "sentiment", {"accuracy": 0.81})
     if scene:
         publish_fake_version(home, "scene", {"val_loss": 1.62, "bits_per_char": 2.34})
-    return {name: ModelHolder(spec(name), home, model_settings(settings, name), load=fake.load)
+    return {name: ModelHolder(spec(name), home, settings.section(name), load=fake.load)
             for name, fake in FAKES.items()}
 
 
