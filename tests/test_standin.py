@@ -92,6 +92,17 @@ class Rate(discord.ui.DynamicItem[discord.ui.Button], template=r"rate:(?P<score>
         await interaction.followup.send(f"rated {self.score}", ephemeral=True)
 
 
+class Note(discord.ui.Modal, title="A note"):
+    text = discord.ui.TextInput(label="Your note", custom_id="note")
+
+    def __init__(self, film: str):
+        super().__init__()
+        self.film = film
+
+    async def on_submit(self, interaction: discord.Interaction):
+        await interaction.response.send_message(f"{self.film}: {self.text.value}", ephemeral=True)
+
+
 class Poster(discord.ui.View):
     """A persistent view: its button keeps working after the bot restarts."""
 
@@ -148,6 +159,15 @@ def make_bot(cls: type[commands.Bot] = Bot, **options) -> commands.Bot:
         for score in (1, 5):
             view.add_item(Rate(score))
         await interaction.response.send_message("How was it?", view=view)
+
+    @bot.tree.command(description="Pick a film")
+    async def film(interaction: discord.Interaction, title: str):
+        await interaction.response.send_modal(Note(title))
+
+    @film.autocomplete("title")
+    async def film_titles(interaction: discord.Interaction, current: str):
+        titles = ["Hamlet", "Henry V", "Macbeth"]
+        return [app_commands.Choice(name=t, value=t) for t in titles if t.lower().startswith(current.lower())]
 
     @bot.tree.command(description="Admins only")
     @app_commands.default_permissions(manage_guild=True)
@@ -289,7 +309,7 @@ async def test_command_sync_sends_discords_schema(standin):
     try:
         await bot.login(standin.token)
         synced = await bot.tree.sync()
-        assert sorted(c.name for c in synced) == ["admin", "ask", "early", "late", "long", "poster", "rate", "review", "think"]
+        assert sorted(c.name for c in synced) == ["admin", "ask", "early", "film", "late", "long", "poster", "rate", "review", "think"]
         review = standin.command("review")
         assert review["description"] == "Score a review"
         assert [(o["name"], o["type"], o.get("required", False)) for o in review["options"]] == [
@@ -428,6 +448,22 @@ async def test_a_dynamic_button_is_answered_privately(standin):
         assert press.events[0][1] == {"type": 5, "data": {"flags": 64}}
         (answer,) = press.followups.values()
         assert (answer["content"], answer["flags"] & 64) == ("rated 5", 64)
+
+
+async def test_autocomplete_then_a_modal_and_its_submission(standin):
+    bot = await synced_bot(standin)
+    async with running(bot, standin.token):
+        guild = next(iter(standin.guilds))
+        typing = await standin.autocomplete(guild, "film", "title", title="h")
+        assert await typing.response() == {"type": 8, "data": {"choices": [
+            {"name": "Hamlet", "value": "Hamlet"}, {"name": "Henry V", "value": "Henry V"}
+        ]}}
+        picked = await standin.slash(guild, "film", title="Hamlet")
+        shown = await picked.response()
+        assert (shown["type"], shown["data"]["title"]) == (9, "A note")
+        submitted = await standin.submit(picked, {"note": "Too long, still great"})
+        answer = await submitted.response()
+        assert answer["data"]["content"] == "Hamlet: Too long, still great"
 
 
 async def test_a_persistent_button_works_after_the_bot_restarts(standin):

@@ -548,6 +548,37 @@ class StandIn:
             guild_id, self.command_data(guild_id, path, **values), user=user, permissions=permissions
         )
 
+    async def autocomplete(self, guild_id: int, path: str, focused: str, *, user: dict[str, Any] | None = None,
+                           **values: Any) -> InteractionHandle:
+        """A member is typing option ``focused`` of ``/path`` (APPLICATION_COMMAND_AUTOCOMPLETE)."""
+        values.setdefault(focused, "")
+        data = self.command_data(guild_id, path, **values)
+        holder = data
+        while holder.get("options") and holder["options"][0]["type"] in (schema.SUB_COMMAND, schema.SUB_COMMAND_GROUP):
+            holder = holder["options"][0]
+        for option in holder.get("options") or []:
+            if option["name"] == focused:
+                option["focused"] = True
+        return await self.send_interaction(guild_id, data, type=AUTOCOMPLETE, user=user)
+
+    async def submit(self, modal: InteractionHandle, values: dict[str, str], *,
+                     user: dict[str, Any] | None = None) -> InteractionHandle:
+        """A member submits the modal the bot showed in answer to ``modal`` (MODAL_SUBMIT)."""
+        if modal.response_type != MODAL:
+            raise LookupError("that interaction was not answered with a modal")
+        shown = modal.events[0][1]["data"]
+        rows = []
+        for row in shown.get("components") or []:
+            inputs = [c for c in _components([row]) if c.get("type") == 4]
+            rows.append({"type": 1, "components": [
+                {"type": 4, "custom_id": c["custom_id"], "value": values.get(c["custom_id"], "")} for c in inputs
+            ]})
+        data = {"custom_id": shown["custom_id"], "components": rows}
+        return await self.send_interaction(
+            modal.guild_id, data, type=MODAL_SUBMIT, user=user or _user_of(modal.payload),
+            message=modal.payload.get("message"),
+        )
+
     async def click(self, message: dict[str, Any], custom_id: str, *, user: dict[str, Any] | None = None,
                     permissions: int = MEMBER_PERMISSIONS, values: list[str] | None = None) -> InteractionHandle:
         """A member presses a button (or picks from a select) on a message the bot sent."""
