@@ -11,12 +11,9 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from aiohttp import web
-
-if TYPE_CHECKING:
-    from .server import StandIn
 
 try:  # discord.py asks for zstd-stream when it can decompress it
     import zstandard as _zstandard  # type: ignore
@@ -214,8 +211,7 @@ class InteractionHandle:
     ``(route, DiscordError)`` for what the stand-in refused for this interaction.
     """
 
-    def __init__(self, standin: "StandIn", payload: dict[str, Any], shard: tuple[int, int]):
-        self.standin = standin
+    def __init__(self, payload: dict[str, Any], shard: tuple[int, int]):
         self.payload = payload
         self.id = int(payload["id"])
         self.token: str = payload["token"]
@@ -233,12 +229,12 @@ class InteractionHandle:
     def responded(self) -> bool:
         return self.response_type is not None
 
-    async def _record(self, kind: str, body: Any) -> None:
+    async def record(self, kind: str, body: Any) -> None:
         async with self._changed:
             self.events.append((kind, body))
             self._changed.notify_all()
 
-    async def _refuse(self, route: str, exc: DiscordError) -> None:
+    async def refuse(self, route: str, exc: DiscordError) -> None:
         async with self._changed:
             self.refused.append((route, exc))
             self._changed.notify_all()
@@ -267,11 +263,6 @@ class InteractionHandle:
 
     def kinds(self) -> list[str]:
         return [k for k, _ in self.events]
-
-    @property
-    def message(self) -> dict[str, Any] | None:
-        """The message the response made (after edits): what a member sees."""
-        return self.original
 
     def __repr__(self) -> str:
         return f"<InteractionHandle id={self.id} events={self.kinds()} refused={len(self.refused)}>"

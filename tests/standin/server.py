@@ -164,8 +164,7 @@ class StandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # aiohttp has no public accessor for the bound port
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]  # the free port the OS picked for port=0
 
     async def stop(self) -> None:
         for connection in list(self.connections):
@@ -637,7 +636,7 @@ class StandIn:
             payload["user"] = user
         if message is not None:
             payload["message"] = message
-        handle = InteractionHandle(self, payload, session.shard)
+        handle = InteractionHandle(payload, session.shard)
         self.interactions[handle.id] = handle
         await self.dispatch(session, "INTERACTION_CREATE", payload)
         return handle
@@ -896,7 +895,7 @@ class StandIn:
         try:
             return await self._answer(request, handle)
         except DiscordError as exc:
-            await handle._refuse(route, exc)
+            await handle.refuse(route, exc)
             raise
 
     async def _answer(self, request: web.Request, handle: InteractionHandle) -> web.Response:
@@ -950,7 +949,7 @@ class StandIn:
                 raise invalid_form({"data": problems})
         handle.response_type = kind
         handle.original = message
-        await handle._record("response", {"type": kind, "data": data} if "data" in body else {"type": kind})
+        await handle.record("response", {"type": kind, "data": data} if "data" in body else {"type": kind})
         if request.query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
         answer: dict[str, Any] = {
@@ -976,11 +975,11 @@ class StandIn:
             data = self._with_attachments(request[BODY] or {})
             self._check_message_body(data, None, require_body=True)
         except DiscordError as exc:
-            await handle._refuse(route, exc)
+            await handle.refuse(route, exc)
             raise
         message = self._new_message(handle, data, kind=0 if handle.followups or handle.original else 20)
         handle.followups[int(message["id"])] = message
-        await handle._record("followup", data)
+        await handle.record("followup", data)
         if request.query.get("wait") in ("1", "true", "True"):
             return _json(message)
         return web.Response(status=204)
@@ -1013,11 +1012,11 @@ class StandIn:
             merged["flags"] = (merged.get("flags") or 0) & ~LOADING
             self._check_message_body(merged, None, require_body=True)
         except DiscordError as exc:
-            await handle._refuse(route, exc)
+            await handle.refuse(route, exc)
             raise
         message.update(merged, edited_timestamp=now_iso())
         self._resolve_mentions(message)
-        await handle._record(f"edit_{which}", data)
+        await handle.record(f"edit_{which}", data)
         return _json(message)
 
     async def _delete_webhook_message(self, request: web.Request) -> web.Response:
@@ -1028,7 +1027,7 @@ class StandIn:
         else:
             handle.followups.pop(int(message["id"]), None)
         self.messages.pop(int(message["id"]), None)
-        await handle._record(f"delete_{which}", {"id": message["id"]})
+        await handle.record(f"delete_{which}", {"id": message["id"]})
         return web.Response(status=204)
 
     def _channel(self, request: web.Request) -> tuple[int, dict[str, Any]]:
