@@ -36,20 +36,12 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from engine.checkpoints import CheckpointManager, make_keras_callback
+from engine.checkpoints import CheckpointManager
 from engine.errors import CheckpointError, InvalidInput
 from engine.imdb import load_csv, load_imdb
 from engine.registry import ModelRegistry
-from engine.sentiment.config import (
-    CONFIG_FILE,
-    MODEL_FILE,
-    NAME,
-    VOCAB_FILE,
-    WEIGHTS_FILE,
-    ReviewRequest,
-    SentimentConfig,
-    SentimentLimits,
-)
+from engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE
+from engine.sentiment.config import ReviewRequest, SentimentConfig, SentimentLimits
 from engine.sentiment.evaluate import accuracy, fit_blend, hit_rate, log_loss
 from engine.sentiment.features import features, pad_ngrams, pad_windows, split_windows
 from engine.sentiment.serving import SentimentModel
@@ -212,6 +204,18 @@ class ServingValidation(keras.callbacks.Callback):
                     self.model.get_layer(name).set_weights(weights)
 
 
+class EpochCheckpoint(keras.callbacks.Callback):
+    """A checkpoint at the end of every epoch (epochs counted from 1), after validation has
+    added its figures to the epoch's logs."""
+
+    def __init__(self, manager: CheckpointManager, run: str, **extra: Any) -> None:
+        super().__init__()
+        self.manager, self.run, self.extra = manager, run, extra
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.manager.save(self.model, self.run, epoch + 1, dict(logs or {}), **self.extra)
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -322,7 +326,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     batches.epoch = initial_epoch  # Keras peeks at the first batches before the first on_epoch_begin
 
     validation = ServingValidation(batches, vocab, config, val_features, val_y, initial_epoch)
-    callbacks = [validation, make_keras_callback(manager, run, config=asdict(config), data=fingerprint)]
+    callbacks = [validation, EpochCheckpoint(manager, run, config=asdict(config), data=fingerprint)]
     verbose = (1 if sys.stdout.isatty() else 2) if progress else 0
     fit_started = time.perf_counter()
     model.fit(batches, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
