@@ -32,7 +32,8 @@ SEND_MESSAGES = 1 << 11
 
 @pytest.fixture
 async def standin():
-    async with StandIn(guilds=1, owner_id=OWNER) as server:
+    # Discord's 3 s answer deadline, relaxed: a busy shared CI machine is not the bot being slow
+    async with StandIn(guilds=1, owner_id=OWNER, response_deadline_s=30.0) as server:
         with server.point_discord_py():
             yield server
 
