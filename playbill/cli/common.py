@@ -46,3 +46,18 @@ def print_json(obj: Any) -> None:
     """One JSON object on one line (machine-readable output for --json)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def model_spec(name: str):
+    """The engine's spec of a model (imported when a command runs, not when the parser is built)."""
+    from engine.models import spec
+
+    return spec(name)
+
+
+def check_training_options(args: argparse.Namespace) -> None:
+    """The options every `playbill train MODEL` shares: --epochs, --resume, --checkpoint."""
+    if args.epochs is not None and args.epochs < 1:
+        raise CLIError("--epochs must be at least 1")
+    if args.resume and args.checkpoint:
+        raise CLIError("use either --resume or --checkpoint, not both")

@@ -7,7 +7,7 @@ import sys
 import time
 
 from engine.scene.config import BACKENDS, PROFILES
-from playbill.cli.common import CLIError, CommandGroups, print_json
+from playbill.cli.common import CLIError, CommandGroups, check_training_options, model_spec, print_json
 
 NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
 
@@ -59,18 +59,9 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     write.set_defaults(handler=_write)
 
 
-def _spec():
-    from engine.models import spec
-
-    return spec(NAME)
-
-
 def _train(args: argparse.Namespace, settings) -> int:
-    if args.epochs is not None and args.epochs < 1:
-        raise CLIError("--epochs must be at least 1")
-    if args.resume and args.checkpoint:
-        raise CLIError("give either --resume or --checkpoint, not both")
-    model, section = _spec(), settings.section(NAME)
+    check_training_options(args)
+    model, section = model_spec(NAME), settings.section(NAME)
     if args.profile:
         section["profile"] = args.profile
     config = model.config_from(section)  # the profile, with [scene] epochs, seed, validation_fraction on top
@@ -101,7 +92,7 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     from pathlib import Path
 
     data = Path(args.corpus) if args.corpus else None  # None: the version's own corpus
-    result = _spec().evaluate(settings.home, settings.data_dir, version=args.version, data=data,
+    result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=data,
                               backend=args.backend)
     if args.json:
         print_json(result)
@@ -117,7 +108,7 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 
 
 def _checkpoints(args: argparse.Namespace, settings) -> int:
-    found = _spec().checkpoints(settings.home).list()
+    found = model_spec(NAME).checkpoints(settings.home).list()
     if not found:
         print("no scene checkpoints yet; `playbill train scene` writes one per epoch")
         return 0
@@ -143,7 +134,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
 def _write(args: argparse.Namespace, settings) -> int:
     from engine.scene import SceneRequest
 
-    spec, section, s = _spec(), settings.section(NAME), settings.scene
+    spec, section, s = model_spec(NAME), settings.section(NAME), settings.scene
     request = SceneRequest(
         prompt=args.prompt,
         length=args.length if args.length is not None else s.default_length,

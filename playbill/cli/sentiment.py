@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from playbill.cli.common import CLIError, CommandGroups, print_json
+from playbill.cli.common import CLIError, CommandGroups, check_training_options, model_spec, print_json
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
 
@@ -47,18 +47,9 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     predict.set_defaults(handler=_predict)
 
 
-def _spec():
-    from engine.models import spec
-
-    return spec(NAME)
-
-
 def _train(args: argparse.Namespace, settings) -> int:
-    if args.epochs is not None and args.epochs < 1:
-        raise CLIError("--epochs must be at least 1")
-    if args.resume and args.checkpoint:
-        raise CLIError("use either --resume or --checkpoint, not both")
-    model, section = _spec(), settings.section(NAME)
+    check_training_options(args)
+    model, section = model_spec(NAME), settings.section(NAME)
     result = model.train(model.config_from(section), settings.home, settings.data_dir, epochs=args.epochs,
                          resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
                          promote=not args.no_promote, progress=not args.json, keep_runs=model.keep_runs)
@@ -75,7 +66,7 @@ def _train(args: argparse.Namespace, settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
-    result = _spec().evaluate(settings.home, settings.data_dir, version=args.version, data=args.data)
+    result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=args.data)
     if args.json:
         print_json(result)
     else:
@@ -106,7 +97,7 @@ def _predict(args: argparse.Namespace, settings) -> int:
     texts = _read_lines(args.file) if args.file else [args.text]
     from engine.sentiment import ReviewRequest
 
-    spec, section = _spec(), settings.section(NAME)
+    spec, section = model_spec(NAME), settings.section(NAME)
     limits = spec.limits_from(section)
     for text in texts:  # every line before the model loads; InvalidInput: the engine's one message
         spec.check(ReviewRequest(text), limits)
@@ -123,7 +114,7 @@ def _predict(args: argparse.Namespace, settings) -> int:
 
 
 def _checkpoints(args: argparse.Namespace, settings) -> int:
-    found = _spec().checkpoints(settings.home).list()
+    found = model_spec(NAME).checkpoints(settings.home).list()
     if not found and not args.json:
         print("no sentiment checkpoints yet; `playbill train sentiment` writes one every epoch")
     for ckpt in found:
@@ -142,7 +133,7 @@ def _bench(args: argparse.Namespace, settings) -> int:
         raise CLIError("--epochs must be at least 1")
     from engine.sentiment.bench import run_bench
 
-    model = _spec()
+    model = model_spec(NAME)
     report = run_bench(model.config_from(settings.section(NAME)), settings.home, settings.data_dir, tutorial_epochs=args.epochs,
                        skip_train=args.skip_train, skip_tutorial=args.skip_tutorial, progress=not args.json)
     if args.json:
