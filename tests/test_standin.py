@@ -257,10 +257,16 @@ async def test_a_5xx_on_gateway_bot_is_retried_and_its_answer_picks_the_shards(s
 
 async def test_identifying_faster_than_discord_allows_gets_invalid_session(standin):
     class Eager(discord.AutoShardedClient):
-        async def before_identify_hook(self, shard_id, *, initial=False):
-            await asyncio.sleep(0 if initial else 0.1)  # far quicker than discord.py's 5 s
+        """Identifies the second shard at once (discord.py would wait 5 s), then retries every 0.4 s."""
 
-    limited = StandIn(guilds=4, identify_interval_s=0.3)
+        attempts = 0
+
+        async def before_identify_hook(self, shard_id, *, initial=False):
+            if not initial:
+                Eager.attempts += 1
+                await asyncio.sleep(0 if Eager.attempts == 1 else 0.4)
+
+    limited = StandIn(guilds=4, identify_interval_s=1.5)
     async with limited:
         with limited.point_discord_py():
             client = Eager(intents=discord.Intents.default(), shard_count=2, guild_ready_timeout=READY_TIMEOUT)
