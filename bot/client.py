@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs import EXTENSIONS
+from bot.discord_compat import point_at
 from bot.discord_io import NO_MENTIONS, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
@@ -30,6 +31,7 @@ class PlaybillTree(app_commands.CommandTree):
 class PlaybillBot(commands.Bot):
     def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
+        point_at(settings.discord_api_base, settings.discord_gateway_url)
         discord.VoiceClient.warn_nacl = False  # Playbill has no voice: no warning about voice libraries
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()

@@ -6,6 +6,9 @@ for them. tests/test_bot_discord_compat.py fails loudly when discord.py changes 
   prompt length, scene length, temperature range) come from the settings. The bounds are set
   on a cog's own copy of the command, so Discord's client enforces them before a request is
   sent; the engine still checks every request with the same numbers.
+- Where Discord is: discord.py has no setting for its REST base or its gateway URL (a plain or
+  explicitly sharded client always connects to `DiscordWebSocket.DEFAULT_GATEWAY`, also after an
+  INVALID_SESSION), so a proxy or a test stand-in is reached by setting both class attributes.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from __future__ import annotations
 import dataclasses
 
 import discord
+import yarl
 from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
 
 
 class DiscordChanged(RuntimeError):
@@ -31,3 +37,16 @@ def set_option_bounds(command: app_commands.Command, name: str, *, min_value: in
         raise KeyError(f"/{command.qualified_name} has no option {name!r}")
     changes = {k: v for k, v in (("min_value", min_value), ("max_value", max_value)) if v is not None}
     params[name] = dataclasses.replace(params[name], **changes)
+
+
+def point_at(api_base: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST calls to `api_base` and its gateway connections to `gateway_url`
+    (each None: leave discord.py's own). Process-wide, set before login."""
+    if not isinstance(getattr(Route, "BASE", None), str) or not isinstance(
+            getattr(DiscordWebSocket, "DEFAULT_GATEWAY", None), yarl.URL):
+        raise DiscordChanged(f"discord.py {discord.__version__} keeps its base URLs elsewhere; "
+                             "update bot/discord_compat.py")
+    if api_base:
+        Route.BASE = api_base.rstrip("/")
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     data_dir: Path | None = None  # None: <home>/data
     database_url: str | None = None  # None: sqlite:///<home>/playbill.db
     log_level: str = "INFO"
+    # Where Discord is: its REST API and its gateway. Change them only for a proxy or a test
+    # stand-in (the defaults are discord.py's own: https://discord.com/api/v10, wss://gateway.discord.gg/).
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
 
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     scene: SceneSettings = Field(default_factory=SceneSettings)

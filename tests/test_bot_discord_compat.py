@@ -3,6 +3,8 @@ changes what the adapter relies on, before any member sees a wrong option bound.
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 import pytest
 from discord import app_commands
@@ -47,3 +49,42 @@ def test_a_bound_left_out_is_kept() -> None:
 def test_an_unknown_option_is_an_error() -> None:
     with pytest.raises(KeyError, match="no option 'colour'"):
         set_option_bounds(make_command(), "colour", max_value=1)
+
+
+async def test_point_at_sends_rest_and_gateway_to_the_given_discord() -> None:
+    """A plain client (which never asks /gateway/bot) reaches a stand-in through point_at alone."""
+    import contextlib
+
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+    from standin import StandIn
+
+    from bot.discord_compat import point_at
+
+    before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    async with StandIn(guilds=1) as server:
+        try:
+            point_at(server.api_base, server.gateway_url)
+            client = discord.Client(intents=discord.Intents.none())
+            await client.login(server.token)
+            task = asyncio.create_task(client.connect())
+            try:
+                await asyncio.wait_for(client.wait_until_ready(), 15)
+                assert {g.id for g in client.guilds} == set(server.guilds)
+            finally:
+                await client.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = before
+
+
+def test_point_at_none_leaves_discord_py_as_it_is() -> None:
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+    from bot.discord_compat import point_at
+
+    before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    point_at(None, None)
+    assert (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY) == before
