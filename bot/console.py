@@ -30,17 +30,31 @@ HISTORY_OPTIONS = {"user": int, "guild": int, "kind": str, "since": str, "until"
                    "label": str, "limit": int}
 
 
+MAX_NAME_CHARS = 100  # as a Discord display name (and the history's user_name column)
+
+
+def console_member(user_id: int | str | None = None, name: str | None = None) -> tuple[int, str]:
+    """Who the console acts as: (Discord user id, display name). Default: the OS user (its uid
+    and login name); `--user ID [--name NAME]` acts as another member, so votes, cooldowns and
+    /forget-me can be tried as several people. A bad id or name: InvalidInput, one line."""
+    if user_id is None:
+        return _console_user_id(), name if name is not None else _console_user_name()
+    text = str(user_id).strip()
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise InvalidInput(f"--user must be a Discord user id (a whole number from 1 to 2^63-1), not {str(user_id)[:40]!r}")
+    if name is not None and (not name.strip() or len(name) > MAX_NAME_CHARS):
+        raise InvalidInput(f"--name must be 1 to {MAX_NAME_CHARS} characters")
+    return int(text), name.strip() if name is not None else f"member {text}"
+
+
 class Console:
-    def __init__(self, services: Services, out: TextIO = sys.stdout, *, interactive: bool = False) -> None:
+    def __init__(self, services: Services, out: TextIO = sys.stdout, *, interactive: bool = False,
+                 member: tuple[int, str] | None = None) -> None:
         self.services = services
         self.out = out
         self.interactive = interactive
-        self.request = Request(
-            source="console",
-            user_id=_console_user_id(),
-            display_name=_console_user_name(),
-            is_admin=True,
-        )
+        user_id, name = member or console_member()
+        self.request = Request(source="console", user_id=user_id, display_name=name, is_admin=True)
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -49,6 +63,7 @@ class Console:
     def banner(self) -> None:
         status = ", ".join(f"{name} {h.version}" for name, h in self.services.holders.items() if h.loaded)
         self.say(f"Playbill console. Models: {status or 'none'}. Type /help for commands, /quit to leave.")
+        self.say(f"Acting as {self.request.display_name} (user {self.request.user_id}).")
         missing = self.services.missing_models()
         if missing:
             self.say(missing_models_message(missing))
@@ -198,7 +213,8 @@ def _console_user_name() -> str:
 
 
 async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | None = None,
-                      *, services: Services | None = None) -> int:
+                      *, services: Services | None = None, member: tuple[int, str] | None = None) -> int:
+    """The console loop; `member` (from `console_member`) is who it acts as, default the OS user."""
     lines = lines if lines is not None else sys.stdin
     out = out if out is not None else sys.stdout
     own_services = services is None
@@ -209,7 +225,7 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
         interactive = bool(getattr(lines, "isatty", lambda: False)())
         if not interactive:
             services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
-        return await Console(services, out, interactive=interactive).run(lines)
+        return await Console(services, out, interactive=interactive, member=member).run(lines)
     finally:
         if own_services:
             services.close()

@@ -147,3 +147,26 @@ def test_run_train_missing_trains_quick_models_then_starts_even_if_one_fails(hom
     captured = capsys.readouterr()
     assert "training the scene model failed" in captured.err and "playbill console" in captured.err
     assert "/write-scene PROMPT" in captured.out  # the console started anyway
+
+
+async def test_console_acts_as_the_member_given(settings) -> None:
+    from bot.console import console_member
+
+    settings.bot.cooldown_seconds = 0
+    services = Services.create(settings, holders=fake_holders(settings),
+                               history=HistoryGateway.open(settings.database_url))
+    first, second = console_member("1001", "Ada"), console_member(1002)
+    out = io.StringIO()
+    await run_console(settings, io.StringIO("/review-sentiment A great film\n"), out, services=services, member=first)
+    await run_console(settings, io.StringIO("/feedback 1 wrong\n/forget-me\n"), out, services=services, member=second)
+    rows = history_rows(services.history)
+    assert "Acting as Ada (user 1001)" in out.getvalue()
+    assert [(r.user_id, r.user_name) for r in rows] == [(1001, "Ada")]  # member 1002's /forget-me kept Ada's review
+    assert (rows[0].feedback_right, rows[0].feedback_wrong) == (0, 0)  # ... but took back 1002's vote
+
+
+@pytest.mark.parametrize("args, message", [(("--user", "abc"), "--user must be a Discord user id"),
+                                           (("--user", "5", "--name", ""), "--name must be 1 to 100 characters")])
+def test_console_refuses_a_bad_member_in_one_line(home: Path, args, message) -> None:
+    result = playbill("console", *args, stdin="/help\n")
+    assert (result.returncode, message in result.stderr, "Traceback" in result.stderr) == (2, True, False)

@@ -48,8 +48,12 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
         "console",
         help="the bot's commands at a local prompt (reads a pipe too)",
         description="Type /review-sentiment TEXT, /write-scene PROMPT [length=N] [temperature=T], "
-        "/history ..., /help. Reads commands a line each until /quit or end of input.",
+        "/history ..., /help. Reads commands a line each until /quit or end of input. "
+        "--user ID [--name NAME] acts as that member (votes, cooldowns, /forget-me); default the OS user.",
     )
+    console.add_argument("--user", metavar="ID", help="act as this Discord user id (default: the OS user)")
+    console.add_argument("--name", metavar="NAME", help="the display name to act under (default: 'member ID', "
+                         "or the login name)")
     console.set_defaults(handler=_console)
 
     sync = commands.add_parser(
@@ -121,9 +125,10 @@ def _open_history_or_fail(settings, open_history):
 
 
 def _console(args: argparse.Namespace, settings) -> int:
-    from bot.console import run_console
+    from bot.console import console_member, run_console
 
-    return asyncio.run(run_console(settings))
+    member = console_member(getattr(args, "user", None), getattr(args, "name", None))  # bad: one line, exit 2
+    return asyncio.run(run_console(settings, member=member))
 
 
 def _sync_commands(args: argparse.Namespace, settings) -> int:
