@@ -1,4 +1,4 @@
-"""Engines, sessions and the schema version (Alembic, from the top-level migrations/ folder).
+"""Engines, sessions and the schema version (Alembic, from the `migrations` package).
 
 SQLite is the zero-setup default: WAL, foreign keys and a busy timeout are switched on for
 every connection, so the bot and a job process can write at the same time; a writer waits
@@ -24,8 +24,19 @@ from history.errors import HistoryError, SchemaOutdated
 
 log = logging.getLogger(__name__)
 
-# migrations/ sits beside the history package at the top of the source tree.
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The folder of the `migrations` package (env.py, versions/), found through importlib.resources,
+    so it is the same from a source checkout and from an installed wheel."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("migrations")))
+    except ModuleNotFoundError:  # a broken install: alembic_config says so in one line
+        return Path("migrations (not installed)")
+
+
+MIGRATIONS_DIR = _migrations_dir()
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 UPGRADE_COMMAND = "playbill db upgrade"
 
@@ -114,7 +125,7 @@ def alembic_config(url: str | None = None, *, connection: Any = None):
     from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise HistoryError(f"the migrations folder {MIGRATIONS_DIR} is missing; reinstall Playbill from its source tree")
+        raise HistoryError(f"the migrations folder {MIGRATIONS_DIR} is missing; reinstall Playbill (pip install playbill)")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")

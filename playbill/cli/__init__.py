@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from playbill import __version__
 from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
 from playbill.logs import configure_logging
 from playbill.settings import load_settings
@@ -28,13 +29,22 @@ COMMAND_MODULES = (
 log = logging.getLogger("playbill")
 
 
+def example_config() -> str:
+    """config.example.toml as shipped in the package (every setting, documented)."""
+    from importlib.resources import files
+
+    return files("playbill").joinpath("config.example.toml").read_text(encoding="utf-8")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="playbill", description="Playbill: the critic and the playwright.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $PLAYBILL_CONFIG or ./config.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"playbill {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups = CommandGroups(commands)
     show = commands.add_parser("config", help="print the settings in force (the token only as set/unset)")
+    show.add_argument("--example", action="store_true", help="print the documented example config.toml instead")
     show.set_defaults(handler=_show_config)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands, groups)
@@ -44,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _show_config(args: argparse.Namespace, settings) -> int:
     from playbill.settings import discord_token
 
+    if args.example:
+        sys.stdout.write(example_config())
+        return 0
     shown = settings.model_dump(mode="json")
     shown["discord_token"] = "set (from the environment)" if discord_token() else "not set"
     print_json(shown)
