@@ -1,4 +1,10 @@
-"""The bot: a thin commands.Bot that wires services, cogs, dynamic buttons and the scheduler."""
+"""The bot: a thin commands.AutoShardedBot that wires services, cogs, dynamic buttons and the scheduler.
+
+Sharded because a bot past 2,500 servers must be: `[bot] shard_count` / `shard_ids` (or
+`playbill run --shard-count N --shard-ids 0,1`) run those shards in this process, and several
+processes with the same count cover them all (docs/deploy.md). Both unset: every shard Discord
+recommends, in this one process (one shard for a small bot, as an unsharded client would run).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from bot.discord_io import NO_MENTIONS, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
 from bot.views import FeedbackButton
-from jobs.scheduler import create_scheduler
+from jobs.leader import ScheduleElection
+from jobs.scheduler import create_scheduler, run_now
 
 log = logging.getLogger("bot")
 
@@ -28,7 +35,7 @@ class PlaybillTree(app_commands.CommandTree):
         await report_error(interaction, error)
 
 
-class PlaybillBot(commands.Bot):
+class PlaybillBot(commands.AutoShardedBot):
     def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
         point_at(settings.discord_api_base, settings.discord_gateway_url)
@@ -42,6 +49,8 @@ class PlaybillBot(commands.Bot):
             allowed_mentions=NO_MENTIONS,
             tree_cls=PlaybillTree,
             help_command=None,
+            shard_count=settings.bot.shard_count,
+            shard_ids=settings.bot.shard_ids,
         )
         self.settings = settings
         self.services = services if services is not None else Services.create(settings)
@@ -50,6 +59,7 @@ class PlaybillBot(commands.Bot):
         self.sync_on_start = sync_on_start
         self.app_owner_ids: set[int] = set()
         self._refresher: asyncio.Task | None = None
+        self._election: ScheduleElection | None = None
 
     async def setup_hook(self) -> None:
         if self.load_models:
@@ -60,7 +70,7 @@ class PlaybillBot(commands.Bot):
             self._refresher = asyncio.create_task(self._refresh_models_forever(), name="model-refresh")
         await self.add_cogs()
         if self.start_scheduler:
-            self.start_jobs()
+            await self.start_jobs()
         await self._fetch_owners()
         guild_id = self.settings.bot.dev_guild_id
         if self.sync_on_start and guild_id:
@@ -85,24 +95,29 @@ class PlaybillBot(commands.Bot):
         elif app.owner:
             self.app_owner_ids = {app.owner.id}
 
-    def start_jobs(self) -> None:
-        """Start the nightly jobs in this process; the bot keeps running if they cannot start
-        (e.g. a separate `playbill scheduler` already owns the job store)."""
+    async def start_jobs(self) -> None:
+        """Hold the nightly jobs' schedule in this process whenever no other process does: at once
+        if it is free, else by taking over when its holder stops or dies (jobs.leader). The bot
+        runs either way."""
         loop = asyncio.get_running_loop()
 
         def on_promoted(model: str, version: str) -> None:  # a job thread: hand over to the loop
             log.info("retraining promoted %s %s; swapping it in", model, version)
             loop.call_soon_threadsafe(lambda: self.services.spawn(self.services.refresh_models_async()))
 
+        def on_change(scheduler) -> None:  # the election's thread
+            self.services.scheduler = scheduler
+            log.info("job scheduler %s", "started: this process holds the schedule" if scheduler else "stopped")
+
+        self._election = ScheduleElection(
+            self.settings, lambda: create_scheduler(self.settings, background=True, on_promoted=on_promoted),
+            on_change, run_now=run_now)
         try:
-            scheduler = create_scheduler(self.settings, background=True, on_promoted=on_promoted)
-            scheduler.start()
+            await asyncio.to_thread(self._election.start)
         except Exception as exc:
             message, _ = describe(exc, context="starting the job scheduler")
             log.warning("the job scheduler did not start, the bot runs without it: %s", message)
-            return
-        self.services.scheduler = scheduler
-        log.info("job scheduler started")
+            self._election = None
 
     async def _refresh_models_forever(self) -> None:
         """Pick up a newly promoted model (nightly retrain, rollback from the CLI) without a restart."""
@@ -114,13 +129,14 @@ class PlaybillBot(commands.Bot):
                     log.info("now serving %s %s", name, self.services.holders[name].version)
 
     async def on_ready(self) -> None:
-        log.info("logged in as %s (%s) in %d servers", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        log.info("logged in as %s (%s) in %d servers on shards %s of %s", self.user, getattr(self.user, "id", "?"),
+                 len(self.guilds), ",".join(map(str, sorted(self.shards))), self.shard_count)
 
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-        scheduler = self.services.scheduler
-        if scheduler is not None and scheduler.running:
-            await asyncio.to_thread(scheduler.shutdown, wait=False)
+        election, self._election = self._election, None
+        if election is not None:
+            await asyncio.to_thread(election.stop)  # stops the scheduler, lets go of the schedule
         self.services.close()
         await super().close()

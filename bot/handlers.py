@@ -29,6 +29,7 @@ from engine.models import MODEL_NAMES, spec
 from engine.scene import SceneRequest
 from engine.sentiment import ReviewRequest
 from history.api import InteractionFilter, InteractionRecord
+from jobs.leader import request_job, schedule_holder
 from jobs.scheduler import next_run_time, run_now
 
 log = logging.getLogger("bot.handlers")
@@ -316,13 +317,20 @@ async def retrain(services: Services, request: Request, model: str) -> Response:
     if model != "all" and model not in MODEL_NAMES:
         raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)} or all")
     names = MODEL_NAMES if model == "all" else (model,)
-    if services.scheduler is None:
-        raise UserFacingError(f"The job scheduler does not run in this process; run `playbill retrain {model}` "
-                              "from a shell, or use this command on the bot started with `playbill run`.")
-    for name in names:
-        await asyncio.to_thread(run_now, services.scheduler, f"retrain-{name}")
-    return Response(text=f"Queued a retraining run for {' and '.join(names)}. `/admin model-status` shows the result "
-                         "when it finishes; a better model is swapped in without a restart.", ephemeral=True)
+    after = ("`/admin model-status` shows the result when it finishes; a better model is swapped in "
+             "without a restart.")
+    if services.scheduler is not None:  # this process holds the schedule
+        for name in names:
+            await asyncio.to_thread(run_now, services.scheduler, f"retrain-{name}")
+        return Response(text=f"Queued a retraining run for {' and '.join(names)}. {after}", ephemeral=True)
+    holder = await asyncio.to_thread(schedule_holder, services.settings)
+    if holder is None:
+        raise UserFacingError(f"No process holds the job schedule now; run `playbill retrain {model}` from a shell, "
+                              "or start one with `playbill run` or `playbill scheduler`.")
+    for name in names:  # the holder, another process, takes the request at its next poll
+        await asyncio.to_thread(request_job, services.settings, f"retrain-{name}")
+    return Response(text=f"Asked the process that holds the job schedule (process {holder['pid']} on "
+                         f"{holder['host']}) to retrain {' and '.join(names)}. {after}", ephemeral=True)
 
 
 async def rollback(services: Services, request: Request, model: str) -> Response:

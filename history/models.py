@@ -173,3 +173,34 @@ class TrainingRun(Base):
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ScheduleHolder(Base):
+    """Who holds the job schedule on a server database (one row, rewritten by each new holder).
+
+    Leadership itself is a PostgreSQL advisory lock on the holder's own connection
+    (jobs/leader.py); this row only names it. It counts only while the connection it names
+    (`backend_pid`) still holds the lock, so a killed holder's row is never mistaken for a live one.
+    """
+
+    __tablename__ = "schedule_holder"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    backend_pid: Mapped[int] = mapped_column(Integer)
+
+
+class JobRequest(Base):
+    """A job asked to run now (`/admin retrain` on any process); the schedule's holder takes it."""
+
+    __tablename__ = "job_requests"
+    __table_args__ = (Index("ix_job_requests_taken_at", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(255))  # "pid@host"
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)  # "queued", or why it was not

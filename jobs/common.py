@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class FileLock:
         self._fh = None
 
     def acquire(self) -> FileLock:
+        if self._fh is not None:
+            return self  # already ours
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
         try:
@@ -84,7 +87,7 @@ class FileLock:
             raise JobBusy(f"{self.what} is already running ({self._describe_holder()}); try again when it has finished") from None
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")}))
+        fh.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")}))
         fh.flush()
         self._fh = fh
         return self
@@ -98,10 +101,14 @@ class FileLock:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             fh.close()
 
+    def alive(self) -> bool:
+        """Whether this process still holds the lock (a file lock cannot be lost while held)."""
+        return self._fh is not None
+
     def holder(self) -> dict[str, Any] | None:
-        """Who holds the lock (pid, since), or None when nobody does."""
+        """Who holds the lock (host, pid, since), or None when nobody does."""
         if self._fh is not None:
-            return {"pid": os.getpid()}
+            return self._read_info() or {"pid": os.getpid()}
         if not self.path.exists():
             return None
         with open(self.path, "a+", encoding="utf-8") as fh:

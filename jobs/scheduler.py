@@ -1,9 +1,11 @@
 """The APScheduler 3 scheduler: jobs by stable id in a persistent store in the history database.
 
 `create_scheduler(settings)` returns a scheduler, not started, with every job registered
-idempotently (`replace_existing=True`, same ids every time). Starting it takes a file lock
-under PLAYBILL_HOME, so exactly one process (`playbill run` or `playbill scheduler`) owns the
-job store; a second one is refused with a message saying which process has it.
+idempotently (`replace_existing=True`, same ids every time). Starting it takes the schedule
+lock (jobs/leader.py: a file lock under PLAYBILL_HOME on SQLite, an advisory lock on
+PostgreSQL), so exactly one process owns the job store; `playbill scheduler` started while
+another holds it is refused with a message saying which process has it, and `playbill run`
+waits to take over (jobs.leader.ScheduleElection).
 
 Re-registering a job would normally recompute its next run time from "now", silently
 dropping a night missed while nobody was running: here a stored run time that is earlier
@@ -32,7 +34,8 @@ from sqlalchemy.engine import Engine
 from engine.errors import InvalidInput
 from engine.models import MODEL_NAMES, MODELS
 from jobs.apscheduler_compat import NoPassAfterShutdown, stored_run_times, stored_states
-from jobs.common import FileLock, JobBusy, retrain_lock, scheduler_lock, settings_values
+from jobs.common import JobBusy, retrain_lock, settings_values
+from jobs.leader import ScheduleLock, schedule_lock
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 class _OwnsJobStore:
     """Scheduler mixin: `start()` takes the job-store lock, `shutdown()` gives it back."""
 
-    playbill_lock: FileLock
+    playbill_lock: ScheduleLock
 
     def start(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -138,7 +141,7 @@ def create_scheduler(
         },
         timezone=tz,
     )
-    scheduler.playbill_lock = scheduler_lock(settings)
+    scheduler.playbill_lock = schedule_lock(settings)
     scheduler.playbill_settings = settings
     now = datetime.now(tz)
     for spec in job_specs(settings):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -73,6 +74,48 @@ class BotSettings(BaseModel):
     scene_workers: int = Field(2, ge=1, le=16)  # scenes generated at the same time
     model_refresh_seconds: float = Field(30.0, gt=0.0)  # how often the bot looks for a newly promoted model
     history_wait_seconds: float = Field(2.0, gt=0.0)  # longest a reply waits for its history row to be written
+    # Sharding: the total number of shards across every process, and the ones this process runs
+    # (None: all of them). Both None: one process, as many shards as Discord recommends.
+    shard_count: int | None = None
+    shard_ids: Annotated[list[int] | None, NoDecode] = None  # env/CLI: "0,1" or "0-3"
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        return parse_shard_ids(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> BotSettings:
+        check_shards(self.shard_count, self.shard_ids)
+        return self
+
+
+def parse_shard_ids(text: str) -> list[int]:
+    """`"0,1"`, `"2"` or `"0-3"` (ranges included) -> the shard ids, in order."""
+    ids: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        first, dash, last = part.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError(f"shard ids are numbers or ranges separated by commas, like 0,1 or 0-3 (not {text!r})")
+        ids.extend(range(int(first), int(last) + 1) if dash else [int(first)])
+    return ids
+
+
+def check_shards(count: int | None, ids: list[int] | None) -> None:
+    """The one rule for shard settings (config, environment and `playbill run` options alike)."""
+    if count is not None and not 1 <= count <= 100_000:
+        raise ValueError(f"shard_count must be a whole number from 1 (got {count})")
+    if ids is None:
+        return
+    if count is None:
+        raise ValueError("shard_ids needs shard_count too: the total number of shards across all processes")
+    if not ids:
+        raise ValueError("shard_ids is empty: name at least one shard, or leave it unset to run all of them")
+    wrong = sorted({i for i in ids if not 0 <= i < count})
+    if wrong:
+        raise ValueError(f"shard ids run from 0 to {count - 1} with shard_count {count} (not {', '.join(map(str, wrong))})")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"shard ids are named twice in {','.join(map(str, ids))}")
 
 
 class JobsSettings(BaseModel):
@@ -92,6 +135,9 @@ class JobsSettings(BaseModel):
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     retrain_timeout_hours: float = Field(6.0, gt=0.0)
     training_niceness: int = Field(10, ge=0, le=19)
+    # How often a process waiting for the job schedule tries to take it, and its holder checks its
+    # lock and takes /admin retrain requests from other processes (failover: at most two polls).
+    leader_poll_seconds: float = Field(5.0, gt=0.0, le=60.0)
 
     @field_validator("timezone")
     @classmethod

@@ -42,6 +42,10 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     run.add_argument("--no-scheduler", action="store_true", help="do not run the nightly jobs in this process")
     run.add_argument("--train-missing", action="store_true",
                      help="first train a quick model for each one that is missing (minutes, not hours)")
+    run.add_argument("--shard-count", type=int, metavar="N",
+                     help="total shards across all processes (default: [bot] shard_count, else Discord's advice)")
+    run.add_argument("--shard-ids", metavar="IDS",
+                     help="the shards this process runs, like 0,1 or 2-3 (default: [bot] shard_ids, else all)")
     run.set_defaults(handler=_run)
 
     console = commands.add_parser(
@@ -80,6 +84,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 
 
 def _run(args: argparse.Namespace, settings) -> int:
+    settings = with_shards(settings, args.shard_count, args.shard_ids)
     if args.train_missing:
         _train_missing(settings, args)
     token = discord_token()
@@ -115,6 +120,23 @@ def _run(args: argparse.Namespace, settings) -> int:
     except (OSError, aiohttp.ClientError) as exc:
         raise CLIError(UNREACHABLE.format(error=exc)) from None
     return 0
+
+
+def with_shards(settings, count: int | None, ids: str | None):
+    """The settings with `--shard-count` / `--shard-ids` in place of [bot]'s, checked by the
+    settings' own rule (one line for a wrong value)."""
+    if count is None and ids is None:
+        return settings
+    from playbill.settings import check_shards, parse_shard_ids
+
+    try:
+        shard_ids = parse_shard_ids(ids) if ids is not None else settings.bot.shard_ids
+        shard_count = count if count is not None else settings.bot.shard_count
+        check_shards(shard_count, shard_ids)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    bot = settings.bot.model_copy(update={"shard_count": shard_count, "shard_ids": shard_ids})
+    return settings.model_copy(update={"bot": bot})
 
 
 def _open_history_or_fail(settings, open_history):

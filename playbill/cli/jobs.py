@@ -80,15 +80,21 @@ def _when(moment: Any) -> str:
 
 
 def list_jobs(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.leader import schedule_holder
     from jobs.scheduler import list_jobs as stored_jobs
 
     jobs = stored_jobs(settings)
+    holder = schedule_holder(settings)  # {"host", "pid", "since"} of the process running the schedule, or None
     if args.json:
         for job in jobs:
             print_json({"id": job.id, "name": job.name, "schedule": job.schedule,
                         "next_run_time": job.next_run_time.isoformat() if job.next_run_time else None,
-                        "registered": job.registered, "running": job.running})
+                        "registered": job.registered, "running": job.running, "scheduler": holder})
         return 0
+    if holder:
+        print(f"schedule held by process {holder['pid']} on {holder['host']} since {holder['since']}")
+    else:
+        print("no process holds the schedule now (`playbill run` or `playbill scheduler` takes it)")
     print(f"{'JOB':<18} {'NEXT RUN':<26} {'SCHEDULE':<28} STATE")
     for job in jobs:
         state = f"running ({job.running})" if job.running else ("scheduled" if job.registered else "not registered yet")
