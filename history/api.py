@@ -41,6 +41,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_TEXT = 100_000  # characters kept of a prompt, an output or an error (the rest is cut, and says so)
+MAX_ROWS = 1_000_000_000  # the largest row count a query may ask for (more than any history holds)
+
+
+def check_row_count(name: str, value: int) -> int:
+    """A limit on rows (--limit, --top): a whole number from 1 to MAX_ROWS (the databases' integers
+    overflow far beyond it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROWS:
+        raise HistoryError(f"{name} must be a whole number from 1 to {MAX_ROWS:,}, not {value!r}")
+    return value
 
 
 # --- records handed back to callers ------------------------------------------------------
@@ -385,8 +394,8 @@ def query_interactions(sessions: Sessions, filters: InteractionFilter | None = N
         if unknown:
             raise TypeError(f"unknown filter(s): {', '.join(sorted(unknown))}")
         f = InteractionFilter(**{**asdict(f), **kwargs})
-    if f.limit is not None and f.limit < 1:
-        raise HistoryError(f"limit must be at least 1, not {f.limit}")
+    if f.limit is not None:
+        check_row_count("limit", f.limit)
     votes = (
         select(
             Feedback.interaction_id.label("iid"),
@@ -444,6 +453,7 @@ def get_interaction(sessions: Sessions, interaction_id: int) -> InteractionRecor
 @_guard
 def list_training_runs(sessions: Sessions, model_name: str | None = None, limit: int = 20) -> list[TrainingRunRecord]:
     """The latest training runs, newest first."""
+    check_row_count("limit", limit)
     query = select(TrainingRun).order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc()).limit(limit)
     if model_name is not None:
         query = query.where(TrainingRun.model_name == model_name)
@@ -483,6 +493,7 @@ def history_stats(
 ) -> dict[str, Any]:
     """Interactions per day and kind, label mix, latency median/p95, busiest users and
     channels, and feedback agreement (the share of 'right' votes) over a time window."""
+    check_row_count("top", top)
     f = InteractionFilter(since=since, until=until, guild_id=guild_id, limit=None)
     with sessions() as session:
         dialect = session.get_bind().dialect.name

@@ -7,11 +7,13 @@ from a file, be printed with the settings, or be stored.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,10 +25,21 @@ from pydantic_settings import (
 TOKEN_ENV_VARS = ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN")
 MODEL_SECTIONS = frozenset({"sentiment", "scene"})  # the sections named after a model (engine.models.MODEL_NAMES)
 MOVED_KEYS = (("max_review_chars", "sentiment", "max_chars"), ("max_prompt_chars", "scene", "max_prompt_chars"))
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _config_file: Path | None = None  # set only while load_settings builds a Settings
 
 
-class SentimentSettings(BaseModel):
+class SettingsError(ValueError):
+    """Settings that cannot be used, said in one line naming the key (and the closest valid one)."""
+
+
+class Section(BaseModel):
+    """A [section] of config.toml: a key it does not have is refused, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SentimentSettings(Section):
     """The critic: training defaults for `playbill train sentiment` and the nightly job, and what
     it accepts. The engine's spec turns this section into its config and limits (config_from,
     limits_from), so a key here is read by the field of the same name there."""
@@ -39,7 +52,7 @@ class SentimentSettings(BaseModel):
     max_chars: int | None = Field(None, ge=1)  # longest review judged; None: the engine's own (was [bot] max_review_chars)
 
 
-class SceneSettings(BaseModel):
+class SceneSettings(Section):
     """The playwright: training and generation defaults, and what it accepts (read by the
     engine's spec like [sentiment]; the engine checks the default temperature and length too)."""
 
@@ -61,7 +74,7 @@ class SceneSettings(BaseModel):
     int8_threads: int = Field(0, ge=0, le=16)  # threads of each int8 interpreter; 0: by model size
 
 
-class BotSettings(BaseModel):
+class BotSettings(Section):
     """The Discord bot."""
 
     dev_guild_id: int | None = None  # sync commands to this guild only; None: sync nothing on start
@@ -118,7 +131,7 @@ def check_shards(count: int | None, ids: list[int] | None) -> None:
         raise ValueError(f"shard ids are named twice in {','.join(map(str, ids))}")
 
 
-class JobsSettings(BaseModel):
+class JobsSettings(Section):
     """APScheduler jobs run inside `playbill run` or `playbill scheduler`."""
 
     timezone: str = "UTC"
@@ -175,7 +188,7 @@ class Settings(BaseSettings):
     home: Path = Path("var")
     data_dir: Path | None = None  # None: <home>/data
     database_url: str | None = None  # None: sqlite:///<home>/playbill.db
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # one of LOG_LEVELS, any case
     # Where Discord is: its REST API and its gateway. Change them only for a proxy or a test
     # stand-in (the defaults are discord.py's own: https://discord.com/api/v10, wss://gateway.discord.gg/).
     discord_api_base: str | None = None
@@ -185,6 +198,13 @@ class Settings(BaseSettings):
     scene: SceneSettings = Field(default_factory=SceneSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @model_validator(mode="before")
     @classmethod
@@ -209,6 +229,10 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'playbill.db'}"
         return self
+
+    def shown(self) -> dict[str, Any]:
+        """The settings as plain JSON values, fit to print: passwords in URLs are ***."""
+        return _mask_secrets(self.model_dump(mode="json"))
 
     def section(self, model: str) -> dict[str, Any]:
         """A model's own section (`[sentiment]`, `[scene]`) as plain values: what the engine's spec
@@ -272,15 +296,89 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     _config_file = path if path.is_file() else None
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc, _config_file)) from None
     finally:
         _config_file = None
+
+
+def _one_line(exc: ValidationError, config_file: Path | None) -> str:
+    """pydantic's report cut to its first problem, in one line: which key, where it came from,
+    what is wrong, and the closest valid key or value."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(part) for part in first["loc"]]
+    key = _key_name(loc)
+    where = _where(loc, config_file)
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], _valid_keys(loc[:-1]), n=1)
+        line = f"unknown setting {key}{where}" + (f"; did you mean {_key_name([*loc[:-1], close[0]])}?" if close else "")
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        line = f"{key}{where}: {message} (got {first.get('input')!r})"
+        choices = {choice.lower(): choice for choice in _choices(loc, message)}
+        close = difflib.get_close_matches(str(first.get("input", "")).lower(), list(choices), n=1)
+        if close:
+            line += f"; did you mean {choices[close[0]]!r}?"
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def _key_name(loc: list[str]) -> str:
+    return f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else loc[0]
+
+
+def _where(loc: list[str], config_file: Path | None) -> str:
+    variable = "PLAYBILL_" + "__".join(loc).upper()
+    if any(name.upper() == variable for name in os.environ):
+        return f" (from ${variable})"
+    return f" (in {config_file})" if config_file is not None else ""
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part)
+        model = getattr(field, "annotation", None) if field is not None else None
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            return []
+    return list(model.model_fields)
+
+
+def _choices(loc: list[str], message: str) -> list[str]:
+    if loc == ["log_level"]:
+        return list(LOG_LEVELS)
+    return re.findall(r"'([^']+)'", message) if "Input should be" in message else []
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@:\s]*:)(?P<secret>[^@/\s]+)(?P<tail>@)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|secret|token)=)(?P<secret>[^&\s]+)(?P<tail>)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """A string with any password in a URL (user:PASSWORD@, ?password=) replaced by ***."""
+    for pattern in (_URL_PASSWORD, _QUERY_PASSWORD):
+        text = pattern.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    return text
+
+
+def _mask_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_secrets(v) for v in value]
+    return mask_secrets(value) if isinstance(value, str) else value
 
 
 def _refuse_token_in_file(path: Path) -> None:
     import tomllib
 
-    with path.open("rb") as fh:
-        data = tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
     flat = {k.lower() for k in data} | {k.lower() for v in data.values() if isinstance(v, dict) for k in v}
     if flat & {"token", "discord_token", "bot_token"}:
         raise ValueError(

@@ -134,7 +134,7 @@ def test_bad_arguments_are_clear_errors(capsys, cli_db: str) -> None:
         (("history", "--since", "yesterday"), "not a time: 'yesterday'"),
         (("history", "--until", "2026-02-30"), "not a time"),
         (("history", "--user", "bob"), "not a Discord id"),
-        (("history", "--limit", "0"), "at least 1"),
+        (("history", "--limit", "0"), "from 1 to"),
         (("history", "--kind", "poem"), "invalid choice"),
         (("history", "stats", "--search", "x"), "stats takes"),
         (("history", "forget"), "needs --user"),

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from playbill import __version__
 from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
@@ -36,8 +37,15 @@ def example_config() -> str:
     return files("playbill").joinpath("config.example.toml").read_text(encoding="utf-8")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one `error:` line (exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="playbill", description="Playbill: the critic and the playwright.")
+    parser = OneLineParser(prog="playbill", description="Playbill: the critic and the playwright.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $PLAYBILL_CONFIG or ./config.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument("--version", action="version", version=f"playbill {__version__}")
@@ -57,7 +65,7 @@ def _show_config(args: argparse.Namespace, settings) -> int:
     if args.example:
         sys.stdout.write(example_config())
         return 0
-    shown = settings.model_dump(mode="json")
+    shown = settings.shown()
     shown["discord_token"] = "set (from the environment)" if discord_token() else "not set"
     print_json(shown)
     return 0

@@ -65,13 +65,16 @@ def _time(end_of_day: bool):
 
 
 def _positive_int(value: str) -> int:
+    """A row count: history.api's rule (1 to MAX_ROWS), checked while parsing."""
+    from history.api import check_row_count
+    from history.errors import HistoryError
+
     try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
-    return number
+        return check_row_count("it", int(value))
+    except (ValueError, HistoryError):
+        from history.api import MAX_ROWS
+
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_ROWS:,}, not {value!r}") from None
 
 
 # --- playbill history --------------------------------------------------------------------
