@@ -12,16 +12,17 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs import EXTENSIONS
-from bot.discord_compat import point_at
+from bot.discord_compat import one_line_reconnect_logs, point_at
 from bot.discord_io import NO_MENTIONS, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
-from bot.views import FeedbackButton
+from bot.views import FeedbackButton, ForgetButton
 from jobs.leader import ScheduleElection
 from jobs.scheduler import create_scheduler, run_now
 
@@ -53,11 +54,15 @@ class PlaybillBot(commands.AutoShardedBot):
             shard_ids=settings.bot.shard_ids,
         )
         self.settings = settings
+        self.owns_services = services is None  # services passed in are closed by whoever made them
         self.services = services if services is not None else Services.create(settings)
         self.load_models = load_models
         self.start_scheduler = start_scheduler
         self.sync_on_start = sync_on_start
         self.app_owner_ids: set[int] = set()
+        self.ready_once = False  # READY seen: from then on discord.py reconnects by itself
+        self.gateway_failures = 0  # failed gateway connections before the first READY
+        self.gave_up: str | None = None  # why the bot stopped trying to connect, if it did
         self._refresher: asyncio.Task | None = None
         self._election: ScheduleElection | None = None
 
@@ -80,20 +85,19 @@ class PlaybillBot(commands.AutoShardedBot):
             log.info("synced %d commands to the development guild %s", len(synced), guild_id)
 
     async def add_cogs(self) -> None:
-        """Load every cog and register the dynamic feedback buttons (no network needed)."""
+        """Load every cog and register the dynamic buttons (no network needed)."""
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, ForgetButton)
 
     async def _fetch_owners(self) -> None:
+        """The application's owners as discord.py counts them (`Bot.is_owner`: the owner, or a
+        team's admins and developers, never its read-only members); the settings' owner_ids add to them."""
         try:
-            app = await self.application_info()
+            await self.is_owner(self.user)  # discord.py fills owner_id / owner_ids from the application
         except (discord.HTTPException, AttributeError):  # offline (tests) or a hiccup: settings' owners only
             return
-        if app.team:
-            self.app_owner_ids = {m.id for m in app.team.members}
-        elif app.owner:
-            self.app_owner_ids = {app.owner.id}
+        self.app_owner_ids = {self.owner_id} if self.owner_id else set(self.owner_ids or ())
 
     async def start_jobs(self) -> None:
         """Hold the nightly jobs' schedule in this process whenever no other process does: at once
@@ -128,7 +132,18 @@ class PlaybillBot(commands.AutoShardedBot):
                 if changed:
                     log.info("now serving %s %s", name, self.services.holders[name].version)
 
+    async def on_disconnect(self) -> None:
+        """Bound the first connection: discord.py would retry the gateway forever; a bot that has
+        never been connected gives up after `[bot] connect_retries` failures (its log says each)."""
+        if self.ready_once:
+            return
+        self.gateway_failures += 1
+        if self.gateway_failures > self.settings.bot.connect_retries:
+            self.gave_up = f"could not connect to Discord's gateway ({self.gateway_failures} tries)"
+            await self.close()
+
     async def on_ready(self) -> None:
+        self.ready_once = True
         log.info("logged in as %s (%s) in %d servers on shards %s of %s", self.user, getattr(self.user, "id", "?"),
                  len(self.guilds), ",".join(map(str, sorted(self.shards))), self.shard_count)
 
@@ -138,5 +153,55 @@ class PlaybillBot(commands.AutoShardedBot):
         election, self._election = self._election, None
         if election is not None:
             await asyncio.to_thread(election.stop)  # stops the scheduler, lets go of the schedule
-        self.services.close()
+        if self.owns_services:
+            self.services.close()
         await super().close()
+
+
+class DiscordUnavailable(Exception):
+    """Discord could not be reached (5xx answers, connection failures) within the retry schedule."""
+
+
+RETRYABLE = (discord.DiscordServerError, aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)
+
+
+def retry_delays(bot_settings: Any) -> list[float]:
+    """Seconds before each retry of the first connection: doubling from connect_backoff_seconds,
+    at most connect_backoff_max_seconds, connect_retries of them."""
+    base, top = bot_settings.connect_backoff_seconds, bot_settings.connect_backoff_max_seconds
+    return [min(base * 2 ** i, top) for i in range(bot_settings.connect_retries)]
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"Discord answered {exc.status} {getattr(exc.response, 'reason', '') or ''}".rstrip()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def serve(settings: Any, services: Services, token: str, *, start_scheduler: bool,
+                on_start: Any = None) -> None:
+    """`playbill run`: log in and stay connected until closed. While Discord answers 5xx or cannot
+    be reached before the bot first connects, try again with backoff (one log line a try), each
+    time with a fresh client; then give up with DiscordUnavailable. Once connected, discord.py
+    reconnects by itself. `on_start(bot)` is called with each client (e.g. to close it on SIGTERM)."""
+    one_line_reconnect_logs()
+    delays = retry_delays(settings.bot)
+    for attempt in range(len(delays) + 1):
+        async with PlaybillBot(settings, services=services, start_scheduler=start_scheduler) as bot:
+            if on_start is not None:
+                on_start(bot)
+            try:
+                await bot.start(token)
+            except RETRYABLE as exc:
+                if bot.ready_once:
+                    raise
+                reason = unavailable_reason(exc)
+            else:
+                if bot.gave_up is None:
+                    return  # closed on purpose
+                raise DiscordUnavailable(bot.gave_up)
+        if attempt == len(delays):
+            raise DiscordUnavailable(f"{reason}, {attempt + 1} tries")
+        log.warning("Discord is unavailable (%s); try %d of %d in %.1f s", reason, attempt + 2, len(delays) + 1,
+                    delays[attempt])
+        await asyncio.sleep(delays[attempt])

@@ -9,11 +9,14 @@ for them. tests/test_bot_discord_compat.py fails loudly when discord.py changes 
 - Where Discord is: discord.py has no setting for its REST base or its gateway URL (a plain or
   explicitly sharded client always connects to `DiscordWebSocket.DEFAULT_GATEWAY`, also after an
   INVALID_SESSION), so a proxy or a test stand-in is reached by setting both class attributes.
+- Reconnect logs: discord.py logs every failed gateway connection as "Attempting a reconnect in
+  %.2fs" with a full traceback; Playbill keeps it to one line naming the error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import discord
 import yarl
@@ -50,3 +53,25 @@ def point_at(api_base: str | None, gateway_url: str | None) -> None:
         Route.BASE = api_base.rstrip("/")
     if gateway_url:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+RECONNECT_MESSAGE = "Attempting a reconnect in %.2fs"  # discord.client's log line for a failed connection
+
+
+class OneLineReconnects(logging.Filter):
+    """discord.py's "Attempting a reconnect" record with the error in its text, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == RECONNECT_MESSAGE and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            error = f"{type(exc).__name__}: {exc}".replace("%", "%%")
+            record.msg = f"Discord's gateway failed ({error}); reconnecting in %.2f s"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def one_line_reconnect_logs() -> None:
+    """Install OneLineReconnects on discord.py's client logger (once)."""
+    logger = logging.getLogger("discord.client")
+    if not any(isinstance(f, OneLineReconnects) for f in logger.filters):
+        logger.addFilter(OneLineReconnects())

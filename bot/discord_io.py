@@ -29,14 +29,22 @@ class NotOwner(app_commands.CheckFailure):
     pass
 
 
+ADMIN_PERMISSION = "manage_guild"  # what makes a Playbill admin in a server (Administrator implies it)
+
+
+def admin_default_permissions() -> discord.Permissions:
+    """/admin's default member permissions: exactly who `is_admin` admits by permission."""
+    return discord.Permissions(**{ADMIN_PERMISSION: True})
+
+
 def is_admin(interaction: discord.Interaction) -> bool:
-    """Administrator or Manage Server in this guild, or an owner from the settings/app."""
+    """Manage Server (or Administrator) in this guild, or an owner from the settings/app."""
     if interaction.user.id in owner_ids(interaction.client):
         return True
     if interaction.guild_id is None:
         return False
     perms = interaction.permissions
-    return bool(perms.administrator or perms.manage_guild)
+    return bool(perms.administrator or getattr(perms, ADMIN_PERMISSION))
 
 
 def owner_ids(client: Any) -> set[int]:
@@ -85,6 +93,18 @@ async def reply(interaction: discord.Interaction, response: Response, *, view: d
         await interaction.followup.send(**kwargs)
     else:
         await interaction.response.send_message(**kwargs)
+
+
+def http_error_line(exc: discord.HTTPException, *, doing: str) -> str:
+    """One line for a person at the command line: what Discord refused, and what to do."""
+    if exc.status == 403 and exc.code == 50001:
+        return (f"Discord refused {doing}: 403 Missing Access: the bot is not in that server, or was invited "
+                "without the applications.commands scope. Invite it with the bot and applications.commands "
+                "scopes (Discord developer portal, OAuth2 URL generator) and try again.")
+    reason = getattr(exc.response, "reason", "") or ""
+    detail = " ".join(str(exc.text or "").split())
+    code = f" (code {exc.code})" if exc.code else ""
+    return f"Discord refused {doing}: {exc.status} {reason}{code}" + (f": {detail[:300]}" if detail else "")
 
 
 def error_message(error: BaseException) -> str:

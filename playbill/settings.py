@@ -87,6 +87,10 @@ class BotSettings(Section):
     scene_workers: int = Field(2, ge=1, le=16)  # scenes generated at the same time
     model_refresh_seconds: float = Field(30.0, gt=0.0)  # how often the bot looks for a newly promoted model
     history_wait_seconds: float = Field(2.0, gt=0.0)  # longest a reply waits for its history row to be written
+    confirm_seconds: float = Field(120.0, gt=0.0)  # how long a /forget-me question can be confirmed
+    connect_retries: int = Field(5, ge=0, le=100)  # retries of the first connection to Discord (5xx, unreachable)
+    connect_backoff_seconds: float = Field(2.0, gt=0.0)  # the first retry's wait, doubled each time
+    connect_backoff_max_seconds: float = Field(60.0, gt=0.0)  # the longest wait between two retries
     # Sharding: the total number of shards across every process, and the ones this process runs
     # (None: all of them). Both None: one process, as many shards as Discord recommends.
     shard_count: int | None = None

@@ -28,6 +28,7 @@ EPHEMERAL = 64
 OWNER = 42
 NOBODY = {"users": [], "roles": [], "everyone": False}
 SEND_MESSAGES = 1 << 11
+MANAGE_GUILD = 1 << 5
 
 
 @pytest.fixture
@@ -69,6 +70,7 @@ async def running(settings, standin: StandIn, *, holders=None, publish: bool = T
         await bot.close()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
+        services.close()  # the bot closes only the services it made itself
 
 
 def member(standin: StandIn, user_id: int = 111) -> dict:
@@ -110,7 +112,7 @@ async def test_discord_accepts_the_tree_with_its_names_options_ranges_and_permis
         scene_limits.min_temperature, scene_limits.max_temperature)
     assert [scene["length"].get("required", False), scene["temperature"].get("required", False)] == [False, False]
     admin = payload["admin"]
-    assert int(admin["default_member_permissions"]) == ADMINISTRATOR
+    assert int(admin["default_member_permissions"]) == MANAGE_GUILD  # what its runtime check admits
     assert admin["contexts"] == [0]  # guild only
     subcommands = {o["name"]: o for o in admin["options"]}
     assert set(subcommands) == {"history", "stats", "model-status", "retrain", "rollback", "sync"}
@@ -406,3 +408,89 @@ async def test_the_bot_runs_the_scheduler_and_admin_retrain_queues_the_job(setti
     assert "Queued a retraining run for scene" in answer["content"]
     assert (queued - discord.utils.utcnow()).total_seconds() < 60
     assert not scheduler.running  # stopped with the bot
+
+
+# --------------------------------------------------------------------------- issue 11: old buttons, owners, /admin
+UPDATE_MESSAGE = 7
+
+
+async def test_a_forget_me_question_is_answered_after_the_bot_restarts(settings, standin, guild) -> None:
+    async with running(settings, standin) as bot:
+        review = await standin.slash(guild, "review-sentiment", user=member(standin, 111), text="good")
+        await review.wait("followup")
+        ask = await standin.slash(guild, "forget-me", user=member(standin, 111))
+        [yes, no] = [c["custom_id"] for c in (await refusal(ask))["components"][0]["components"]]
+    async with running(settings, standin, publish=False) as restarted:  # nothing of the old view in memory
+        stranger = await standin.click(ask.original, yes, user=member(standin, 222))
+        refused = await refusal(stranger)
+        confirm = await standin.click(ask.original, yes, user=member(standin, 111))
+        await confirm.wait("edit_original")
+        left = history_rows(restarted.services.history)
+    assert refused["content"] == "This question is for someone else."
+    assert (await confirm.response())["type"] == DEFERRED_UPDATE
+    assert left == []
+    assert "deleted" in confirm.original["content"]
+    assert confirm.original["components"] == []  # the buttons are gone once answered
+    assert_nobody_pinged(standin, confirm)
+
+
+async def test_a_forget_me_question_pressed_after_its_timeout_says_it_expired(settings, standin, guild) -> None:
+    settings.bot.confirm_seconds = 0.05
+    async with running(settings, standin) as bot:
+        review = await standin.slash(guild, "review-sentiment", user=member(standin, 111), text="good")
+        await review.wait("followup")
+        ask = await standin.slash(guild, "forget-me", user=member(standin, 111))
+        yes = (await refusal(ask))["components"][0]["components"][0]["custom_id"]
+        await asyncio.sleep(0.2)  # past the question's timeout (nothing timed is asserted)
+        late = await standin.click(ask.original, yes, user=member(standin, 111))
+        answer = await late.response()
+        kept = len(history_rows(bot.services.history))
+    assert answer["type"] == UPDATE_MESSAGE
+    assert "expired" in answer["data"]["content"]
+    assert answer["data"]["components"] == []
+    assert kept == 1  # nothing deleted
+
+
+async def test_cancel_on_an_old_question_is_answered(settings, standin, guild) -> None:
+    async with running(settings, standin):
+        ask = await standin.slash(guild, "forget-me", user=member(standin, 111))
+        no = (await refusal(ask))["components"][0]["components"][1]["custom_id"]
+    async with running(settings, standin, publish=False):
+        cancel = await standin.click(ask.original, no, user=member(standin, 111))
+        answer = await cancel.response()
+    assert (answer["type"], answer["data"]["content"]) == (UPDATE_MESSAGE, "Nothing was deleted.")
+
+
+async def test_owners_are_a_teams_admins_and_developers_not_its_read_only_members(settings) -> None:
+    team = [(1001, "admin"), (1002, "developer"), (1003, "read_only")]
+    async with StandIn(guilds=1, team=team, response_deadline_s=30.0) as server:
+        with server.point_discord_py():
+            guild = next(iter(server.guilds))
+            async with running(settings, server) as bot:
+                owners = set(bot.app_owner_ids)
+                reader = await server.slash(guild, "admin sync", user=member(server, 1003), permissions=ADMINISTRATOR)
+                refused = await refusal(reader)
+                developer = await server.slash(guild, "admin sync", user=member(server, 1002),
+                                               permissions=ADMINISTRATOR)
+                await developer.wait("followup")
+    assert owners == {1001, 1002}
+    assert "owners" in refused["content"]
+    assert "Synced" in next(iter(developer.followups.values()))["content"]
+
+
+async def test_admin_is_offered_to_and_answers_members_with_manage_server(settings, standin, guild) -> None:
+    async with running(settings, standin):
+        manager = await standin.slash(guild, "admin stats", permissions=MANAGE_GUILD)  # Discord offers it
+        await manager.wait("followup")
+    [stats] = manager.followups.values()
+    assert stats["embeds"][0]["title"].startswith("History since")
+
+
+def test_the_model_chart_plots_held_out_metrics_only() -> None:
+    from bot.charts import chart_lines
+
+    sentiment = [("v0001", {"val_loss": 0.4, "val_accuracy": 0.83, "test_accuracy": 0.85, "test_n": 25000}),
+                 ("v0002", {"accuracy": 0.86, "n": 25000, "seconds": 12.0})]
+    scene = [("v0001", {"val_loss": 1.6, "bits_per_char": 2.3, "train_loss": 1.2, "epoch_seconds": 40.0})]
+    assert set(chart_lines(sentiment)) == {"val_loss", "val_accuracy", "test_accuracy", "accuracy"}
+    assert set(chart_lines(scene)) == {"val_loss", "bits_per_char"}

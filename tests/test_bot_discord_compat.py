@@ -88,3 +88,28 @@ def test_point_at_none_leaves_discord_py_as_it_is() -> None:
     before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     point_at(None, None)
     assert (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY) == before
+
+
+def test_discord_py_still_logs_failed_connections_with_the_message_we_shorten() -> None:
+    import inspect
+
+    from bot.discord_compat import RECONNECT_MESSAGE
+
+    assert f"'{RECONNECT_MESSAGE}'" in inspect.getsource(discord.Client.connect)
+
+
+def test_a_failed_connection_is_logged_as_one_line() -> None:
+    import logging
+
+    from bot.discord_compat import RECONNECT_MESSAGE, OneLineReconnects
+
+    try:
+        raise ConnectionRefusedError("connect call failed")
+    except OSError:
+        import sys
+
+        record = logging.LogRecord("discord.client", logging.ERROR, __file__, 1, RECONNECT_MESSAGE, (1.5,),
+                                   sys.exc_info())
+    OneLineReconnects().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    assert text == "Discord's gateway failed (ConnectionRefusedError: connect call failed); reconnecting in 1.50 s"

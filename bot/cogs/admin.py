@@ -1,8 +1,8 @@
 """/admin ...: history, stats, model-status, retrain, rollback, sync.
 
-Hidden from non-admins by default permissions (a hint server admins can change), and
-refused by a real check on every call: Administrator or Manage Server in the guild, or an
-owner id. Replies are ephemeral.
+Hidden by default from members without Manage Server (a hint server admins can change), and
+refused by a real check on every call with the same permission (bot.discord_io.is_admin:
+Manage Server or Administrator in the guild, or an owner id). Replies are ephemeral.
 """
 
 from __future__ import annotations
@@ -15,11 +15,20 @@ from discord.ext import commands
 
 from bot import handlers
 from bot.cogs import MODEL_CHOICES
-from bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, is_admin, owner_ids, reply, request_from
+from bot.discord_io import (
+    NO_MENTIONS,
+    NotAdmin,
+    NotOwner,
+    admin_default_permissions,
+    is_admin,
+    owner_ids,
+    reply,
+    request_from,
+)
 from engine.errors import InvalidInput
 
 
-@app_commands.default_permissions(administrator=True)
+@app_commands.default_permissions(admin_default_permissions())
 @app_commands.guild_only()
 class Admin(commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
     def __init__(self, bot: commands.Bot) -> None:

@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_io import NO_MENTIONS
-from bot.views import ConfirmForget
+from bot.views import forget_view
 
 QUESTION = (
     "This deletes everything Playbill stored about you: your reviews, prompts, the answers "
@@ -22,7 +22,7 @@ class Privacy(commands.Cog):
     @app_commands.command(name="forget-me", description="Delete everything Playbill stored about you (asks first).")
     async def forget_me(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
-            QUESTION, view=ConfirmForget(interaction.user.id), ephemeral=True, allowed_mentions=NO_MENTIONS
+            QUESTION, view=forget_view(interaction.user.id), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
 

@@ -32,6 +32,12 @@ UNREACHABLE = (
 )
 
 
+GAVE_UP = (
+    "Gave up reaching Discord ({error}). Check https://discordstatus.com and the network or proxy, then "
+    "start again (`[bot] connect_retries` sets how long it tries); meanwhile `playbill console` works offline."
+)
+
+
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     run = commands.add_parser(
         "run",
@@ -95,30 +101,36 @@ def _run(args: argparse.Namespace, settings) -> int:
     import aiohttp
     import discord
 
-    from bot.client import PlaybillBot
+    from bot.client import DiscordUnavailable, serve
     from bot.console import open_history
+    from bot.discord_io import http_error_line
     from bot.services import Services, missing_models_message
 
     services = Services.create(settings, history=_open_history_or_fail(settings, open_history))
+    missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
+    if missing:
+        print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
+              file=sys.stderr)
 
-    async def main() -> None:
-        async with PlaybillBot(settings, services=services, start_scheduler=not args.no_scheduler) as bot:
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # a clean stop on SIGTERM too
-                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
-            missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
-            if missing:
-                print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
-                      file=sys.stderr)
-            await bot.start(token.get_secret_value())
+    def close_on_sigterm(bot) -> None:  # a clean stop on SIGTERM too
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
 
     try:
-        asyncio.run(main())
+        asyncio.run(serve(settings, services, token.get_secret_value(), start_scheduler=not args.no_scheduler,
+                          on_start=close_on_sigterm))
     except discord.LoginFailure:
         raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
     except discord.PrivilegedIntentsRequired as exc:  # pragma: no cover - Playbill asks for none
         raise CLIError(f"Discord refused an intent: {exc}") from None
+    except DiscordUnavailable as exc:
+        raise CLIError(GAVE_UP.format(error=exc)) from None
+    except discord.HTTPException as exc:
+        raise CLIError(http_error_line(exc, doing="the bot's start")) from None
     except (OSError, aiohttp.ClientError) as exc:
         raise CLIError(UNREACHABLE.format(error=exc)) from None
+    finally:
+        services.close()
     return 0
 
 
@@ -164,6 +176,7 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
     import discord
 
     from bot.client import PlaybillBot
+    from bot.discord_io import http_error_line
 
     async def main() -> int:
         bot = PlaybillBot(settings, load_models=False, sync_on_start=False)
@@ -183,6 +196,9 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
         return asyncio.run(main())
     except discord.LoginFailure:
         raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
+    except discord.HTTPException as exc:
+        where = f"syncing the commands to server {guild_id}" if guild_id else "syncing the commands globally"
+        raise CLIError(http_error_line(exc, doing=where)) from None
     except (OSError, aiohttp.ClientError) as exc:
         raise CLIError(UNREACHABLE.format(error=exc)) from None
 
