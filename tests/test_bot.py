@@ -101,7 +101,7 @@ async def test_discord_accepts_the_tree_with_its_names_options_ranges_and_permis
         scene_limits = bot.services.holders["scene"].limits  # the engine's limits, from the settings
     assert standin.commands.get(None) is None  # nothing global on start: only the development guild
     payload = {c["name"]: c for c in standin.commands[guild]}
-    assert set(payload) == {"review-sentiment", "write-scene", "forget-me", "admin"}
+    assert set(payload) == {"review-sentiment", "write-scene", "forget-me", "admin", "help"}
     text = payload["review-sentiment"]["options"][0]
     assert (text["name"], text["required"], text["min_length"], text["max_length"]) == (
         "text", True, 1, settings.sentiment.max_chars)
