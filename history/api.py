@@ -35,6 +35,7 @@ from history.models import (
     TrainingRun,
     utcnow,
 )
+from history.votes import Settlement, Vote, settle
 
 Sessions = sessionmaker[Session] | Callable[[], Session]
 P = ParamSpec("P")
@@ -588,34 +589,30 @@ def history_stats(
 
 
 @_guard
-def feedback_examples(sessions: Sessions, kind: str, since: datetime | None = None) -> list[tuple[str, int]]:
-    """Labelled texts from people's verdicts on a model's labels (the critic's): (text, 1 positive / 0 negative).
-
-    Per interaction the majority verdict counts: 'right' keeps the model's label, 'wrong'
-    flips it; a tie is left out. `since` keeps interactions with a vote cast or changed
-    since then (e.g. the previous retrain).
-    """
-    right = func.sum(case((Feedback.verdict == "right", 1), else_=0))
-    wrong = func.sum(case((Feedback.verdict == "wrong", 1), else_=0))
+def feedback_votes(sessions: Sessions, kind: str, since: datetime | None = None) -> list[Vote]:
+    """Every vote on a model's labels (the critic's), one per member and interaction, oldest
+    interaction first. `since` keeps interactions with a vote cast or changed since then."""
     query = (
-        select(Interaction.prompt, Interaction.label, right, wrong)
+        select(Interaction.id, Interaction.prompt, Interaction.label, Feedback.user_id, Feedback.verdict,
+               Feedback.updated_at)
         .join(Feedback, Feedback.interaction_id == Interaction.id)
         .where(Interaction.kind == kind, Interaction.status == "ok", Interaction.label.is_not(None))
-        .group_by(Interaction.id, Interaction.prompt, Interaction.label)
-        .order_by(Interaction.id)
+        .order_by(Interaction.id, Feedback.user_id)
     )
     if since is not None:
-        query = query.having(func.max(Feedback.updated_at) >= since)
-    examples = []
+        recent = select(Feedback.interaction_id).where(Feedback.updated_at >= since)
+        query = query.where(Interaction.id.in_(recent))
     with sessions() as session:
-        for text, label, n_right, n_wrong in session.execute(query):
-            if n_right == n_wrong or not text.strip():
-                continue
-            positive = label == "positive"
-            if n_wrong > n_right:
-                positive = not positive
-            examples.append((text, int(positive)))
-    return examples
+        return [Vote(review_id=iid, text=text, served_label=label, member=int(user), verdict=verdict,
+                     night=updated.astimezone(UTC).date())
+                for iid, text, label, user, verdict, updated in session.execute(query) if text.strip()]
+
+
+def settle_feedback(sessions: Sessions, kind: str, *, member_cap: float,
+                    since: datetime | None = None) -> Settlement:
+    """The votes on a model's labels settled into weighted labelled reviews (`history.votes.settle`:
+    majority per review, trust, a cap per member and night), with what was done and why."""
+    return settle(feedback_votes(sessions, kind, since), member_cap=member_cap)
 
 
 # --- deleting ----------------------------------------------------------------------------

@@ -7,8 +7,10 @@ calls live in one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from history.votes import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,11 @@ class RunLog:
 
         api.finish_training_run(self._sessions, run_id, status=status, **fields)
 
-    def feedback(self, model: str) -> Sequence[tuple[str, int]]:
+    def feedback(self, model: str, *, member_cap: float) -> Settlement:
+        """The votes on `model`'s answers settled into weighted labelled reviews (history.votes)."""
         from history import api
 
-        return api.feedback_examples(self._sessions, model)
+        return api.settle_feedback(self._sessions, model, member_cap=member_cap)
 
     def close(self) -> None:
         self._engine.dispose()

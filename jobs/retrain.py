@@ -9,7 +9,8 @@
 3. gathers the extra data (user feedback / extra corpus files) and opens a training-runs row,
 4. trains in a *spawned* process (never in the bot's process) with `promote=False`, and
    evaluates the candidate and the current version there on the same held-out data,
-5. promotes the candidate only if its metric is no worse (the registry pointer is replaced
+5. promotes the candidate only if the gate (`jobs.gate.judge`: validation data and the
+   community's held-out slice, never a test set) says so (the registry pointer is replaced
    atomically, so serving threads see the old or the new version, never half of one),
    otherwise deletes it and records the run as rejected with both figures,
 6. prunes old versions and their checkpoints.
@@ -37,7 +38,7 @@ from engine.checkpoints import Checkpoint, CheckpointManager
 from engine.errors import EngineError
 from engine.models import spec
 from engine.registry import ModelRegistry
-from jobs import records, trainers
+from jobs import gate, records, trainers
 from jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
 from playbill.settings import Settings
 
@@ -174,7 +175,7 @@ def _train_evaluate_decide(
             f"no valid checkpoint of the current {job.name} model ({current}) to continue from; "
             f"train one with `{spec(job.name).train_command}`"
         )
-    extra = job.gather(settings, partial(history.feedback, job.name))
+    extra = job.gather(settings, partial(history.feedback, job.name, member_cap=settings.jobs.feedback_member_cap))
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = set(checkpoints.runs())
     plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level,
@@ -199,20 +200,23 @@ def _train_evaluate_decide(
     outcome.candidate_metric, outcome.current_metric = candidate_metric, current_metric
     outcome.figures.update(training=trained, **figures, extra=extra.summary, checkpoint_runs=new_runs,
                            training_process=messages.get("process", {}))
-    comparison = f"{job.metric} {candidate_metric:.4f} vs {current_metric:.4f} on {job.held_out}"
+    if extra.details:
+        outcome.figures["learnt"] = {k: v for k, v in extra.details.items() if k not in ("reviews", "explanation")}
+    decision = gate.judge(job.name, figures["candidate"], figures["current"],
+                          allowed_drop=gate.tolerance(settings, job.name))
+    outcome.figures["gate"] = decision.as_dict()
     if registry.current_version() != current:
         better = False
-        reason = f"the current version changed during the run (now {registry.current_version()}); {comparison}"
+        reason = f"the current version changed during the run (now {registry.current_version()}); {decision.reason}"
     else:
-        better = job.no_worse(candidate_metric, current_metric)
-        reason = comparison
+        better, reason = decision.promote, decision.reason
     finish = dict(version=candidate, candidate_metric=candidate_metric, current_metric=current_metric,
                   metrics=_jsonable(outcome.figures))
     if better:
         registry.update_metadata(candidate, checkpoint_runs=new_runs, retrain={
             "started_from": start.label() if start else None, "previous": current, "figures": _jsonable(figures)})
-        registry.promote(candidate, reason=f"retrain: {comparison}")
-        outcome.status, outcome.message = "promoted", f"promoted {candidate} over {current}: {comparison}"
+        registry.promote(candidate, reason=f"retrain: {reason}")
+        outcome.status, outcome.message = "promoted", f"promoted {candidate} over {current}: {reason}"
         history.finish(outcome.run_id, status="promoted", promoted=True, **finish)
     else:
         _discard(registry, checkpoints, candidate, new_runs)

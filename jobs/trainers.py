@@ -3,21 +3,27 @@
 
 `train` and `evaluate` run inside the spawned training process and must pickle by reference
 (module-level functions, or partials of them). `gather` runs in the job's own process and
-collects the extra training data (user feedback, extra corpus files) as plain values.
+collects the extra training data (the settled votes, extra corpus files) as plain values,
+with a slice kept out of training that the gate (`jobs.gate`) checks both versions on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.errors import InvalidInput
 from engine.models import MODELS, ModelSpec, spec
+from jobs.gate import measure
 from playbill.settings import Settings
+
+if TYPE_CHECKING:
+    from history.votes import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ class ExtraData:
     train: list[Any] = field(default_factory=list)
     holdout: list[Any] = field(default_factory=list)
     summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # what was gathered and why (`playbill feedback`)
 
 
 @dataclass(frozen=True)
@@ -39,18 +46,15 @@ class ModelJob:
     held_out: str  # what the metric is measured on, for messages
     # train(settings, *, checkpoint, epochs, extra, progress) -> TrainingResult.as_dict(); in the child
     train: Callable[..., dict[str, Any]]
-    # evaluate(settings, version, *, holdout) -> metrics dict containing `metric`; in the child
+    # evaluate(settings, version, *, holdout) -> figures for jobs.gate.judge (jobs.gate.measure); in the child
     evaluate: Callable[..., dict[str, Any]]
-    # gather(settings, feedback) -> ExtraData; in the job's process. `feedback()` -> [(text, label)]
-    gather: Callable[[Settings, Callable[[], Sequence[tuple[str, int]]]], ExtraData]
+    # gather(settings, feedback) -> ExtraData; in the job's process. `feedback()` -> history.votes.Settlement
+    gather: Callable[[Settings, Callable[[], Settlement]], ExtraData]
 
     @property
     def epochs_key(self) -> str:
         """The JobsSettings field with the number of epochs each retrain of this model adds."""
         return f"retrain_epochs_{self.name}"
-
-    def no_worse(self, candidate: float, current: float) -> bool:
-        return candidate >= current if self.higher_is_better else candidate <= current
 
 
 # --- gathering extra data (job process) -------------------------------------------------
@@ -62,19 +66,37 @@ def in_holdout(text: str, fraction: float) -> bool:
     return bucket < fraction
 
 
-def gather_feedback(settings: Settings, feedback: Callable[[], Sequence[tuple[str, int]]]) -> ExtraData:
-    """User feedback as labelled reviews; a stable slice is kept out of training for checking."""
-    examples = [(str(text), int(label)) for text, label in feedback() if str(text).strip()]
+HOLDOUT_MIN_WEIGHT = 0.5  # a held-out review checks the versions only if its votes settled it firmly
+
+
+def gather_feedback(settings: Settings, feedback: Callable[[], Settlement]) -> ExtraData:
+    """The settled votes (`history.votes.settle`) as weighted labelled reviews (text, label, weight);
+    a stable slice (by a hash of the text) is kept out of training, and its firmly settled
+    reviews (weight >= HOLDOUT_MIN_WEIGHT) check both versions as (text, label)."""
+    settlement = feedback()
     fraction = settings.jobs.feedback_holdout_fraction
-    holdout = [ex for ex in examples if in_holdout(ex[0], fraction)]
-    train = [ex for ex in examples if not in_holdout(ex[0], fraction)]
-    return ExtraData(train, holdout, f"{len(train)} feedback reviews (+{len(holdout)} kept out for checking)")
+    train, holdout, loose = [], [], 0
+    for text, label, weight in settlement.examples():
+        if not in_holdout(text, fraction):
+            train.append((text, label, weight))
+        elif weight >= HOLDOUT_MIN_WEIGHT:
+            holdout.append((text, label))
+        else:
+            loose += 1
+    summary = (f"{len(train)} settled feedback reviews weighing {sum(w for _, _, w in train):.1f} "
+               f"(+{len(holdout)} kept out for checking"
+               + (f", {loose} loosely settled ones left out" if loose else "") + ")")
+    details = {**settlement.as_dict(), "train": len(train), "holdout": len(holdout), "holdout_left_out": loose}
+    return ExtraData(train, holdout, summary, details)
 
 
-def gather_corpus_files(settings: Settings, feedback: Callable[[], Sequence[tuple[str, int]]]) -> ExtraData:
-    """Every *.txt file in the extra corpus folder; undecodable or empty files are skipped."""
+def gather_corpus_files(settings: Settings, feedback: Callable[[], Settlement]) -> ExtraData:
+    """Every *.txt file in the extra corpus folder; undecodable or empty files are skipped. The
+    last `feedback_holdout_fraction` of each file (cut at a line break) is kept out of training:
+    the gate checks on it that the playwright learnt the new text."""
     folder = settings.corpus_dir
     texts: list[str] = []
+    held: list[str] = []
     names: list[str] = []
     for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
         try:
@@ -83,10 +105,27 @@ def gather_corpus_files(settings: Settings, feedback: Callable[[], Sequence[tupl
             log.warning("skipping extra corpus file %s: %s", path, exc)
             continue
         if text.strip():
-            texts.append(text)
+            kept, out = split_text(text, settings.jobs.feedback_holdout_fraction)
+            texts.append(kept)
+            if out.strip():
+                held.append(out)
             names.append(path.name)
-    summary = f"{len(texts)} extra text files from {folder}" + (f" ({', '.join(names[:5])})" if names else "")
-    return ExtraData(texts, [], summary)
+    summary = (f"{len(texts)} extra text files from {folder}" + (f" ({', '.join(names[:5])})" if names else "")
+               + (f", their last {sum(map(len, held)):,} characters kept out for checking" if held else ""))
+    return ExtraData(texts, held, summary, {"files": names, "train_chars": sum(map(len, texts)),
+                                            "holdout_chars": sum(map(len, held))})
+
+
+def split_text(text: str, fraction: float) -> tuple[str, str]:
+    """(the first part, the held-out end): the end is about `fraction` of the text, cut at a line
+    break when there is one in its first half; texts too short to split are all kept."""
+    n = len(text)
+    cut = n - int(n * fraction)
+    if fraction <= 0 or n - cut < 200:  # too little to measure a loss on
+        return text, ""
+    line = text.find("\n", cut, cut + (n - cut) // 2)
+    cut = line + 1 if line >= 0 else cut
+    return text[:cut], text[cut:]
 
 
 # --- the real engine, through its spec (spawned process) --------------------------------
@@ -101,11 +140,17 @@ def train_model(name: str, settings: Settings, *, checkpoint: Path | None, epoch
     result = model.train(
         model.config_from(section), settings.home, settings.data_dir,
         epochs=epochs, checkpoint=checkpoint, data=model.data_from(section),
-        extra=list(extra),
+        extra=_engine_rows(extra),
         promote=False, progress=progress,
         **RETRAIN_OPTIONS,
     )
     return result.as_dict()
+
+
+def _engine_rows(extra: list) -> list:
+    """INTERIM until the engine takes weighted rows (ml-api.md, [planned]): weighted votes become
+    (text, label) pairs, and loosely settled ones (a capped troll's) are left out."""
+    return [row[:2] for row in extra if len(row) < 3 or row[2] >= HOLDOUT_MIN_WEIGHT] if extra and not isinstance(extra[0], str) else list(extra)
 
 
 # the job measures both versions on the held-out data itself, and keeps the checkpoints of
@@ -114,20 +159,33 @@ RETRAIN_OPTIONS = {"evaluate_test": False, "keep_runs": None}
 
 
 def evaluate_model(name: str, settings: Settings, version: str, *, holdout: list) -> dict:
-    """`version`'s figures on the model's held-out data and, when there is one, on the feedback
-    kept out of training (`feedback_<metric>`, `feedback_n`), evaluated in memory."""
-    model = spec(name)
-    data = model.data_from(settings.section(name))
-    figures = dict(model.evaluate(settings.home, settings.data_dir, version=version, data=data))
-    if holdout:
-        checked = model.evaluate(settings.home, settings.data_dir, version=version,
-                                 data=[tuple(ex) for ex in holdout])
-        figures[f"feedback_{model.gate_metric}"] = checked[model.gate_metric]
-        figures["feedback_n"] = checked.get("n", len(holdout))
-    return figures
+    """`version`'s figures for the gate (`jobs.gate.measure`): its validation data and the
+    community hold-out, in memory."""
+    return measure(name, settings, version, holdout=holdout)
 
 
 GATHERERS = {"labelled_texts": gather_feedback, "texts": gather_corpus_files}  # by spec.extra_kind
+VOTED_MODELS = tuple(model.name for model in MODELS if model.extra_kind == "labelled_texts")  # members vote on these
+
+
+def next_feedback(settings: Settings, model_name: str = VOTED_MODELS[0], *, sessions: Any = None) -> ExtraData:
+    """What the next retrain of `model_name` will learn from the votes, gathered exactly as the
+    retrain gathers it (`playbill feedback`, `/admin feedback`). `sessions`: a history session
+    factory already open (the bot's); None opens the settings' database."""
+    from history import api
+
+    if model_name not in VOTED_MODELS:
+        raise InvalidInput(f"members vote on {', '.join(VOTED_MODELS)} only, not {model_name!r}")
+    cap = settings.jobs.feedback_member_cap
+    if sessions is not None:
+        return gather_feedback(settings, lambda: api.settle_feedback(sessions, model_name, member_cap=cap))
+    from jobs.records import open_run_log
+
+    history = open_run_log(settings.database_url)
+    try:
+        return gather_feedback(settings, lambda: history.feedback(model_name, member_cap=cap))
+    finally:
+        history.close()
 
 
 def job_for(model: ModelSpec) -> ModelJob:

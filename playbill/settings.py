@@ -150,6 +150,9 @@ class JobsSettings(Section):
     backups_keep: int = Field(7, ge=1)
     history_retention_days: int = Field(365, ge=1)
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    feedback_member_cap: float = Field(20.0, gt=0.0)  # what one member's votes weigh together per night
+    gate_tolerance_sentiment: float = Field(0.003, ge=0.0, le=1.0)  # accuracy the validation split may lose
+    gate_tolerance_scene: float = Field(0.01, ge=0.0)  # val_loss (nats/char) the corpus's validation block may gain
     retrain_timeout_hours: float = Field(6.0, gt=0.0)
     training_niceness: int = Field(10, ge=0, le=19)
     # How often a process waiting for the job schedule tries to take it, and its holder checks its

@@ -176,7 +176,7 @@ def test_feedback_is_one_changeable_vote_per_user(sessions) -> None:
     assert _count(sessions, Feedback) == 0
 
 
-def test_feedback_examples_keep_or_flip_the_label(sessions) -> None:
+def test_settled_feedback_keeps_or_flips_the_label_by_majority(sessions) -> None:
     def review(text: str, label: str) -> int:
         return api.record_interaction(sessions, kind="sentiment", prompt=text, label=label, probability=0.5)
 
@@ -189,10 +189,11 @@ def test_feedback_examples_keep_or_flip_the_label(sessions) -> None:
     api.record_feedback(sessions, tied, 1, "right")
     api.record_feedback(sessions, tied, 2, "wrong")
     api.record_feedback(sessions, scene, 1, "wrong")
-    assert api.feedback_examples(sessions, "sentiment") == [("kept", 1), ("flipped", 0)]
-    assert unvoted
+    settled = api.settle_feedback(sessions, "sentiment", member_cap=20)
+    assert [(text, label) for text, label, _ in settled.examples()] == [("kept", 1), ("flipped", 0)]
+    assert settled.ties == [tied] and unvoted
     later = datetime.now(UTC) + timedelta(seconds=1)
-    assert api.feedback_examples(sessions, "sentiment", since=later) == []
+    assert api.feedback_votes(sessions, "sentiment", since=later) == []
 
 
 def test_training_runs(sessions) -> None:

@@ -128,9 +128,10 @@ def test_feedback_reaches_training_and_a_slice_is_kept_out(env) -> None:
     examples = {(text, int((label == "positive") == (verdict == "right"))) for text, label, verdict in votes}
     outcome = retrain_from_checkpoint("sentiment", env.settings)
     assert outcome.status == "promoted"
-    trained_on = [tuple(x) for x in calls(env.home)[0]["extra"]]
+    trained_on = [(text, label) for text, label, _ in calls(env.home)[0]["extra"]]
     held_out = examples - set(trained_on)
     assert set(trained_on) <= examples
+    assert {weight for _, _, weight in calls(env.home)[0]["extra"]} == {1.0}  # one member's vote: one review
     assert 0 < len(held_out) < 20  # about a fifth kept out for checking
     assert outcome.figures["candidate"]["holdout_n"] == len(held_out)
 

@@ -100,9 +100,9 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
     assert not errors and seen == {first, outcome.candidate_version}
     assert outcome.candidate_metric > outcome.current_metric + 0.2  # learned the real labels
     data = outcome.figures["candidate_data"]
-    held_out = outcome.figures["candidate"].get("feedback_n", 0)
+    held_out = outcome.figures["candidate"].get("community_n", 0)
     assert data["extra_examples"] == len(right) - held_out > 0  # the feedback reached the training data
-    assert 0 < held_out < len(right) and 0.0 <= outcome.figures["candidate"]["feedback_accuracy"] <= 1.0
+    assert 0 < held_out < len(right) and 0.0 <= outcome.figures["candidate"]["community_accuracy"] <= 1.0
 
     # people who press "wrong" on every correct verdict teach it the opposite: rejected
     wrong = [(review(fb_rng, i % 2 == 0), "positive" if i % 2 == 0 else "negative", "wrong") for i in range(300)]

@@ -70,7 +70,10 @@ def fake_train(settings, *, checkpoint, epochs, extra, progress) -> dict:
 def fake_evaluate(settings, version, *, holdout) -> dict:
     registry = ModelRegistry(Path(settings.home) / "models", "sentiment")
     model = json.loads((registry.get(version).path / "model.json").read_text())
-    return {"accuracy": model["quality"], "n": 100, "model_version": version, "holdout_n": len(holdout)}
+    figures = {"accuracy": model["quality"], "n": 100, "model_version": version, "holdout_n": len(holdout)}
+    if holdout:  # the community hold-out: how many of the held-out votes the fake gets right
+        figures.update(community_accuracy=model.get("community", 1.0), community_n=len(holdout))
+    return figures
 
 
 FAKE_SENTIMENT = trainers.ModelJob(

@@ -1,4 +1,4 @@
-"""`playbill scheduler`, `playbill jobs`, `playbill retrain`, `playbill models ...`."""
+"""`playbill scheduler`, `playbill jobs`, `playbill retrain`, `playbill feedback`, `playbill models ...`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=retrain)
 
+    p = commands.add_parser("feedback", help="what the next retrain will learn from the members' votes",
+                            description="The votes, the labels they settle, how far the critic agreed, the caps "
+                            "and trust applied, and what is kept out for checking: exactly what the next "
+                            "retrain gathers (docs/jobs.md, 'Votes that teach').")
+    p.add_argument("--reviews", type=int, default=20, metavar="N", help="settled reviews listed (default 20; 0: none)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (every settled review)")
+    p.set_defaults(handler=show_feedback)
+
     p = groups("bench").add_parser("retrain", help="what a nightly retrain costs the host process (in a sandbox)")
     p.add_argument("model", nargs="?", default=MODEL_NAMES[0], choices=MODEL_NAMES)
     p.add_argument("--tiny", action="store_true", help="on a tiny model made for the purpose, not a copy of yours")
@@ -44,6 +52,37 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p = verbs.add_parser("rollback", help="go back to the version current before the last promotion")
     p.add_argument("model", choices=MODEL_NAMES)
     p.set_defaults(handler=models_rollback)
+
+
+def show_feedback(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.trainers import next_feedback
+
+    if args.reviews < 0:
+        raise CLIError("--reviews must be 0 or more")
+    learnt = next_feedback(settings)
+    details = learnt.details
+    if args.json:
+        print_json({**details, "summary": learnt.summary})
+        return 0
+    print("What the next retrain learns from the votes:")
+    for line in details["explanation"]:
+        print(f"  {line}")
+    print(f"  training: {learnt.summary}")
+    shown = details["reviews"][: args.reviews]
+    if shown:
+        print(f"settled reviews ({len(shown)} of {len(details['reviews'])}):")
+        print(f"  {'id':>6}  {'settled':8}  {'weight':>6}  {'votes':>5}  {'critic':8}  review")
+        for r in shown:
+            label = "positive" if r["label"] else "negative"
+            mark = "" if r["critic_agreed"] else " (corrects the critic)"
+            print(f"  {r['review_id']:>6}  {label:8}  {r['weight']:>6.2f}  {r['votes']:>5}  {r['served_label']:8}  "
+                  f"{_short(r['text'])}{mark}")
+    return 0
+
+
+def _short(text: str, width: int = 50) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
