@@ -159,6 +159,35 @@ TINY_PLAY = (
 ) * 30
 
 
+def publish_numpy_scene(home: Path, metrics: dict[str, float] | None = None, *, seed: int = 0,
+                        promote: bool = True) -> str:
+    """A real, servable playwright version with small random weights, written with numpy alone
+    (no TensorFlow, milliseconds): for tests of the registry and serving, not of writing well."""
+    import numpy as np
+
+    from engine.scene.config import VOCABULARY_FILE, WEIGHTS_FILE
+    from engine.scene.corpus import Vocabulary
+
+    vocabulary = Vocabulary.from_text(TINY_PLAY)
+    rng = np.random.default_rng(seed)
+    vocab, embedding, units = len(vocabulary), 4, 8
+    arrays = {
+        "embedding": rng.normal(0, 0.1, (vocab, embedding)),
+        "lstm0_kernel": rng.normal(0, 0.1, (embedding, 4 * units)),
+        "lstm0_recurrent": rng.normal(0, 0.1, (units, 4 * units)),
+        "lstm0_bias": np.zeros(4 * units),
+        "dense_kernel": rng.normal(0, 0.1, (units, vocab)),
+        "dense_bias": np.zeros(vocab),
+    }
+    registry = spec("scene").registry(home)
+    with registry.new_version({"metrics": metrics or {"val_loss": 2.0}}) as staged:
+        np.savez(staged.path / WEIGHTS_FILE, **{k: v.astype(np.float32) for k, v in arrays.items()})
+        vocabulary.save(staged.path / VOCABULARY_FILE)
+    if promote:
+        registry.promote(staged.version)
+    return staged.version
+
+
 def train_tiny_scene(home: Path, workdir: Path) -> str:
     """A real (tiny) playwright in `home`'s registry, trained in seconds; returns its version."""
     workdir.mkdir(parents=True, exist_ok=True)

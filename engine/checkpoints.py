@@ -91,16 +91,23 @@ class CheckpointManager:
         return self._from_sidecar(sidecar)
 
     def _from_sidecar(self, sidecar: Path) -> Checkpoint:
-        info = json.loads(sidecar.read_text("utf-8"))
-        return Checkpoint(
-            path=sidecar.with_suffix(SUFFIX),
-            run=sidecar.parent.name,
-            epoch=int(info["epoch"]),
-            metrics=info.get("metrics", {}),
-            sha256=info["sha256"],
-            saved_at=info.get("saved_at", ""),
-            extra=info.get("extra", {}),
-        )
+        """The checkpoint a sidecar describes; ValueError (saying why) if it is not a valid one."""
+        try:
+            info = json.loads(sidecar.read_bytes().decode("utf-8"))
+            metrics, extra = info.get("metrics", {}), info.get("extra", {})
+            if not (isinstance(metrics, dict) and isinstance(extra, dict) and isinstance(info["sha256"], str)):
+                raise TypeError("wrong field types")
+            return Checkpoint(
+                path=sidecar.with_suffix(SUFFIX),
+                run=sidecar.parent.name,
+                epoch=int(info["epoch"]),
+                metrics={str(k): float(v) for k, v in metrics.items()},
+                sha256=info["sha256"],
+                saved_at=str(info.get("saved_at", "")),
+                extra=extra,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"its record {sidecar.name} is unreadable ({type(exc).__name__})") from None
 
     def runs(self) -> list[str]:
         """The training runs that have a folder, oldest first."""
@@ -116,8 +123,8 @@ class CheckpointManager:
         for sidecar in self.root.glob(f"{RUN_GLOB}/epoch-*.json"):
             try:
                 found.append(self._from_sidecar(sidecar))
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("ignoring unreadable checkpoint record %s: %s", sidecar, exc)
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring checkpoint %s: %s", sidecar.with_suffix(SUFFIX), exc)
         return sorted(found, key=lambda c: (c.saved_at, c.run, c.epoch))
 
     def latest_valid(self, run: str | None = None) -> Checkpoint | None:
@@ -138,7 +145,10 @@ class CheckpointManager:
         sidecar = candidate.with_suffix(".json")
         if not candidate.is_file() or not sidecar.is_file():
             raise CheckpointError(f"no checkpoint at {path}; `playbill checkpoints` lists them")
-        ckpt = self._from_sidecar(sidecar)
+        try:
+            ckpt = self._from_sidecar(sidecar)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} cannot be used: {exc}; choose another") from None
         if not ckpt.verify():
             raise CheckpointError(f"checkpoint {path} is corrupt (its checksum does not match); choose another")
         return ckpt

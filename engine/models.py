@@ -15,7 +15,7 @@ from typing import Any
 
 from engine import scene, sentiment
 from engine.checkpoints import CheckpointManager
-from engine.errors import InvalidInput
+from engine.errors import EngineError, InvalidInput
 from engine.registry import ModelRegistry
 from engine.training import TrainingResult
 
@@ -59,6 +59,20 @@ class ModelSpec:
     def load(self, version_dir: Path, limits: Any = None, **serving_options: Any) -> Any:
         """The served model of a version (scene: backend=, int8_threads=)."""
         return self._load(Path(version_dir), limits, **serving_options)
+
+    def verify(self, home: Path, version: str) -> list[str]:
+        """What is wrong with a version, one line per problem (empty: it can be served): its
+        files against their checksums (`ModelRegistry.verify`), then a load (readable, finite
+        weights that answer a probe; the float32 path, so no conversion is paid for)."""
+        registry = self.registry(home)
+        problems = registry.verify(version)
+        if problems:
+            return problems
+        try:
+            self.load(registry.root / version, None, **self.serving_from({"backend": "float32"}))
+        except EngineError as exc:
+            return [str(exc)]
+        return []
 
     def train(self, config: Any, home: Path, data_dir: Path, *, epochs: int | None = None, resume: bool = False,
               checkpoint: str | Path | None = None, data: Any = None, extra: Sequence[Any] = (),

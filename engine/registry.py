@@ -4,11 +4,22 @@ A version directory is complete or absent: it is written under a temporary name 
 renamed into place. The CURRENT pointer is replaced with os.replace, so readers always
 see either the old or the new version, never half of one. Promotions are appended to
 promotions.jsonl so `rollback` can go back one step.
+
+Every version is verified before it is served or promoted (`verify`): the SHA-256 of each
+file it was published with is recorded in its `checksums.json` (written before the rename,
+so a published version always has one). Versions published before checksums existed have
+none and are verified by loading alone. A damaged current version is never served: the
+newest older version that was once current and verifies (`current_good`) is, with a warning.
+
+The pointer: a CURRENT that is empty, not UTF-8 or names a missing version counts as the
+last version promoted in promotions.jsonl (after a rollback: the one rolled back to), with a
+warning; only a registry with no promotion record at all counts its newest version.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,11 +30,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.datasets import hash_file
 from engine.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
 PROMOTIONS_FILE = "promotions.jsonl"
+CHECKSUMS_FILE = "checksums.json"  # {"sha256": {"relative/path": hex digest}} of the files published
+
+
+class DamagedVersion(ModelUnavailable):
+    """A version whose files are missing or changed: its message has one line per problem."""
+
+    def __init__(self, name: str, version: str, problems: list[str], action: str = "") -> None:
+        self.version, self.problems = version, list(problems)
+        lines = [f"{name} {version} is damaged{action}:", *(f"  {problem}" for problem in problems)]
+        super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -32,6 +56,7 @@ class ModelVersion:
     version: str
     path: Path
     metadata: dict[str, Any]
+    problem: str | None = None  # metadata.json cannot be read: why (its metadata is then {})
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -45,6 +70,7 @@ class StagedVersion:
     path: Path
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
+    unchecked: set[str] = field(default_factory=set)  # caches that check themselves: left out of checksums.json
 
 
 def _utcnow() -> str:
@@ -70,6 +96,7 @@ class ModelRegistry:
     def __init__(self, models_dir: Path, name: str) -> None:
         self.name = name
         self.root = Path(models_dir) / name
+        self._warned: set[str] = set()  # pointer/log problems already logged (refresh polls this)
 
     # reading
     def versions(self) -> list[ModelVersion]:
@@ -80,23 +107,132 @@ class ModelRegistry:
         for child in sorted(self.root.iterdir()):
             meta = child / METADATA_FILE
             if child.is_dir() and not child.name.startswith(".") and meta.is_file():
-                found.append(ModelVersion(self.name, child.name, child, json.loads(meta.read_text("utf-8"))))
+                metadata, problem = _read_metadata(meta)
+                found.append(ModelVersion(self.name, child.name, child, metadata, problem))
         return found
 
     def get(self, version: str) -> ModelVersion:
+        if not isinstance(version, str) or "/" in version:
+            raise ModelUnavailable(f"{self.name} model has no version {version!r}; `playbill models list` shows them")
         for found in self.versions():
             if found.version == version:
                 return found
         raise ModelUnavailable(f"{self.name} model has no version {version!r}; `playbill models list` shows them")
 
     def current_version(self) -> str | None:
+        """The version the pointer names (see the module's docstring for a damaged pointer)."""
         pointer = self.root / POINTER_FILE
         if pointer.is_file():
-            version = pointer.read_text("utf-8").strip()
-            if (self.root / version / METADATA_FILE).is_file():
-                return version
+            named = self._read_pointer(pointer)
+            if named is not None and self._exists(named):
+                return named
+            promoted = [step["version"] for step in self.promotions() if self._exists(step.get("version"))]
+            if promoted:
+                self._warn_once(f"{self.name}: the CURRENT pointer {pointer} is damaged or names no version "
+                                f"({named!r}); counting the last promoted version, {promoted[-1]}")
+                return promoted[-1]
+            versions = self.versions()
+            if versions:
+                self._warn_once(f"{self.name}: the CURRENT pointer {pointer} is damaged or names no version "
+                                f"({named!r}) and nothing was ever promoted; counting the newest, {versions[-1].version}")
+            return versions[-1].version if versions else None
         versions = self.versions()
         return versions[-1].version if versions else None
+
+    def _read_pointer(self, pointer: Path) -> str | None:
+        try:
+            return pointer.read_bytes().decode("utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _exists(self, version: Any) -> bool:
+        return (isinstance(version, str) and bool(version) and not version.startswith(".") and "/" not in version
+                and (self.root / version / METADATA_FILE).is_file())
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
+
+    def promotions(self) -> list[dict[str, Any]]:
+        """The promotion steps, oldest first; unreadable lines are skipped with a warning."""
+        path = self.root / PROMOTIONS_FILE
+        try:
+            raw = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
+        except OSError as exc:
+            self._warn_once(f"{self.name}: cannot read {path} ({exc})")
+            return []
+        steps = []
+        for number, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                step = json.loads(line)
+            except ValueError:
+                step = None
+            if isinstance(step, dict) and isinstance(step.get("version"), str):
+                steps.append(step)
+            else:
+                self._warn_once(f"{self.name}: skipping unreadable line {number} of {path}")
+        return steps
+
+    # verification
+    def verify(self, version: str) -> list[str]:
+        """What is wrong with the files of `version`, one line per problem (empty: intact).
+
+        Checks metadata.json parses and every file in checksums.json is there with its recorded
+        SHA-256. A version without checksums.json (published before they existed) passes here
+        and is verified by loading it. Reads only; nothing is written."""
+        path = self.root / version
+        if not self._exists(version):
+            return [f"{version}: its folder or its {METADATA_FILE} is missing"]
+        problems = []
+        _, problem = _read_metadata(path / METADATA_FILE)
+        if problem:
+            problems.append(problem)
+        sums = path / CHECKSUMS_FILE
+        if not sums.is_file():
+            return problems
+        try:
+            recorded = json.loads(sums.read_bytes().decode("utf-8"))["sha256"]
+            if not isinstance(recorded, dict):
+                raise TypeError("not an object")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return [*problems, f"{CHECKSUMS_FILE} is unreadable ({type(exc).__name__}), so its files cannot be checked"]
+        for relative, digest in sorted(recorded.items()):
+            target = path / str(relative)
+            if Path(str(relative)).is_absolute() or ".." in Path(str(relative)).parts:
+                problems.append(f"{CHECKSUMS_FILE} names a file outside the version: {relative!r}")
+            elif not target.is_file():
+                problems.append(f"{relative} is missing")
+            elif _sha256(target) != digest:
+                problems.append(f"{relative} does not match its recorded checksum (changed or damaged)")
+        return problems
+
+    def fallbacks(self) -> list[str]:
+        """Versions to serve when the current one is damaged, best first: the versions older than
+        the current one that were once current (all older ones if nothing was ever promoted),
+        newest first. Newer versions (candidates, versions rolled back from) never are."""
+        current = self.current_version()
+        names = [v.version for v in self.versions()]
+        if current not in names:
+            return []
+        once_current = {step.get(key) for step in self.promotions() for key in ("version", "previous")}
+        older = names[: names.index(current)]
+        return [v for v in reversed(older) if not once_current - {None} or v in once_current]
+
+    def current_good(self) -> ModelVersion | None:
+        """The current version if its files verify, else the first fallback that does (each one
+        set aside is logged); None when there is none."""
+        current = self.current_version()
+        for version in [current, *self.fallbacks()] if current else []:
+            problems = self.verify(version)
+            if not problems:
+                if version != current:
+                    log.warning("%s: the current version %s is damaged; using %s", self.name, current, version)
+                return self.get(version)
+            log.warning("%s %s is damaged, set aside: %s", self.name, version, "; ".join(problems))
+        return None
 
     def pinned(self) -> bool:
         """Whether a CURRENT pointer names the current version (else the newest version counts)."""
@@ -153,6 +289,7 @@ class ModelRegistry:
             yield staged
             version = self._next_version()
             full = {**metadata, **staged.metadata, "name": self.name, "version": version, "created_at": _utcnow()}
+            _write_atomic(staged.path / CHECKSUMS_FILE, json.dumps({"sha256": _checksums(staged)}, indent=2))
             _write_atomic(staged.path / METADATA_FILE, json.dumps(full, indent=2, default=str))
             os.replace(staged.path, self.root / version)
         except BaseException:
@@ -162,14 +299,21 @@ class ModelRegistry:
         staged.path = self.root / version
 
     def update_metadata(self, version: str, **fields: Any) -> None:
-        path = self.get(version).path / METADATA_FILE
-        data = json.loads(path.read_text("utf-8"))
+        found = self.get(version)
+        if found.problem:
+            raise DamagedVersion(self.name, version, [found.problem], ", its metadata cannot be updated")
+        data = dict(found.metadata)
         data.update(fields)
+        path = found.path / METADATA_FILE
         _write_atomic(path, json.dumps(data, indent=2, default=str))
 
     def promote(self, version: str, reason: str = "") -> None:
-        """Make `version` the current one (atomically) and remember the step for rollback."""
+        """Make `version` the current one (atomically) and remember the step for rollback.
+        A damaged version (`verify`) is refused: DamagedVersion names each problem."""
         self.get(version)  # must exist
+        problems = self.verify(version)
+        if problems:
+            raise DamagedVersion(self.name, version, problems, ", not promoted")
         previous = self.current_version()
         if previous == version:
             previous = None  # the first version: nothing to roll back to
@@ -179,12 +323,16 @@ class ModelRegistry:
 
     def rollback(self) -> str:
         """Go back to the version that was current before the last promotion."""
-        log = self.root / PROMOTIONS_FILE
-        steps = [json.loads(line) for line in log.read_text("utf-8").splitlines() if line.strip()] if log.is_file() else []
+        steps = self.promotions()
         current = self.current_version()
         existing = {v.version for v in self.versions()}
         for step in reversed(steps):
             if step["version"] == current and step.get("previous") in existing:
+                problems = self.verify(step["previous"])
+                if problems:
+                    raise DamagedVersion(self.name, step["previous"], problems,
+                                         " (the version before the current one), so it is not rolled back to; "
+                                         "`playbill models promote` a good version instead")
                 self.promote(step["previous"], reason=f"rollback from {current}")
                 return step["previous"]
         raise ModelUnavailable(f"{self.name}: there is no earlier version to roll back to")
@@ -207,10 +355,38 @@ class ModelRegistry:
         shutil.rmtree(doomed, ignore_errors=True)
 
     def prune(self, keep: int) -> list[str]:
-        """Delete all but the newest `keep` versions; the current one is always kept."""
+        """Delete all but the newest `keep` versions; the current one is always kept, and so is
+        the one served in its place while it is damaged (`current_good`)."""
         current = self.current_version()
+        good = self.current_good()
+        spared = {current, good.version if good else None}
         versions = self.versions()
-        doomed = [v for v in versions[:-keep] if v.version != current] if keep > 0 else []
+        doomed = [v for v in versions[:-keep] if v.version not in spared] if keep > 0 else []
         for v in doomed:
             shutil.rmtree(v.path, ignore_errors=True)
         return [v.version for v in doomed]
+
+
+def _read_metadata(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A version's metadata, or ({}, why it cannot be read)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        return {}, f"{METADATA_FILE} is unreadable ({type(exc).__name__}: {str(exc)[:80]})"
+    if not isinstance(data, dict):
+        return {}, f"{METADATA_FILE} is not a JSON object"
+    return data, None
+
+
+def _sha256(path: Path) -> str:
+    return hash_file(path).hexdigest()
+
+
+def _checksums(staged: StagedVersion) -> dict[str, str]:
+    """SHA-256 of every file of a staged version but its metadata and its self-checked caches."""
+    skip = {METADATA_FILE, CHECKSUMS_FILE, *staged.unchecked}
+    return {
+        path.relative_to(staged.path).as_posix(): _sha256(path)
+        for path in sorted(staged.path.rglob("*"))
+        if path.is_file() and path.relative_to(staged.path).as_posix() not in skip
+    }

@@ -4,6 +4,11 @@ promoted one without a restart.
 `refresh()` loads the new version fully (in whatever thread calls it; never the bot's
 event loop) and only then replaces the reference, so a request sees the old model or the
 new one, never a half-loaded one. Reading `.model` is a plain attribute read.
+
+A version that fails verification (its files, `registry.verify`) or loading (unreadable or
+non-finite weights) is set aside with a warning and the registry's next fallback is served:
+the newest older version that was once current. A version set aside is tried again only
+when its files change (a repair, a re-copy).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from engine.errors import ModelUnavailable
+from engine.registry import DamagedVersion
 from engine.models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ class ModelHolder(Generic[M]):
         self._model: M | None = None
         self._version: str | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never wait
+        self._set_aside: dict[str, tuple] = {}  # damaged version -> the state of its files when found so
 
     @property
     def name(self) -> str:
@@ -48,8 +55,18 @@ class ModelHolder(Generic[M]):
     def model(self) -> M:
         model = self._model
         if model is None:
+            if self._set_aside:
+                raise ModelUnavailable(
+                    f"The {self.spec.name} model cannot be served: its versions are damaged "
+                    f"({', '.join(sorted(self._set_aside))}; `playbill models list` says what was found). "
+                    f"Train a new one with `{self.spec.train_command}`.")
             raise ModelUnavailable(f"No {self.spec.name} model is trained yet; run `{self.spec.train_command}` first.")
         return model
+
+    @property
+    def set_aside(self) -> list[str]:
+        """The versions found damaged and not served (as of the last refresh)."""
+        return sorted(self._set_aside)
 
     @property
     def version(self) -> str | None:
@@ -60,12 +77,62 @@ class ModelHolder(Generic[M]):
         return self._model is not None
 
     def refresh(self) -> bool:
-        """Load the registry's current version if it differs from the held one. True if swapped."""
+        """Serve the registry's current version, or the best fallback while it is damaged.
+        True if the served version changed."""
         with self._lock:
-            wanted = self.registry.current_version()
-            if wanted is None or wanted == self._version:
+            current = self.registry.current_version()
+            if current is None:
                 return False
-            model = self._load(self.registry.get(wanted).path, self.limits)
-            self._model, self._version = model, wanted  # the swap: one reference assignment
-            log.info("%s model now serving version %s", self.spec.name, wanted)
-            return True
+            for version in (current, *self.registry.fallbacks()):
+                if version == self._version:
+                    return False  # already serving the best version there is
+                files = _files_state(self.registry.root / version)
+                if self._set_aside.get(version) == files:
+                    continue  # found damaged before, unchanged since
+                model, problems = self._verified_load(version)
+                if problems:
+                    self._set_aside[version] = files
+                    log.warning("%s %s is damaged and set aside: %s", self.spec.name, version, "; ".join(problems))
+                    continue
+                self._set_aside.pop(version, None)
+                self._model, self._version = model, version  # the swap: one reference assignment
+                if version == current:
+                    log.info("%s model now serving version %s", self.spec.name, version)
+                else:
+                    log.warning("%s model now serving version %s: the current version %s is damaged "
+                                "(`playbill models list` shows what was found)", self.spec.name, version, current)
+                return True
+            return False
+
+    def _verified_load(self, version: str) -> tuple[M | None, list[str]]:
+        problems = self.registry.verify(version)
+        if problems:
+            return None, problems
+        try:
+            return self._load(self.registry.root / version, self.limits), []
+        except Exception as exc:  # any failure to load means this version cannot serve
+            return None, [str(exc)]
+
+
+def _files_state(folder: Path) -> tuple:
+    """Names, sizes and modification times of a folder's files: changes when they are replaced."""
+    try:
+        return tuple(sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in folder.rglob("*") if p.is_file()))
+    except OSError:
+        return ()
+
+
+def load_model(spec: ModelSpec, home: Path, settings: Mapping[str, Any] | None = None, version: str | None = None) -> Any:
+    """The model a one-off command (`predict`, `write`) serves: `version` when given (refused
+    with DamagedVersion, one line per problem, if its files are damaged), else what a holder
+    serves: the current version, or the best fallback while it is damaged (with a warning)."""
+    holder: ModelHolder[Any] = ModelHolder(spec, home, settings)
+    if version is None:
+        holder.refresh()
+        return holder.model
+    found = holder.registry.get(version)  # ModelUnavailable naming `playbill models list`
+    problems = holder.registry.verify(version)
+    if problems:
+        raise DamagedVersion(spec.name, version, problems)
+    return holder._load(found.path, holder.limits)

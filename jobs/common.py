@@ -19,12 +19,8 @@ class JobBusy(EngineError):
 
 
 def settings_values(settings: Settings) -> dict[str, Any]:
-    """The settings as plain JSON values with absolute paths: what a stored job carries.
-
-    A job in the persistent store must survive a restart and be picklable, so it gets a
-    snapshot of plain values rather than a live Settings object (re-registered, so refreshed,
-    at every scheduler start).
-    """
+    """The settings as plain JSON values with absolute paths: what the spawned training process
+    is handed (through a pipe; never stored: the job store keeps names only, see run_jobs_with)."""
     values = _plain(settings.model_dump())
     values["database_url"] = absolute_sqlite_url(settings.database_url)
     return values
@@ -51,11 +47,27 @@ def absolute_sqlite_url(url: str) -> str:
     return url
 
 
+_JOB_SETTINGS: list[Settings] = []  # the settings this process's scheduled jobs run with (see run_jobs_with)
+
+
+def run_jobs_with(settings: Settings) -> None:
+    """The settings the scheduled jobs of this process read when they run.
+
+    The job store holds no settings (they include the database URL and its password): a
+    stored job carries names only (the model's), and reads these when it runs. The scheduler
+    sets them when it is created; a process that never did reads the config and environment.
+    """
+    _JOB_SETTINGS[:] = [settings]
+
+
 def restore_settings(values: dict[str, Any] | Settings | None) -> Settings:
-    """A Settings from `settings_values` output (or the settings themselves, or the defaults)."""
+    """A Settings from `settings_values` output, or the settings themselves; None: the ones
+    this process's jobs run with (`run_jobs_with`), else the config and environment."""
     if isinstance(values, Settings):
         return values
     if values is None:
+        if _JOB_SETTINGS:
+            return _JOB_SETTINGS[0]
         from playbill.settings import load_settings
 
         return load_settings()

@@ -16,7 +16,8 @@ A due run is not lost at shutdown either (jobs/apscheduler_compat.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,7 @@ from sqlalchemy.engine import Engine
 from engine.errors import InvalidInput
 from engine.models import MODEL_NAMES, MODELS
 from jobs.apscheduler_compat import NoPassAfterShutdown, stored_run_times, stored_states
-from jobs.common import JobBusy, retrain_lock, settings_values
+from jobs.common import JobBusy, retrain_lock, run_jobs_with
 from jobs.leader import ScheduleLock, schedule_lock
 from playbill.settings import Settings
 
@@ -56,21 +57,21 @@ class JobSpec:
 
 
 def job_specs(settings: Settings) -> list[JobSpec]:
-    """The jobs Playbill runs, from the settings."""
+    """The jobs Playbill runs, from the settings. Their arguments are names only: a job reads
+    the settings when it runs (`jobs.common.run_jobs_with`), so no secret is stored."""
     tz = ZoneInfo(settings.jobs.timezone)
-    values = settings_values(settings)
 
     def cron(expr: str) -> CronTrigger:
         return CronTrigger.from_crontab(expr, timezone=tz)
 
     return [
         *(JobSpec(f"retrain-{model.name}", f"retrain the {model.title} ({model.name})",
-                  "jobs.retrain:retrain_from_checkpoint", (model.name, values), cron(settings.jobs.retrain_cron),
+                  "jobs.retrain:retrain_from_checkpoint", (model.name,), cron(settings.jobs.retrain_cron),
                   TRAINING_EXECUTOR) for model in MODELS),
         JobSpec("purge-history", "purge old history", "jobs.maintenance:purge_history",
-                (values,), cron(settings.jobs.purge_cron)),
+                (), cron(settings.jobs.purge_cron)),
         JobSpec("backup-database", "back up the history database", "jobs.maintenance:backup_database",
-                (values,), cron(settings.jobs.backup_cron)),
+                (), cron(settings.jobs.backup_cron)),
     ]
 
 
@@ -81,14 +82,16 @@ class _OwnsJobStore:
 
     def start(self, *args: Any, **kwargs: Any) -> None:
         try:
-            self.playbill_lock.acquire()
+            with _store_errors(self.playbill_settings.database_url):  # type: ignore[attr-defined]
+                self.playbill_lock.acquire()
         except JobBusy as exc:
             raise JobBusy(
                 f"{exc}: it owns the job store, so this one will not start. Stop it first, "
                 "or run the bot and the scheduler in one process with `playbill run`"
             ) from None
         try:
-            super().start(*args, **kwargs)  # type: ignore[misc]
+            with _store_errors(self.playbill_settings.database_url):  # type: ignore[attr-defined]
+                super().start(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
             self.playbill_lock.release()
             raise
@@ -114,6 +117,19 @@ def _store_engine(url: str) -> Engine:
     return make_engine(url)
 
 
+@contextmanager
+def _store_errors(url: str) -> Iterator[None]:
+    """An unreachable or damaged job-store database: one HistoryError line (the CLI's `error:`)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from history.db import database_error
+
+    try:
+        yield
+    except DBAPIError as exc:
+        raise database_error(exc, url) from None
+
+
 def create_scheduler(
     settings: Settings,
     *,
@@ -127,9 +143,11 @@ def create_scheduler(
     """
     tz = ZoneInfo(settings.jobs.timezone)
     settings.home.mkdir(parents=True, exist_ok=True)
+    run_jobs_with(settings)
     store = SQLAlchemyJobStore(engine=_store_engine(settings.database_url), tablename=JOBSTORE_TABLE)
-    store.jobs_t.create(store.engine, checkfirst=True)
-    stored = stored_run_times(store)
+    with _store_errors(settings.database_url):
+        store.jobs_t.create(store.engine, checkfirst=True)
+        stored = stored_run_times(store)
     cls = PlaybillBackgroundScheduler if background else PlaybillBlockingScheduler
     scheduler = cls(
         jobstores={"default": store},
@@ -227,8 +245,9 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
     engine = _store_engine(settings.database_url)
     try:
         stored: dict[str, dict[str, Any]] = {}
-        if inspect(engine).has_table(JOBSTORE_TABLE):
-            stored = stored_states(SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE))
+        with _store_errors(settings.database_url):
+            if inspect(engine).has_table(JOBSTORE_TABLE):
+                stored = stored_states(SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE))
     finally:
         engine.dispose()
     now = datetime.now(tz)

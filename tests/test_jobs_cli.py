@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from engine.registry import ModelRegistry
+from bot.testing import publish_numpy_scene
 from jobs import trainers
 from jobs.common import retrain_lock
 from jobs.maintenance import backup_database
@@ -16,14 +16,8 @@ from test_jobs_fakes import FAKE_SENTIMENT, control, make_initial_model, trainin
 
 
 def make_versions(home, n: int) -> list[str]:
-    registry = ModelRegistry(home / "models", "scene")
-    made = []
-    for i in range(n):
-        with registry.new_version({"metrics": {"val_loss": 2.0 - i / 10}}) as staged:
-            (staged.path / "weights").write_text(str(i))
-        registry.promote(staged.version)
-        made.append(staged.version)
-    return made
+    """n promoted playwright versions that can really be served (`models promote` loads them)."""
+    return [publish_numpy_scene(home, {"val_loss": 2.0 - i / 10}, seed=i) for i in range(n)]
 
 
 def test_models_list_promote_rollback(home, capsys: pytest.CaptureFixture[str]) -> None:

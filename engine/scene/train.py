@@ -181,6 +181,7 @@ def train_scene(
         vocabulary.save(staged.path / VOCABULARY_FILE)
         model.save(staged.path / KERAS_FILE)
         _cache_int8_step(staged.path, arrays)
+        staged.unchecked.update({quantized.CACHE_FILE, quantized.NOTE_FILE})  # rebuilt when stale; checked by its note
     if promote:
         registry.promote(staged.version)
     return TrainingResult(

@@ -30,6 +30,7 @@ from engine.scene.config import (
 )
 from engine.scene.corpus import Vocabulary
 from engine.scene.sampler import NumpyLSTM, prime_batch, sample
+from engine.weights import read_arrays
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,18 @@ class SceneWriter:
         backend = check_backend(backend)
         version_dir = Path(version_dir)
         try:
-            with np.load(version_dir / WEIGHTS_FILE) as data:
-                arrays = {k: data[k] for k in data.files}
+            arrays = read_arrays(version_dir / WEIGHTS_FILE)  # finite, or ValueError
             vocabulary = Vocabulary.load(version_dir / VOCABULARY_FILE)
             metadata_file = version_dir / "metadata.json"
             metadata = json.loads(metadata_file.read_text("utf-8")) if metadata_file.is_file() else {}
+            if not isinstance(metadata, dict):
+                raise ValueError("metadata.json is not a JSON object")
             net = NumpyLSTM.from_arrays(arrays)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailable(f"the scene model in {version_dir} cannot be read ({exc}); retrain or roll back") from None
+            _probe(net, len(vocabulary))
+        except Exception as exc:  # any damage (zip CRC, junk JSON, wrong shapes): this version cannot serve
+            raise ModelUnavailable(
+                f"the scene model in {version_dir} cannot be read ({type(exc).__name__}: {exc}); retrain or roll back"
+            ) from None
         int8_net = None
         if backend != "float32":
             try:
@@ -203,3 +208,13 @@ def cut_at_boundary(text: str, length: int | None = None) -> str:
             return text[: i + 1]
     space = max((i for i, ch in enumerate(text) if ch.isspace()), default=-1)
     return text[:space] if space > 0 else text
+
+
+def _probe(net: NumpyLSTM, vocabulary_size: int) -> None:
+    """One step from the first character: ValueError unless it gives finite logits, one per
+    character of the vocabulary (weights that do not fit their vocabulary fail here)."""
+    logits = net.step(net.new_state(1), np.zeros(1, dtype=np.int64))
+    if logits.shape[-1] != vocabulary_size:
+        raise ValueError(f"the weights know {logits.shape[-1]} characters, the vocabulary {vocabulary_size}")
+    if not np.isfinite(logits).all():
+        raise ValueError("its weights give non-finite logits")

@@ -24,6 +24,7 @@ from engine.registry import ModelRegistry
 from engine.sentiment.config import CONFIG_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest, SentimentConfig, SentimentLimits
 from engine.sentiment.features import features, pad_windows, split_windows
 from engine.text import Vocabulary, tokenize
+from engine.weights import read_arrays
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,23 @@ class SentimentModel:
     def load(cls, version_dir: Path, limits: SentimentLimits | None = None) -> SentimentModel:
         version_dir = Path(version_dir)
         try:
-            with np.load(version_dir / WEIGHTS_FILE) as data:
-                weights = {k: data[k] for k in data.files}
+            weights = read_arrays(version_dir / WEIGHTS_FILE)  # finite, or ValueError
             vocab = Vocabulary.load(version_dir / VOCAB_FILE)
             config = SentimentConfig.from_dict(json.loads((version_dir / CONFIG_FILE).read_text("utf-8")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailable(f"the sentiment model at {version_dir} is incomplete or corrupt ({exc}); train a new one") from None
-        return cls(weights, vocab, config, version=version_dir.name, path=version_dir, limits=limits)
+            model = cls(weights, vocab, config, version=version_dir.name, path=version_dir, limits=limits)
+            model.probe()
+        except Exception as exc:  # any damage (zip CRC, junk JSON, wrong shapes): this version cannot serve
+            raise ModelUnavailable(
+                f"the sentiment model at {version_dir} is incomplete or corrupt ({type(exc).__name__}: {exc}); "
+                "roll back or train a new one") from None
+        return model
+
+    def probe(self) -> None:
+        """Judge one short review: ValueError unless the answer is a finite probability (a
+        version whose weights do not fit its vocabulary or config fails here, not on a member)."""
+        logits = self.logits(["a good film"])
+        if not np.isfinite(logits).all():
+            raise ValueError("its weights give a non-finite verdict")
 
     @classmethod
     def load_current(cls, home: Path, limits: SentimentLimits | None = None) -> SentimentModel:

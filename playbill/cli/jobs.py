@@ -186,21 +186,33 @@ def _registry(settings: Any, name: str):
 
 
 def models_list(args: argparse.Namespace, settings: Any) -> int:
+    """Every version with its figures, and what is wrong with any damaged one (one line per
+    problem): the checks serving makes (`spec.verify`: checksums, readable finite weights)."""
     names = (args.model,) if args.model else MODEL_NAMES
     for name in names:
-        registry = _registry(settings, name)
+        model = spec(name)
+        registry = model.registry(settings.home)
         current = registry.current_version()
         versions = registry.versions()
+        problems = {v.version: model.verify(settings.home, v.version) for v in versions}
+        good = next((v for v in [current, *registry.fallbacks()] if v and not problems.get(v)), None)
         if args.json:
             for v in versions:
                 print_json({"model": name, "version": v.version, "current": v.version == current,
-                            "created_at": v.metadata.get("created_at"), "metrics": v.metrics})
+                            "served": v.version == good, "created_at": v.metadata.get("created_at"),
+                            "metrics": v.metrics, "problems": problems[v.version]})
             continue
-        print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `{spec(name).train_command}`"))
+        print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `{model.train_command}`"))
         for v in reversed(versions):
             mark = "*" if v.version == current else " "
             figures = " ".join(f"{k}={_fmt(val)}" for k, val in sorted(v.metrics.items()) if isinstance(val, int | float))
-            print(f"  {mark} {v.version:<28} {str(v.metadata.get('created_at', '')):<26} {figures}")
+            state = "DAMAGED" if problems[v.version] else ("served" if v.version == good and good != current else "")
+            print(f"  {mark} {v.version:<28} {str(v.metadata.get('created_at', '')):<26} {figures} {state}".rstrip())
+            for problem in problems[v.version]:
+                print(f"      - {problem}")
+        if current is not None and good != current:
+            print(f"  the current version {current} is damaged; "
+                  + (f"{good} is served instead" if good else "no good version is left to serve"))
     return 0
 
 
@@ -209,9 +221,16 @@ def _fmt(value: float) -> str:
 
 
 def models_promote(args: argparse.Namespace, settings: Any) -> int:
-    registry = _registry(settings, args.model)
+    from engine.registry import DamagedVersion
+
+    model = spec(args.model)
+    registry = model.registry(settings.home)
     previous = registry.current_version()
-    registry.promote(args.version, reason="promoted by hand (playbill models promote)")  # unknown -> ModelUnavailable
+    registry.get(args.version)  # unknown -> ModelUnavailable naming `playbill models list`
+    problems = model.verify(settings.home, args.version)
+    if problems:
+        raise DamagedVersion(args.model, args.version, problems, ", not promoted")
+    registry.promote(args.version, reason="promoted by hand (playbill models promote)")
     print(f"{args.model}: {args.version} is now current (was {previous}); a running bot swaps it in on its next refresh")
     return 0
 

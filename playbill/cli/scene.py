@@ -117,7 +117,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
         rows.append({
             "checkpoint": ckpt.label(), "run": ckpt.run, "epoch": ckpt.epoch, "val_loss": ckpt.val_loss,
             "saved_at": ckpt.saved_at, "status": "valid" if ckpt.verify() else "corrupt",
-            "profile": ckpt.extra.get("config", {}).get("name"),
+            "profile": config.get("name") if isinstance(config := ckpt.extra.get("config"), dict) else None,
         })
     if args.json:
         for row in rows:
@@ -145,12 +145,10 @@ def _write(args: argparse.Namespace, settings) -> int:
     )
     limits = spec.limits_from(section)
     spec.check(request, limits)  # before the model loads; InvalidInput: the engine's one message
-    serving = spec.serving_from(section)
-    if args.backend:
-        serving["backend"] = args.backend
-    registry = spec.registry(settings.home)
-    found = registry.get(args.version) if args.version else registry.current()
-    writer = spec.load(found.path, limits, **serving)
+    from engine.serving import load_model
+
+    serving = {**section, "backend": args.backend} if args.backend else section
+    writer = load_model(spec, settings.home, serving, args.version)  # a damaged current: the previous good one
     started = time.perf_counter()
     if args.json:
         text = writer.generate(request)

@@ -101,9 +101,9 @@ def _predict(args: argparse.Namespace, settings) -> int:
     limits = spec.limits_from(section)
     for text in texts:  # every line before the model loads; InvalidInput: the engine's one message
         spec.check(ReviewRequest(text), limits)
-    registry = spec.registry(settings.home)
-    chosen = registry.get(args.version) if args.version else registry.current()
-    model = spec.load(chosen.path, limits, **spec.serving_from(section))
+    from engine.serving import load_model
+
+    model = load_model(spec, settings.home, section, args.version)  # a damaged current: the previous good one
     for start in range(0, len(texts), 1024):
         for verdict in model.predict(texts[start : start + 1024]):
             if args.json:
