@@ -109,6 +109,8 @@ class Console:
                 self.show(await handlers.rollback(self.services, self.request, rest))
             elif command == "/retrain":
                 self.show(await handlers.retrain(self.services, self.request, rest or "all"))
+            elif command == "/feedback" and not rest:
+                self.show(await handlers.admin_feedback(self.services, self.request))
             elif command == "/feedback":
                 self.show(await handlers.give_feedback(self.services, self.request, *_feedback_options(rest)))
             elif command == "/forget-me":

@@ -312,6 +312,25 @@ async def _last_training_run(services: Services, name: str) -> str | None:
     return f"{run.started_at:%Y-%m-%d %H:%M} {run.status} {run.version or ''}{figures}".strip()
 
 
+async def admin_feedback(services: Services, request: Request) -> Response:
+    """What the next retrain learns from the members' votes, in short (`playbill feedback` in full)."""
+    require_admin(request)
+    learnt = await services.history.next_feedback(services.settings)
+    details = learnt.details
+    corrections = [r for r in details["reviews"] if not r["critic_agreed"]]
+    embed = EmbedData(title="What the next retrain learns from the votes",
+                      description=fmt.trim("\n".join(fmt.safe(line) for line in details["explanation"]),
+                                           fmt.EMBED_DESCRIPTION_LIMIT))
+    embed.fields.append(Field("Training", fmt.safe(learnt.summary), inline=False))
+    if corrections:
+        lines = [f"`#{r['review_id']}` {fmt.safe(fmt.trim(' '.join(r['text'].split()), 60))} → "
+                 f"{'positive' if r['label'] else 'negative'} (weight {r['weight']:.2f})" for r in corrections[:5]]
+        more = f"\n… and {len(corrections) - 5} more (`playbill feedback`)" if len(corrections) > 5 else ""
+        embed.fields.append(Field(f"Corrections ({len(corrections)})", fmt.trim("\n".join(lines) + more,
+                                                                          fmt.EMBED_FIELD_LIMIT), inline=False))
+    return Response(embed=embed, ephemeral=True)
+
+
 async def retrain(services: Services, request: Request, model: str) -> Response:
     require_admin(request)
     if model != "all" and model not in MODEL_NAMES:
@@ -355,6 +374,7 @@ HELP = f"""\
 {'/rollback ' + _ONE_OF:<29} serve the previous model version (admin)
 {'/retrain ' + _ONE_OF + '|all':<29} queue a retraining run (admin; where the scheduler runs)
 /feedback ID right|wrong      tell the critic whether its verdict ID was right
+/feedback                     what the next retrain learns from the votes (admin)
 /forget-me                    delete your stored history
 /help                         this text
 /quit                         leave (end of input works too)"""

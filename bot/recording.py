@@ -53,6 +53,12 @@ class HistoryGateway:
                 raise
             raise shown from exc
 
+    async def next_feedback(self, settings: Any) -> Any:
+        """What the next retrain learns from the votes (jobs.trainers.next_feedback: ExtraData)."""
+        from jobs.trainers import next_feedback
+
+        return await self._call(lambda sessions: next_feedback(settings, sessions=sessions))
+
     async def record_interaction(self, **fields: Any) -> int | None:
         """Store one request and its output and return its id; None (logged) if the database
         refuses or is not configured."""

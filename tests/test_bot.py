@@ -115,7 +115,7 @@ async def test_discord_accepts_the_tree_with_its_names_options_ranges_and_permis
     assert int(admin["default_member_permissions"]) == MANAGE_GUILD  # what its runtime check admits
     assert admin["contexts"] == [0]  # guild only
     subcommands = {o["name"]: o for o in admin["options"]}
-    assert set(subcommands) == {"history", "stats", "model-status", "retrain", "rollback", "sync"}
+    assert set(subcommands) == {"history", "stats", "model-status", "feedback", "retrain", "rollback", "sync"}
     limit = next(o for o in subcommands["history"]["options"] if o["name"] == "limit")
     assert (limit["min_value"], limit["max_value"]) == (1, 50)
     assert [c["value"] for c in subcommands["rollback"]["options"][0]["choices"]] == list(MODEL_NAMES)
@@ -345,7 +345,7 @@ async def test_forget_me_asks_first_and_only_the_caller_can_confirm(settings, st
 
 
 @pytest.mark.parametrize("path, options", [("admin history", {}), ("admin stats", {}), ("admin model-status", {}),
-                                           ("admin rollback", {"model": "scene"}), ("admin retrain", {"model": "all"}),
+                                           ("admin rollback", {"model": "scene"}), ("admin retrain", {"model": "all"}), ("admin feedback", {}),
                                            ("admin sync", {})])
 async def test_admin_commands_are_refused_to_non_admins(settings, standin, guild, path, options) -> None:
     async with running(settings, standin):
@@ -376,6 +376,16 @@ async def test_admin_history_and_status_for_an_admin(settings, standin, guild) -
     [shown] = status.followups.values()
     assert [a["filename"] for a in shown["attachments"]] == ["model-metrics.png"]
     assert_nobody_pinged(standin, status)
+
+
+async def test_admin_feedback_answers_an_admin_in_short(settings, standin, guild) -> None:
+    async with running(settings, standin):
+        review = await standin.slash(guild, "review-sentiment", text="great")
+        await review.wait("followup")
+        shown = await standin.slash(guild, "admin feedback", permissions=ADMINISTRATOR)
+        await shown.wait("followup")
+    [answer] = shown.followups.values()
+    assert answer["embeds"][0]["title"] == "What the next retrain learns from the votes"
 
 
 async def test_owner_ids_from_settings_count_as_admin_but_sync_needs_an_owner(settings, standin, guild) -> None:

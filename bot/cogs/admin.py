@@ -1,4 +1,4 @@
-"""/admin ...: history, stats, model-status, retrain, rollback, sync.
+"""/admin ...: history, stats, model-status, feedback, retrain, rollback, sync.
 
 Hidden by default from members without Manage Server (a hint server admins can change), and
 refused by a real check on every call with the same permission (bot.discord_io.is_admin:
@@ -84,6 +84,11 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Playbill a
     async def model_status(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True)
         await reply(interaction, await handlers.model_status(self.bot.services, request_from(interaction)))
+
+    @app_commands.command(name="feedback", description="What the next retrain learns from the votes: labels, caps, trust.")
+    async def feedback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await reply(interaction, await handlers.admin_feedback(self.bot.services, request_from(interaction)))
 
     @app_commands.command(name="retrain", description="Queue a retraining run now (it is promoted only if no worse).")
     @app_commands.describe(model="Which model to retrain.")
