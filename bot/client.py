@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs import EXTENSIONS
-from bot.discord_compat import one_line_reconnect_logs, point_at
+from bot.discord_compat import point_at, watch_gateway_failures
 from bot.discord_io import NO_MENTIONS, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
@@ -63,6 +63,7 @@ class PlaybillBot(commands.AutoShardedBot):
         self.ready_once = False  # READY seen: from then on discord.py reconnects by itself
         self.gateway_failures = 0  # failed gateway connections before the first READY
         self.gave_up: str | None = None  # why the bot stopped trying to connect, if it did
+        self.gave_up_event = asyncio.Event()
         self._refresher: asyncio.Task | None = None
         self._election: ScheduleElection | None = None
 
@@ -132,15 +133,15 @@ class PlaybillBot(commands.AutoShardedBot):
                 if changed:
                     log.info("now serving %s %s", name, self.services.holders[name].version)
 
-    async def on_disconnect(self) -> None:
+    def gateway_failed(self, exc: BaseException) -> None:
         """Bound the first connection: discord.py would retry the gateway forever; a bot that has
-        never been connected gives up after `[bot] connect_retries` failures (its log says each)."""
-        if self.ready_once:
+        never been connected gives up after `[bot] connect_retries` more failures."""
+        if self.ready_once or self.gave_up is not None:
             return
         self.gateway_failures += 1
         if self.gateway_failures > self.settings.bot.connect_retries:
-            self.gave_up = f"could not connect to Discord's gateway ({self.gateway_failures} tries)"
-            await self.close()
+            self.gave_up = f"its gateway failed: {type(exc).__name__}: {exc}, {self.gateway_failures} tries"
+            self.gave_up_event.set()
 
     async def on_ready(self) -> None:
         self.ready_once = True
@@ -184,22 +185,29 @@ async def serve(settings: Any, services: Services, token: str, *, start_schedule
     be reached before the bot first connects, try again with backoff (one log line a try), each
     time with a fresh client; then give up with DiscordUnavailable. Once connected, discord.py
     reconnects by itself. `on_start(bot)` is called with each client (e.g. to close it on SIGTERM)."""
-    one_line_reconnect_logs()
     delays = retry_delays(settings.bot)
     for attempt in range(len(delays) + 1):
         async with PlaybillBot(settings, services=services, start_scheduler=start_scheduler) as bot:
             if on_start is not None:
                 on_start(bot)
+            stop_watching = watch_gateway_failures(bot.gateway_failed)
+            running = asyncio.ensure_future(bot.start(token))
+            gave_up = asyncio.ensure_future(bot.gave_up_event.wait())
             try:
-                await bot.start(token)
+                await asyncio.wait({running, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+                if bot.gave_up is not None:
+                    raise DiscordUnavailable(bot.gave_up)
+                running.result()
+                return  # closed on purpose
             except RETRYABLE as exc:
                 if bot.ready_once:
                     raise
                 reason = unavailable_reason(exc)
-            else:
-                if bot.gave_up is None:
-                    return  # closed on purpose
-                raise DiscordUnavailable(bot.gave_up)
+            finally:
+                stop_watching()
+                for task in (running, gave_up):
+                    task.cancel()
+                await asyncio.gather(running, gave_up, return_exceptions=True)
         if attempt == len(delays):
             raise DiscordUnavailable(f"{reason}, {attempt + 1} tries")
         log.warning("Discord is unavailable (%s); try %d of %d in %.1f s", reason, attempt + 2, len(delays) + 1,

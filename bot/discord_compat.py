@@ -9,14 +9,17 @@ for them. tests/test_bot_discord_compat.py fails loudly when discord.py changes 
 - Where Discord is: discord.py has no setting for its REST base or its gateway URL (a plain or
   explicitly sharded client always connects to `DiscordWebSocket.DEFAULT_GATEWAY`, also after an
   INVALID_SESSION), so a proxy or a test stand-in is reached by setting both class attributes.
-- Reconnect logs: discord.py logs every failed gateway connection as "Attempting a reconnect in
-  %.2fs" with a full traceback; Playbill keeps it to one line naming the error.
+- Reconnect logs: discord.py logs every failed gateway connection ("Attempting a reconnect in
+  %.2fs", or "Failed to connect for shard_id" at a shard's launch, retried every 5 s without end)
+  with a full traceback, and says so nowhere else; Playbill keeps each to one line naming the
+  error, and counts them to give up on a first connection that never succeeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import discord
 import yarl
@@ -55,23 +58,40 @@ def point_at(api_base: str | None, gateway_url: str | None) -> None:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
-RECONNECT_MESSAGE = "Attempting a reconnect in %.2fs"  # discord.client's log line for a failed connection
+RECONNECT_MESSAGE = "Attempting a reconnect in %.2fs"  # discord.client's line for a failed connection
+SHARD_RETRY_MESSAGE = "Failed to connect for shard_id: %s. Retrying..."  # discord.shard's, at a shard's launch
+RECONNECT_LOGGERS = ("discord.client", "discord.shard")
 
 
 class OneLineReconnects(logging.Filter):
-    """discord.py's "Attempting a reconnect" record with the error in its text, not a traceback."""
+    """discord.py's records of a failed gateway connection with the error in their text, not a
+    traceback; `on_failure(exc)` is told of each (a bot counts them before it first connects)."""
+
+    def __init__(self, on_failure: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__()
+        self.on_failure = on_failure
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == RECONNECT_MESSAGE and record.exc_info and record.exc_info[1] is not None:
+        if record.msg in (RECONNECT_MESSAGE, SHARD_RETRY_MESSAGE) and record.exc_info and record.exc_info[1]:
             exc = record.exc_info[1]
             error = f"{type(exc).__name__}: {exc}".replace("%", "%%")
-            record.msg = f"Discord's gateway failed ({error}); reconnecting in %.2f s"
+            then = "reconnecting in %.2f s" if record.msg == RECONNECT_MESSAGE else "shard %s retries in 5 s"
+            record.msg = f"Discord's gateway failed ({error}); {then}"
             record.exc_info, record.exc_text = None, None
+            if self.on_failure is not None:
+                self.on_failure(exc)
         return True
 
 
-def one_line_reconnect_logs() -> None:
-    """Install OneLineReconnects on discord.py's client logger (once)."""
-    logger = logging.getLogger("discord.client")
-    if not any(isinstance(f, OneLineReconnects) for f in logger.filters):
-        logger.addFilter(OneLineReconnects())
+def watch_gateway_failures(on_failure: Callable[[BaseException], None] | None = None) -> Callable[[], None]:
+    """Install a OneLineReconnects on discord.py's client and shard loggers; returns its removal."""
+    watcher = OneLineReconnects(on_failure)
+    loggers = [logging.getLogger(name) for name in RECONNECT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(watcher)
+
+    def remove() -> None:
+        for logger in loggers:
+            logger.removeFilter(watcher)
+
+    return remove

@@ -504,3 +504,23 @@ def test_the_model_chart_plots_held_out_metrics_only() -> None:
     scene = [("v0001", {"val_loss": 1.6, "bits_per_char": 2.3, "train_loss": 1.2, "epoch_seconds": 40.0})]
     assert set(chart_lines(sentiment)) == {"val_loss", "val_accuracy", "test_accuracy", "accuracy"}
     assert set(chart_lines(scene)) == {"val_loss", "bits_per_char"}
+
+
+async def test_serve_gives_up_on_a_gateway_that_never_answers(settings, standin) -> None:
+    import socket
+
+    from bot.client import DiscordUnavailable, serve
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.bot.shard_count = 1  # an explicit count: discord.py connects to the configured gateway
+    settings.discord_gateway_url = f"ws://127.0.0.1:{port}/"
+    settings.bot.connect_retries = 0
+    services = Services.create(settings, holders=fake_holders(settings),
+                               history=HistoryGateway.open(settings.database_url))
+    try:
+        with pytest.raises(DiscordUnavailable, match="gateway failed"):
+            await asyncio.wait_for(serve(settings, services, standin.token, start_scheduler=False), 60)
+    finally:
+        services.close()

@@ -113,3 +113,29 @@ def test_a_failed_connection_is_logged_as_one_line() -> None:
     OneLineReconnects().filter(record)
     text = logging.Formatter("%(message)s").format(record)
     assert text == "Discord's gateway failed (ConnectionRefusedError: connect call failed); reconnecting in 1.50 s"
+
+
+def test_discord_py_still_logs_a_shards_failed_launch_with_the_message_we_count() -> None:
+    import inspect
+
+    from bot.discord_compat import SHARD_RETRY_MESSAGE
+
+    assert f"'{SHARD_RETRY_MESSAGE}'" in inspect.getsource(discord.AutoShardedClient.launch_shard)
+
+
+def test_each_failed_connection_is_counted_once() -> None:
+    import logging
+
+    from bot.discord_compat import SHARD_RETRY_MESSAGE, watch_gateway_failures
+
+    seen: list[BaseException] = []
+    stop = watch_gateway_failures(seen.append)
+    try:
+        try:
+            raise ConnectionRefusedError("refused")
+        except OSError:
+            logging.getLogger("discord.shard").error(SHARD_RETRY_MESSAGE, 0, exc_info=True)
+    finally:
+        stop()
+    logging.getLogger("discord.shard").error(SHARD_RETRY_MESSAGE, 1, exc_info=(OSError, OSError("x"), None))
+    assert [type(e) for e in seen] == [ConnectionRefusedError]
