@@ -15,6 +15,11 @@
    otherwise deletes it and records the run as rejected with both figures,
 6. prunes old versions and their checkpoints.
 
+A damaged current version (files failing `ModelRegistry.verify`, or failing to evaluate)
+does not stop the job: the candidate is measured against the version served in its place
+(`ModelRegistry.current_good`), or, with none left, promoted if its own figures are finite,
+so a retrain heals a damaged model instead of failing every night.
+
 If the training process dies, nothing is promoted and its complete checkpoints are where
 the next run resumes.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import resource
@@ -77,7 +83,7 @@ class _Plan:
     epochs: int
     extra: list[Any]
     holdout: list[Any]
-    current: str
+    current: str | None  # the version the candidate must beat: the served one (None: none is servable)
     progress: bool
     log_level: int
     niceness: int = 0
@@ -125,14 +131,18 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
             log.warning("retrain of %s skipped: %s", job.name, message)
             return RetrainOutcome(job.name, "skipped", message)
         registry.pin_current()  # the newest version must not become current by a candidate appearing
+        baseline = served_version(registry, current)
         start = resume_checkpoint(registry, checkpoints)
+        if start is None and baseline not in (None, current):  # the damaged current's line is gone too
+            start = checkpoints.resume_point(registry.lineage(), baseline)
         epochs = int(getattr(settings.jobs, job.epochs_key))
         run_id = history.start(job.name, checkpoint_from=start.label() if start else None, epochs=epochs)
         marker.write_text(json.dumps({"run_id": run_id, "pid": os.getpid()}), "utf-8")
         outcome = RetrainOutcome(job.name, "failed", "", run_id=run_id, current_version=current, metric=job.metric,
                                  started_from=start.label() if start else None)
         try:
-            _train_evaluate_decide(job, settings, registry, checkpoints, history, start, epochs, progress, say, outcome)
+            _train_evaluate_decide(job, settings, registry, checkpoints, history, start, epochs, progress, say, outcome,
+                                   baseline)
         except Exception as exc:  # the run failed: record it, keep the current model
             message = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, EngineError):
@@ -168,6 +178,7 @@ def _train_evaluate_decide(
     progress: bool,
     say: Report,
     outcome: RetrainOutcome,
+    baseline: str | None,
 ) -> None:
     current = outcome.current_version
     if start is None:
@@ -178,7 +189,7 @@ def _train_evaluate_decide(
     extra = job.gather(settings, partial(history.feedback, job.name, member_cap=settings.jobs.feedback_member_cap))
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = set(checkpoints.runs())
-    plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, current, progress, logging.getLogger().level,
+    plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, baseline, progress, logging.getLogger().level,
                  settings.jobs.training_niceness)
     messages = _run_spawned(job, settings_values(settings), plan, say, settings.jobs.retrain_timeout_hours * 3600)
     new_runs = sorted(set(checkpoints.runs()) - runs_before)
@@ -196,20 +207,28 @@ def _train_evaluate_decide(
     outcome.figures["candidate_data"] = {k: meta[k] for k in _DATA_KEYS if k in meta}  # what it was trained on
     figures = messages["evaluated"]
     candidate_metric = float(figures["candidate"][job.metric])
-    current_metric = float(figures["current"][job.metric])
+    damaged = figures["current"] is None or "damaged" in figures["current"]
+    current_metric = None if damaged else float(figures["current"][job.metric])
     outcome.candidate_metric, outcome.current_metric = candidate_metric, current_metric
     outcome.figures.update(training=trained, **figures, extra=extra.summary, checkpoint_runs=new_runs,
                            training_process=messages.get("process", {}))
     if extra.details:
         outcome.figures["learnt"] = {k: v for k, v in extra.details.items() if k not in ("reviews", "explanation")}
-    decision = gate.judge(job.name, figures["candidate"], figures["current"],
-                          allowed_drop=gate.tolerance(settings, job.name))
-    outcome.figures["gate"] = decision.as_dict()
+    if damaged:  # nothing servable to beat: a candidate with finite figures heals the model
+        why = (figures["current"] or {}).get("damaged") or "no version verifies"
+        better = math.isfinite(candidate_metric)
+        reason = (f"the current version {current} is damaged and {baseline or 'no older version'} cannot be "
+                  f"measured ({why}); candidate {job.metric} {candidate_metric:.4f}")
+    else:
+        decision = gate.judge(job.name, figures["candidate"], figures["current"],
+                              allowed_drop=gate.tolerance(settings, job.name))
+        outcome.figures["gate"] = decision.as_dict()
+        better, reason = decision.promote, decision.reason
+        if baseline != current:
+            reason = f"the current version {current} is damaged, measured against {baseline} (served): {reason}"
     if registry.current_version() != current:
         better = False
-        reason = f"the current version changed during the run (now {registry.current_version()}); {decision.reason}"
-    else:
-        better, reason = decision.promote, decision.reason
+        reason = f"the current version changed during the run (now {registry.current_version()}); {reason}"
     finish = dict(version=candidate, candidate_metric=candidate_metric, current_metric=current_metric,
                   metrics=_jsonable(outcome.figures))
     if better:
@@ -308,7 +327,7 @@ def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, con
         conn.send(("trained", _jsonable(trained)))
         conn.send(("phase", f"evaluating {trained['version']} (candidate) and {plan.current} (current) on {job.held_out}"))
         candidate = job.evaluate(settings, trained["version"], holdout=plan.holdout)
-        current = job.evaluate(settings, plan.current, holdout=plan.holdout)
+        current = _evaluate_baseline(job, settings, plan)
         conn.send(("evaluated", _jsonable({"candidate": candidate, "current": current})))
         conn.send(("process", {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                                "pid": os.getpid()}))
@@ -321,6 +340,18 @@ def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, con
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _evaluate_baseline(job: trainers.ModelJob, settings: Settings, plan: _Plan) -> dict[str, Any] | None:
+    """The figures of the version to beat; {"damaged": why} if it cannot be evaluated (unreadable
+    or non-finite weights that passed the checksums, e.g. a version older than them)."""
+    if plan.current is None:
+        return None
+    try:
+        return job.evaluate(settings, plan.current, holdout=plan.holdout)
+    except Exception as exc:  # any failure to measure the served version: it is damaged
+        logging.getLogger(__name__).warning("the current version %s cannot be evaluated: %s", plan.current, exc)
+        return {"damaged": str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"}
 
 
 def _exit_with_parent() -> None:
@@ -342,6 +373,17 @@ def _exit_with_parent() -> None:
 def resume_checkpoint(registry: ModelRegistry, checkpoints: CheckpointManager, *, quiet: bool = False) -> Checkpoint | None:
     """The newest valid checkpoint of the current model's line: where a retrain starts."""
     return checkpoints.resume_point(registry.lineage(), registry.current_version(), quiet=quiet)
+
+
+def served_version(registry: ModelRegistry, current: str) -> str | None:
+    """What a candidate must beat: the current version, or while its files are damaged the one
+    served in its place (None: none verifies). Logged when it is not the current one."""
+    if not registry.verify(current):
+        return current
+    good = registry.current_good()
+    log.warning("the current %s version %s is damaged; a candidate is measured against %s", registry.name, current,
+                good.version if good else "nothing (no version verifies)")
+    return good.version if good else None
 
 
 def _discard(registry: ModelRegistry, checkpoints: CheckpointManager, version: str, runs: list[str]) -> None:
