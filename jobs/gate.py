@@ -101,3 +101,24 @@ def _holdout_data(holdout: Sequence[Any]) -> Any:
     if all(isinstance(item, str) for item in holdout):
         return "\n".join(holdout)
     return [(row[0], int(row[1])) for row in holdout]
+
+
+def promote_if_better(model_name: str, settings: Settings, candidate: str, *, holdout: Sequence[Any] = (),
+                      report_test: bool = False, why: str = "gate") -> Decision:
+    """Measure `candidate` and the current version on the same data, judge, and make the candidate
+    current only if the rule says so (`playbill train --resume`, the warm-up). No current version:
+    the candidate becomes current. The turned-down candidate stays in the registry, not current."""
+    registry = spec(model_name).registry(settings.home)
+    current = registry.current_version()
+    if current is None or current == candidate:
+        if current is None:
+            registry.promote(candidate, reason=f"{why}: first version")
+        return Decision(True, "there was no current version" if current is None else "already current")
+    figures = {version: measure(model_name, settings, version, holdout=holdout, report_test=report_test)
+               for version in (candidate, current)}
+    decision = judge(model_name, figures[candidate], figures[current], allowed_drop=tolerance(settings, model_name))
+    if decision.promote:
+        registry.promote(candidate, reason=f"{why}: {decision.reason}")
+        return Decision(True, f"{candidate} is now current over {current}: {decision.reason}", decision.checks)
+    return Decision(False, f"kept {current} (the better version); {candidate} is saved, not current: "
+                    f"{decision.reason}", decision.checks)

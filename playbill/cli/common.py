@@ -61,3 +61,21 @@ def check_training_options(args: argparse.Namespace) -> None:
         raise CLIError("--epochs must be at least 1")
     if args.resume and args.checkpoint:
         raise CLIError("use either --resume or --checkpoint, not both")
+
+
+def continues(args: argparse.Namespace) -> bool:
+    """A run that continues a checkpoint (--resume/--checkpoint) and would become current goes
+    through the nightly job's promotion gate (jobs.gate) instead of replacing the current version."""
+    return bool(args.resume or args.checkpoint) and not args.no_promote
+
+
+def gate_continued(name: str, settings: Any, result: Any, *, report_test: bool = False) -> str:
+    """Gate a continued run's new version against the current one; the result says whether it
+    became current. Returns the gate's one-line reason ("kept v0003 (the better version) ...")."""
+    from jobs.gate import promote_if_better
+
+    decision = promote_if_better(name, settings, result.version, report_test=report_test,
+                                 why=f"playbill train {name} (continued)")
+    result.promoted = decision.promote
+    result.extra["gate"] = decision.as_dict()
+    return decision.reason

@@ -7,7 +7,8 @@ import sys
 import time
 
 from engine.scene.config import BACKENDS, PROFILES
-from playbill.cli.common import CLIError, CommandGroups, check_training_options, model_spec, print_json
+from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, gate_continued, model_spec,
+                                 print_json)
 
 NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
 
@@ -17,7 +18,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     train = groups("train").add_parser(NAME, help="train the playwright (character-level LSTM)")
     train.add_argument("--profile", help="size profile: default (best for ~1 h on CPU) or tutorial (the tutorial's model)")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's budget)")
-    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint; the new "
+                       "version becomes current only through the nightly job's gate")
     train.add_argument("--checkpoint", metavar="PATH", help="continue from this checkpoint (see `playbill checkpoints scene`)")
     train.add_argument("--corpus", metavar="PATH", help="a UTF-8 text file to learn instead of Tiny Shakespeare")
     train.add_argument("--no-promote", action="store_true", help="publish the new version without making it current")
@@ -65,19 +67,21 @@ def _train(args: argparse.Namespace, settings) -> int:
     if args.profile:
         section["profile"] = args.profile
     config = model.config_from(section)  # the profile, with [scene] epochs, seed, validation_fraction on top
+    gated = continues(args)
     try:
         result = model.train(
             config, settings.home, settings.data_dir, epochs=args.epochs if args.epochs is not None else settings.scene.epochs,
             resume=args.resume,
             checkpoint=args.checkpoint, data=args.corpus or model.data_from(section),
-            promote=not args.no_promote, progress=not args.json, keep_runs=model.keep_runs,
+            promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
               file=sys.stderr)
         return 130
+    verdict = gate_continued(NAME, settings, result) if gated else None
     if args.json:
-        print_json({k: v for k, v in result.as_dict().items() if k != "extra"})
+        print_json({k: v for k, v in result.as_dict().items() if k != "extra"} | ({"gate": verdict} if verdict else {}))
     else:
         m = result.metrics
         print(
@@ -85,6 +89,8 @@ def _train(args: argparse.Namespace, settings) -> int:
             f"epoch {result.last_epoch}, {result.seconds / 60:.1f} min"
             + (" (current)" if result.promoted else " (not promoted)")
         )
+        if verdict:
+            print(f"  gate (the corpus's validation block): {verdict}")
     return 0
 
 

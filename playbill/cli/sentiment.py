@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from playbill.cli.common import CLIError, CommandGroups, check_training_options, model_spec, print_json
+from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, gate_continued, model_spec,
+                                 print_json)
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
 
@@ -15,7 +16,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     """Add this feature's subcommands."""
     train = groups("train").add_parser(NAME, help="train the critic on IMDB (or your CSV)")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: [sentiment] epochs)")
-    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint; the new "
+                       "version becomes current only through the nightly job's gate (validation, not test)")
     train.add_argument("--checkpoint", metavar="PATH", help="continue from this checkpoint (see `playbill checkpoints sentiment`)")
     train.add_argument("--data", metavar="FILE.csv", type=Path, help="train on a CSV with columns text,label instead of IMDB")
     train.add_argument("--no-promote", action="store_true", help="save the new version without making it current")
@@ -50,9 +52,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 def _train(args: argparse.Namespace, settings) -> int:
     check_training_options(args)
     model, section = model_spec(NAME), settings.section(NAME)
+    gated = continues(args)
     result = model.train(model.config_from(section), settings.home, settings.data_dir, epochs=args.epochs,
                          resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
-                         promote=not args.no_promote, progress=not args.json, keep_runs=model.keep_runs)
+                         promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs)
+    verdict = gate_continued(NAME, settings, result) if gated else None
     if args.json:
         print_json(result.as_dict())
         return 0
@@ -62,6 +66,8 @@ def _train(args: argparse.Namespace, settings) -> int:
     print(f"  validation accuracy {m['val_accuracy']:.4f}, loss {m['val_loss']:.4f}"
           + (f"; test accuracy {m['test_accuracy']:.4f} on {m['test_n']:,} reviews" if "test_accuracy" in m else ""))
     print(f"  {result.seconds:.0f} s; {'now current' if result.promoted else 'saved, not promoted'}")
+    if verdict:
+        print(f"  gate (validation, never test): {verdict}")
     return 0
 
 
