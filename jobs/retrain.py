@@ -124,7 +124,7 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
     history = records.open_run_log(settings.database_url)
     marker = locks_dir(settings) / f"retrain-{job.name}.run"
     try:
-        _close_interrupted_run(history, marker)
+        _close_interrupted_run(history, marker, registry)
         current = registry.current_version()
         if current is None:  # nothing to continue: not a run, no row (a fresh install would log one a night)
             message = f"there is no {job.name} model to continue yet; train one with `{spec(job.name).train_command}`"
@@ -137,7 +137,8 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
             start = checkpoints.resume_point(registry.lineage(), baseline)
         epochs = int(getattr(settings.jobs, job.epochs_key))
         run_id = history.start(job.name, checkpoint_from=start.label() if start else None, epochs=epochs)
-        marker.write_text(json.dumps({"run_id": run_id, "pid": os.getpid()}), "utf-8")
+        marker.write_text(json.dumps({"run_id": run_id, "pid": os.getpid(), "started_from": start.label() if start else None,
+                                      "versions_before": [v.version for v in registry.versions()]}), "utf-8")
         outcome = RetrainOutcome(job.name, "failed", "", run_id=run_id, current_version=current, metric=job.metric,
                                  started_from=start.label() if start else None)
         try:
@@ -189,6 +190,7 @@ def _train_evaluate_decide(
     extra = job.gather(settings, partial(history.feedback, job.name, member_cap=settings.jobs.feedback_member_cap))
     say(f"{job.name}: continuing {current} from {start.label()} for {epochs} epoch(s) with {extra.summary}")
     runs_before = set(checkpoints.runs())
+    versions_before = [v.version for v in registry.versions()]
     plan = _Plan(str(start.path), epochs, extra.train, extra.holdout, baseline, progress, logging.getLogger().level,
                  settings.jobs.training_niceness)
     messages = _run_spawned(job, settings_values(settings), plan, say, settings.jobs.retrain_timeout_hours * 3600)
@@ -197,6 +199,8 @@ def _train_evaluate_decide(
     trained = messages.get("trained")
     if trained is not None:
         outcome.candidate_version = trained["version"]
+    else:  # killed between publishing its version and saying so: that version is nobody's
+        remove_stray_candidates(registry, versions_before, start.label())
     if "evaluated" not in messages:
         if trained is not None:  # trained but not evaluated: never promote an unproven version
             _discard(registry, checkpoints, trained["version"], new_runs)
@@ -413,15 +417,39 @@ def prune_model(settings: Settings, name: str) -> dict[str, list[str]]:
     return {"versions": removed_versions, "checkpoint_runs": removed_runs}
 
 
-def _close_interrupted_run(history: records.RunLog, marker: Path) -> None:
-    """A run whose process died (power cut, kill -9) left its row 'running': close it as failed."""
+def _close_interrupted_run(history: records.RunLog, marker: Path, registry: ModelRegistry) -> None:
+    """A run whose process died (power cut, kill -9) left its row 'running': close it as failed,
+    and remove the candidate version it may have published without anyone recording it."""
     if not marker.is_file():
         return
     try:
-        run_id = int(json.loads(marker.read_text("utf-8"))["run_id"])
+        info = json.loads(marker.read_text("utf-8"))
+        run_id = int(info["run_id"])
     except (OSError, ValueError, KeyError, TypeError):
         marker.unlink(missing_ok=True)
         return
-    history.finish(run_id, status="failed", error="interrupted: the process running it stopped before it finished")
+    error = "interrupted: the process running it stopped before it finished"
+    before, label = info.get("versions_before"), info.get("started_from")
+    removed = remove_stray_candidates(registry, before, label) if isinstance(before, list) and label else []
+    if removed:
+        error += f"; its unrecorded candidate {', '.join(removed)} was removed"
+    history.finish(run_id, status="failed", error=error)
     marker.unlink(missing_ok=True)
-    log.warning("training run %s had been interrupted; recorded as failed", run_id)
+    log.warning("training run %s had been interrupted; recorded as failed%s", run_id,
+                f" and its unrecorded candidate {', '.join(removed)} removed" if removed else "")
+
+
+def remove_stray_candidates(registry: ModelRegistry, versions_before: list[str], started_from: str) -> list[str]:
+    """Delete the versions a retrain from `started_from` published that nobody recorded: new since
+    `versions_before`, trained from that checkpoint (their metadata says so), never promoted.
+    Their checkpoints stay: a killed run's line is where the next retrain resumes."""
+    promoted = {step.get("version") for step in registry.promotions()} | {registry.current_version()}
+    strays = [v.version for v in registry.versions() if v.version not in set(versions_before)
+              and v.metadata.get("started_from") == started_from and v.version not in promoted]
+    for version in strays:
+        log.warning("removing %s %s: a candidate of an interrupted retrain, never evaluated", registry.name, version)
+        try:
+            registry.remove(version)
+        except (EngineError, OSError) as exc:
+            log.warning("could not remove %s %s: %s", registry.name, version, exc)
+    return strays

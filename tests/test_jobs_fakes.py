@@ -30,7 +30,8 @@ class FakeModel:
 
 
 def control(home: Path, **steer: Any) -> None:
-    """Steer the fake trainer: delta (quality change per epoch), die_at_epoch, block_on (a file to wait for)."""
+    """Steer the fake trainer: delta (quality change per epoch), die_at_epoch, die_after_publishing,
+    block_on (a file to wait for)."""
     (Path(home) / "fake-trainer.json").write_text(json.dumps(steer))
 
 
@@ -61,8 +62,11 @@ def fake_train(settings, *, checkpoint, epochs, extra, progress) -> dict:
         quality += steer.get("delta", 0.1)
         manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
     registry = ModelRegistry(home / "models", name)
-    with registry.new_version({"metrics": {"accuracy": quality}}) as staged:
+    label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"  # as the real trainers record it
+    with registry.new_version({"metrics": {"accuracy": quality}, "started_from": label}) as staged:
         FakeModel(quality, epoch).save(str(staged.path / "model.json"))
+    if steer.get("die_after_publishing"):
+        os.kill(os.getpid(), signal.SIGKILL)  # the version is on disk, nobody was told
     return {"model": name, "version": staged.version, "metrics": {"accuracy": quality}, "epochs_run": epochs,
             "last_epoch": epoch, "started_from": str(checkpoint), "promoted": False}
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+import json
+import logging
+
+from engine.checkpoints import CheckpointManager
 from engine.registry import CHECKSUMS_FILE, ModelRegistry
-from jobs import trainers
+from jobs import records, trainers
 from jobs.retrain import retrain_from_checkpoint
 from test_jobs_fakes import FAKE_SENTIMENT, FakeModel, control, make_initial_model, training_runs
 
@@ -54,3 +58,57 @@ def test_the_healing_run_is_recorded_as_promoted(settings, fake_job) -> None:
     damage(ModelRegistry(settings.models_dir, "sentiment"), current)
     retrain_from_checkpoint("sentiment", settings)
     assert [run.status for run in training_runs(settings).values()] == ["promoted"]
+
+
+def test_a_candidate_published_by_a_killed_training_process_is_removed(settings, fake_job) -> None:
+    current = make_initial_model(settings.home)
+    control(settings.home, die_after_publishing=True)
+    outcome = retrain_from_checkpoint("sentiment", settings)
+    registry = ModelRegistry(settings.models_dir, "sentiment")
+    assert (outcome.status, [v.version for v in registry.versions()]) == ("failed", [current])
+
+
+def killed_run_left_behind(settings) -> str:
+    """What a retrain killed with its whole process (kill -9 of the scheduler) leaves: a 'running'
+    row, its marker, and a published, unrecorded candidate. Returns the candidate's version."""
+    make_initial_model(settings.home)
+    start = CheckpointManager(settings.checkpoints_dir, "sentiment").latest_valid()
+    history = records.open_run_log(settings.database_url)
+    registry = ModelRegistry(settings.models_dir, "sentiment")
+    try:
+        run_id = history.start("sentiment", checkpoint_from=start.label(), epochs=1)
+        marker = settings.home / "locks" / "retrain-sentiment.run"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"run_id": run_id, "pid": 1, "started_from": start.label(),
+                                      "versions_before": [v.version for v in registry.versions()]}), "utf-8")
+    finally:
+        history.close()
+    with registry.new_version({"metrics": {"accuracy": 0.6}, "started_from": start.label()}) as staged:
+        FakeModel(0.6, 3).save(str(staged.path / "model.json"))
+    return staged.version
+
+
+def test_the_next_start_removes_a_killed_runs_candidate(settings, fake_job, caplog) -> None:
+    stray = killed_run_left_behind(settings)
+    control(settings.home, delta=-0.5)  # this run's own candidate is rejected: only the first version stays
+    with caplog.at_level(logging.WARNING, logger="jobs.retrain"):
+        retrain_from_checkpoint("sentiment", settings)
+    assert f"removing sentiment {stray}" in caplog.text
+
+
+def test_the_killed_run_is_recorded_with_its_removed_candidate(settings, fake_job) -> None:
+    stray = killed_run_left_behind(settings)
+    retrain_from_checkpoint("sentiment", settings)
+    first = min(training_runs(settings).items())[1]
+    assert f"its unrecorded candidate {stray} was removed" in first.error
+
+
+def test_a_one_class_csv_is_refused_in_one_line(home, tmp_path, capsys) -> None:
+    from playbill.cli import main
+
+    data = tmp_path / "positives.csv"
+    data.write_text("text,label\n" + "".join(f"a fine film number {i},positive\n" for i in range(40)), "utf-8")
+    assert main(["train", "sentiment", "--data", str(data), "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: CSV {data} has only positive reviews (40); the critic learns from both kinds, "
+        "so give it positive and negative ones"]

@@ -223,6 +223,11 @@ def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequenc
                       config: SentimentConfig) -> tuple[list[str], list[int], list[str], list[int], str]:
     """(train texts, labels, validation texts, labels, data fingerprint); validation from training data only."""
     reviews = load_csv(Path(data)) if data is not None else load_imdb(Path(data_dir), "train")
+    kinds = set(reviews.labels)
+    if len(kinds) < 2:  # it would learn to say one word to everything, and pass its own validation
+        only = "positive" if kinds == {1} else "negative"
+        raise InvalidInput(f"{reviews.source} has only {only} reviews ({len(reviews)}); the critic learns from both "
+                           "kinds, so give it positive and negative ones")
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(reviews))
     if config.max_train_reviews:
