@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
 import os
 import re
 import shlex
@@ -31,6 +32,51 @@ HISTORY_OPTIONS = {"user": int, "guild": int, "kind": str, "since": str, "until"
 
 
 MAX_NAME_CHARS = 100  # as a Discord display name (and the history's user_name column)
+
+
+def readable_text(line: str) -> str:
+    """A line as text the history can keep: bytes that were not UTF-8 (read with surrogateescape,
+    or any lone surrogate) become U+FFFD replacement characters, as they are answered."""
+    try:
+        return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "replace").decode("utf-8")
+
+
+class TerminalLines:
+    """Lines typed at a terminal, read by the event loop itself (no thread blocked in read()),
+    so Ctrl-C at the prompt ends the console at once instead of waiting for Enter."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._pending = b""
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._watching = False
+
+    def _on_readable(self) -> None:
+        data = os.read(self.fd, 1 << 16)
+        if not data:  # end of input (Ctrl-D)
+            self.close()
+            self._lines.put_nowait(readable_text(self._pending.decode("utf-8", "replace")) if self._pending else "")
+            self._pending = b""
+            self._lines.put_nowait("")
+            return
+        self._pending += data
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            self._lines.put_nowait(line.decode("utf-8", "replace") + "\n")
+
+    async def readline(self) -> str:
+        """The next line with its newline; "" at the end of input."""
+        if not self._watching and self._lines.empty():
+            asyncio.get_running_loop().add_reader(self.fd, self._on_readable)
+            self._watching = True
+        return await self._lines.get()
+
+    def close(self) -> None:
+        if self._watching:
+            asyncio.get_running_loop().remove_reader(self.fd)
+            self._watching = False
 
 
 def console_member(user_id: int | str | None = None, name: str | None = None) -> tuple[int, str]:
@@ -70,16 +116,19 @@ class Console:
         if not self.services.history.available:
             self.say("(history database unavailable: answers are not recorded)")
 
-    async def run(self, lines: TextIO) -> int:
+    async def run(self, lines: TextIO | TerminalLines) -> int:
         self.banner()
         while True:
             if self.interactive:
                 self.out.write(PROMPT)
                 self.out.flush()
-            line = await asyncio.to_thread(lines.readline)
+            if isinstance(lines, TerminalLines):
+                line = await lines.readline()
+            else:
+                line = await asyncio.to_thread(lines.readline)
             if not line:  # end of input
                 break
-            line = line.strip()
+            line = readable_text(line).strip()
             if not line:
                 continue
             if line in ("/quit", "/exit"):
@@ -219,16 +268,24 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
     """The console loop; `member` (from `console_member`) is who it acts as, default the OS user."""
     lines = lines if lines is not None else sys.stdin
     out = out if out is not None else sys.stdout
+    interactive = bool(getattr(lines, "isatty", lambda: False)())
+    source: TextIO | TerminalLines = lines
+    if lines is sys.stdin and hasattr(sys.stdin, "buffer"):
+        # Our own reading of standard input: a terminal through the event loop (Ctrl-C works at
+        # the prompt), a pipe as UTF-8 with undecodable bytes replaced (answered and recorded so).
+        source = TerminalLines(sys.stdin.fileno()) if interactive else io.TextIOWrapper(
+            sys.stdin.buffer, encoding="utf-8", errors="replace")
     own_services = services is None
     if services is None:
         services = Services.create(settings, history=open_history(settings, out))
     try:
         await services.refresh_models_async()
-        interactive = bool(getattr(lines, "isatty", lambda: False)())
         if not interactive:
             services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
-        return await Console(services, out, interactive=interactive, member=member).run(lines)
+        return await Console(services, out, interactive=interactive, member=member).run(source)
     finally:
+        if isinstance(source, TerminalLines):
+            source.close()
         if own_services:
             services.close()
 

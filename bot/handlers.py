@@ -125,7 +125,7 @@ async def review_sentiment(services: Services, request: Request, text: str, *,
 async def give_feedback(services: Services, request: Request, interaction_id: int, verdict: str) -> Response:
     if verdict not in VERDICTS:
         raise InvalidInput(f"verdict must be one of {', '.join(VERDICTS)}")
-    outcome = await services.history.record_feedback(interaction_id, request.user_id, verdict)
+    outcome = await services.history.record_feedback(interaction_id, request.user_id, verdict, request.guild_id)
     other = "wrong" if verdict == "right" else "right"
     if outcome == "unchanged":
         text = f"You already said the critic was **{verdict}**. Changed your mind? Press \"{other}\"."

@@ -1,14 +1,19 @@
 """The bot's door to the history database: every call off the event loop, writes never
 crash a reply.
 
-`record_interaction` failures (a locked or missing database) are logged and swallowed:
-the member still gets the answer. Reads and user-requested writes (feedback, forget-me)
-raise a short user-facing error instead of a traceback.
+`record_interaction` never delays or breaks a reply: rows go through one ordered queue,
+and a row the database cannot take within its busy timeout (a lock held by another process)
+stays at the head of that queue and is retried, with backoff, until it is written; the rows
+behind it wait, so the history keeps their order. Other failures (a missing database, a row
+it refuses) are logged and that row is dropped. Rows still queued when the process ends are
+lost, and logged with their count (docs/history.md). Reads and user-requested writes
+(feedback, forget-me) raise a short user-facing error instead of a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +23,7 @@ from bot.errors import UserFacingError, new_error_id
 from history import api, db
 from history.api import InteractionFilter, InteractionRecord, TrainingRunRecord
 from history.errors import DatabaseBusy, HistoryError
+from history.models import utcnow
 from history.timeparse import parse_time as _parse_time
 
 log = logging.getLogger("bot.history")
@@ -27,9 +33,21 @@ class HistoryUnavailable(UserFacingError):
     pass
 
 
+MAX_PENDING_ROWS = 10_000  # rows kept in memory while the database is locked; past it, new rows are dropped
+RETRY_SECONDS = (1.0, 30.0)  # the first wait before writing a kept row again, and the longest
+
+
 class HistoryGateway:
-    def __init__(self, session_factory: Any | None) -> None:
+    def __init__(self, session_factory: Any | None, *, retry_seconds: tuple[float, float] = RETRY_SECONDS) -> None:
         self.session_factory = session_factory
+        self.retry_seconds = retry_seconds
+        self._queue: collections.deque[tuple[dict[str, Any], asyncio.Future]] = collections.deque()
+        self._writer: asyncio.Task | None = None
+
+    @property
+    def pending(self) -> int:
+        """Rows accepted but not yet written (waiting for a locked database, or in flight)."""
+        return len(self._queue)
 
     @classmethod
     def open(cls, database_url: str) -> HistoryGateway:
@@ -60,19 +78,53 @@ class HistoryGateway:
         return await self._call(lambda sessions: next_feedback(settings, sessions=sessions))
 
     async def record_interaction(self, **fields: Any) -> int | None:
-        """Store one request and its output and return its id; None (logged) if the database
-        refuses or is not configured."""
+        """Store one request and its output and return its id, once written; None (logged) if
+        the database refuses it or is not configured. Rows are written in the order they came,
+        each stamped when it came, however long a locked database keeps them waiting."""
         if not self.available:
             return None
-        try:
-            return await self._call(api.record_interaction, **fields)
-        except Exception as exc:
-            log.warning("could not record an interaction (error id %s): %s", new_error_id(), exc.__cause__ or exc)
+        if len(self._queue) >= MAX_PENDING_ROWS:
+            log.error("history row dropped: %d rows already wait for the database", len(self._queue))
             return None
+        fields.setdefault("created_at", utcnow())
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.append((fields, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_queue())
+        return await asyncio.shield(done)
 
-    async def record_feedback(self, interaction_id: int, user_id: int, verdict: str) -> str:
-        """'created', 'updated' or 'unchanged'."""
-        return await self._call(api.record_feedback, interaction_id, user_id, verdict)
+    async def _write_queue(self) -> None:
+        """Write the queued rows, oldest first; a busy database keeps the head row (and so the
+        order) until it takes it."""
+        delay = self.retry_seconds[0]
+        while self._queue:
+            fields, done = self._queue[0]
+            try:
+                row_id = await asyncio.to_thread(api.record_interaction, self.session_factory, **fields)
+            except DatabaseBusy as exc:
+                log.warning("history database locked; %d row(s) kept in memory, retrying in %.0f s: %s",
+                            len(self._queue), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_seconds[1])
+                continue
+            except Exception as exc:
+                log.warning("could not record an interaction (error id %s): %s", new_error_id(), exc.__cause__ or exc)
+                row_id = None
+            self._queue.popleft()
+            delay = self.retry_seconds[0]
+            if not done.done():
+                done.set_result(row_id)
+
+    def close(self) -> None:
+        """At shutdown: rows the database never took are lost; say how many."""
+        if self._queue:
+            log.error("%d history row(s) were never written (the database stayed locked) and are lost", len(self._queue))
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def record_feedback(self, interaction_id: int, user_id: int, verdict: str, guild_id: int | None) -> str:
+        """'created', 'updated' or 'unchanged'; a row asked in another guild is refused (HistoryError)."""
+        return await self._call(api.record_feedback, interaction_id, user_id, verdict, guild_id=guild_id)
 
     async def forget_user(self, user_id: int) -> dict[str, int]:
         return await self._call(api.forget_user, user_id)

@@ -103,6 +103,7 @@ class Services:
     def close(self) -> None:
         self.sentiment_worker.close()
         self.scene_worker.close()
+        self.history.close()
 
 
 def default_holders(settings: Any) -> dict[str, ModelHolder]:

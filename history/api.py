@@ -19,9 +19,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Select, case, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session, sessionmaker
 
-from history.db import database_error
+from history.db import UNICODE_LOWER, database_error
 from history.errors import HistoryError
 from history.models import (
     KINDS,
@@ -245,15 +247,27 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+ANY_GUILD: Any = object()  # record_feedback's guild_id when the vote comes from no server (admin tools)
+
+
 @_guard
-def record_feedback(sessions: Sessions, interaction_id: int, user_id: int, verdict: str) -> str:
+def record_feedback(sessions: Sessions, interaction_id: int, user_id: int, verdict: str, *,
+                    guild_id: int | None = ANY_GUILD) -> str:
     """Keep one person's verdict on an interaction; voting again replaces the old vote.
 
+    guild_id: where the vote is cast (None: a DM or the console); a vote on a row from another
+    server (or from a server, cast elsewhere) is refused. ANY_GUILD: not checked.
     Returns "created", "updated" (the verdict changed) or "unchanged".
-    Raises HistoryError if the interaction does not exist (forgotten or purged).
+    Raises HistoryError if the interaction does not exist (forgotten or purged) or is another server's.
     """
     _check("verdict", verdict, VERDICTS)
     user = _snowflake("user id", user_id)
+    if guild_id is not ANY_GUILD:
+        guild = _snowflake("guild id", guild_id)
+        with sessions() as session:
+            asked_in = session.execute(select(Interaction.guild_id).where(Interaction.id == interaction_id)).first()
+        if asked_in is not None and asked_in[0] != guild:  # a missing row: "not in the history" below
+            raise HistoryError(f"interaction {interaction_id} was asked in another place; vote where it was asked")
     now = utcnow()
     for _attempt in range(3):
         with sessions() as session:
@@ -351,6 +365,25 @@ def finish_training_run(
 # --- reading -----------------------------------------------------------------------------
 
 
+class unicode_lower(FunctionElement):  # noqa: N801 - used like func.lower
+    """lower() that knows every alphabet: the database's own, except on SQLite, whose lower()
+    changes only ASCII letters (there: Python's str.lower, registered by history.db)."""
+
+    inherit_cache = True
+    name = "unicode_lower"
+
+
+@compiles(unicode_lower)
+def _lower_default(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(unicode_lower, "sqlite")
+def _lower_sqlite(element, compiler, **kw):
+    return f"{UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+
 def _apply_filter(query: Select, f: InteractionFilter) -> Select:
     if f.user_id is not None:
         query = query.where(Interaction.user_id == _snowflake("user id", f.user_id))
@@ -378,8 +411,8 @@ def _apply_filter(query: Select, f: InteractionFilter) -> Select:
         pattern = "%" + f.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
             or_(
-                func.lower(Interaction.prompt).like(pattern, escape="\\"),
-                func.lower(func.coalesce(Interaction.output, "")).like(pattern, escape="\\"),
+                unicode_lower(Interaction.prompt).like(pattern, escape="\\"),
+                unicode_lower(func.coalesce(Interaction.output, "")).like(pattern, escape="\\"),
             )
         )
     return query

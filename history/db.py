@@ -39,6 +39,11 @@ def _migrations_dir() -> Path:
 MIGRATIONS_DIR = _migrations_dir()
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 UPGRADE_COMMAND = "playbill db upgrade"
+UNICODE_LOWER = "playbill_lower"  # the SQL function every SQLite connection gets
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _parse_url(url: str | Any):
@@ -88,6 +93,8 @@ def _sqlite_pragmas(busy_timeout: float):
             cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a commit survives a crash of the process
         finally:
             cursor.close()
+        # SQLite's own lower() knows only ASCII: searches use Python's (history.api.unicode_lower).
+        dbapi_connection.create_function(UNICODE_LOWER, 1, _lower, deterministic=True)
 
     return on_connect
 

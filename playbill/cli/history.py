@@ -19,6 +19,13 @@ from history.models import KINDS, LABELS
 from playbill.cli.common import CLIError, CommandGroups
 
 FORMATS = ("table", "csv", "json")
+# CSV is RFC 4180's: CRLF between records, so a carriage return inside a cell is quoted too.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection rule: such a cell gets a leading '
+# Terminal control: escape sequences (CSI, OSC, other ESC x), then C0/C1 controls and bidi overrides.
+_TERMINAL_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
 DEFAULT_LIMIT = 50
 TABLE_TEXT = 60  # characters of a prompt or answer shown in a table cell
 
@@ -191,25 +198,33 @@ def _list(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def csv_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ tab or CR gets a leading
+    apostrophe (OWASP); numbers and other cells are kept as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _write_csv(rows) -> None:
     from dataclasses import fields
 
     from history.api import InteractionRecord
 
     names = [f.name for f in fields(InteractionRecord)]
-    writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\n")
+    writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         data = row.to_dict()
         data["params"] = json.dumps(data["params"], ensure_ascii=False) if data["params"] is not None else ""
-        writer.writerow({k: "" if v is None else v for k, v in data.items()})
+        writer.writerow({k: "" if v is None else csv_safe(v) for k, v in data.items()})
 
 
 def _cell(text: Any, width: int = TABLE_TEXT):
     """One line of plain text (never rich markup), cut to `width` characters."""
     from rich.text import Text
 
-    value = "" if text is None else " ".join(str(text).split())
+    value = "" if text is None else " ".join(_TERMINAL_CONTROL.sub("", str(text)).split())
     if len(value) > width:
         value = value[: width - 1] + "…"
     return Text(value)
@@ -273,13 +288,13 @@ def _runs(args: argparse.Namespace, settings) -> int:
         sys.stdout.write("\n")
         return 0
     if args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csv.writer(sys.stdout, lineterminator="\r\n")
         names = list(runs[0].to_dict()) if runs else ["id"]
         writer.writerow(names)
         for run in runs:
             data = run.to_dict()
             data["metrics"] = json.dumps(data["metrics"]) if data["metrics"] is not None else None
-            writer.writerow(["" if data[n] is None else data[n] for n in names])
+            writer.writerow(["" if data[n] is None else csv_safe(data[n]) for n in names])
         return 0
     from rich import box
     from rich.console import Console
@@ -336,7 +351,7 @@ def _stats(args: argparse.Namespace, settings) -> int:
         json.dump(stats, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
     elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csv.writer(sys.stdout, lineterminator="\r\n")
         writer.writerow(["day", "kind", "count"])
         for row in stats["per_day"]:
             writer.writerow([row["day"], row["kind"], row["count"]])

@@ -10,6 +10,8 @@ from playbill.cli.common import (CLIError, CommandGroups, check_training_options
                                  print_json)
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
+MAX_FILE_BYTES = 256 << 20  # the largest --file read (IMDB's 50,000 reviews are 65 MiB)
+_BLOCK = 1 << 16
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -43,7 +45,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 
     predict = commands.add_parser("predict", help="judge a review: positive or negative")
     predict.add_argument("text", nargs="?", help="the review text")
-    predict.add_argument("--file", type=Path, help="a UTF-8 file with one review a line")
+    predict.add_argument("--file", metavar="FILE", help="a UTF-8 file with one review a line ('-': standard input; "
+                         f"at most {MAX_FILE_BYTES >> 20} MiB)")
     predict.add_argument("--version", help="a model version (default: the current one)")
     predict.add_argument("--json", action="store_true", help="one JSON object a line")
     predict.set_defaults(handler=_predict)
@@ -80,40 +83,72 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_bounded(name: str) -> bytes:
+    """The bytes of a file (or '-': standard input), refused past MAX_FILE_BYTES or at the first
+    NUL byte, so /dev/zero or a binary file is never read without limit."""
     try:
-        raw = path.read_bytes()
+        stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if b"\x00" in raw:
-        raise CLIError(f"{path} looks binary; give a UTF-8 text file with one review a line")
+        raise CLIError(f"cannot read {name}: {exc.strerror or exc}") from None
+    where = "standard input" if name == "-" else name
+    blocks, size = [], 0
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CLIError(f"{path} is not UTF-8 text") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+        while block := stream.read(_BLOCK):
+            if b"\x00" in block:
+                raise CLIError(f"{where} looks binary; give UTF-8 text with one review a line")
+            size += len(block)
+            if size > MAX_FILE_BYTES:
+                raise CLIError(f"{where} is larger than {MAX_FILE_BYTES >> 20} MiB; split it into smaller files")
+            blocks.append(block)
+    except OSError as exc:
+        raise CLIError(f"cannot read {where}: {exc.strerror or exc}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    return b"".join(blocks)
+
+
+def _read_lines(name: str) -> list[tuple[int, str]]:
+    """(line number, review) for each non-blank line. Lines end at "\n" (and a "\r" before it)
+    only: U+0085, form feeds and Unicode line separators are characters inside a review."""
+    where = "standard input" if name == "-" else name
+    try:
+        text = _read_bounded(name).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+    lines = [(number, line.removesuffix("\r")) for number, line in enumerate(text.split("\n"), start=1)]
+    lines = [(number, line) for number, line in lines if line.strip()]
     if not lines:
-        raise CLIError(f"{path} has no reviews (one review a line)")
+        raise CLIError(f"{where} has no reviews (one review a line)")
     return lines
 
 
 def _predict(args: argparse.Namespace, settings) -> int:
     if (args.text is None) == (args.file is None):
         raise CLIError('give a review as text (playbill predict "...") or --file FILE, one of the two')
-    texts = _read_lines(args.file) if args.file else [args.text]
+    numbered = _read_lines(args.file) if args.file else [(None, args.text)]
+    texts = [text for _, text in numbered]
     from engine.sentiment import ReviewRequest
 
     spec, section = model_spec(NAME), settings.section(NAME)
     limits = spec.limits_from(section)
-    for text in texts:  # every line before the model loads; InvalidInput: the engine's one message
-        spec.check(ReviewRequest(text), limits)
+    from engine.errors import InvalidInput
+
+    for line, text in numbered:  # every line before the model loads; InvalidInput: the engine's one message
+        try:
+            spec.check(ReviewRequest(text), limits)
+        except InvalidInput as exc:
+            if line is None:
+                raise
+            raise CLIError(f"{args.file}, line {line}: {exc}") from None
     from engine.serving import load_model
 
     model = load_model(spec, settings.home, section, args.version)  # a damaged current: the previous good one
     for start in range(0, len(texts), 1024):
-        for verdict in model.predict(texts[start : start + 1024]):
+        verdicts = model.predict(texts[start : start + 1024])
+        for (line, _), verdict in zip(numbered[start : start + 1024], verdicts, strict=True):
             if args.json:
-                print_json(verdict.as_dict())
+                print_json(verdict.as_dict() | ({"line": line} if line is not None else {}))
             else:
                 print(f"{verdict.label} ({verdict.positive_probability:.1%} positive)")
     return 0
