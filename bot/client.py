@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.cogs import EXTENSIONS
 from bot.discord_compat import point_at, watch_gateway_failures
-from bot.discord_io import NO_MENTIONS, report_error
+from bot.discord_io import NO_MENTIONS, http_error_line, report_error
 from bot.errors import describe
 from bot.services import Services, missing_models_message
 from bot.views import FeedbackButton, ForgetButton
@@ -82,7 +82,13 @@ class PlaybillBot(commands.AutoShardedBot):
         if self.sync_on_start and guild_id:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
+            try:
+                synced = await self.tree.sync(guild=guild)
+            except discord.DiscordServerError:
+                raise  # Discord is unavailable: `serve` tries again
+            except discord.HTTPException as exc:
+                raise StartRefused(http_error_line(
+                    exc, doing=f"syncing the commands to the development server {guild_id} ([bot] dev_guild_id)")) from None
             log.info("synced %d commands to the development guild %s", len(synced), guild_id)
 
     async def add_cogs(self) -> None:
@@ -157,6 +163,10 @@ class PlaybillBot(commands.AutoShardedBot):
         if self.owns_services:
             self.services.close()
         await super().close()
+
+
+class StartRefused(Exception):
+    """Discord refused something the start needs (its message is one line for a person)."""
 
 
 class DiscordUnavailable(Exception):

@@ -158,12 +158,13 @@ async def test_a_feedback_vote_is_thanked_privately(discord, bot, guild) -> None
 
 
 async def test_write_scene_streams_edits_within_discords_limit(discord, bot, guild) -> None:
-    scene = await slash(discord, guild, "write-scene", user=member(discord), prompt="ROMEO:", length=1500)
+    scene = await slash(discord, guild, "write-scene", user=member(discord), prompt="ROMEO:", length=2000)
     await scene.wait_until(lambda h: any("-# playwright" in m["content"] for m in h.followups.values()),
                            timeout=WAIT)
     sent = [body.get("content", "") for kind, body in scene.events if kind in ("followup", "edit_followup")]
     assert scene.kinds().count("edit_followup") >= 2  # the message grew as the scene was written
     assert max(len(text) for text in sent) <= CONTENT_LIMIT
+    assert len(scene.followups) >= 2  # longer than one message: split, never cut by Discord
     assert list(scene.followups.values())[0]["content"].startswith("```\nROMEO:")
 
 
@@ -219,7 +220,8 @@ async def test_admin_rollback_without_an_earlier_version_is_explained(discord, b
                            model="scene")
     answer = await answer_of(rollback)
     assert answer["flags"] & EPHEMERAL == EPHEMERAL
-    assert "error id" not in answer["content"]
+    assert "error id" not in answer["content"], answer["content"]
+    assert "scene" in answer["content"]
 
 
 async def test_admin_retrain_is_queued(discord, bot, guild) -> None:
@@ -240,16 +242,20 @@ async def test_admin_sync_is_refused_to_a_server_admin_who_is_not_an_owner(disco
 
 # --------------------------------------------------------------------------- Discord's faults
 async def test_a_5xx_on_the_answer_is_retried_and_answered_once(discord, bot, guild) -> None:
-    discord.fail("POST /interactions/{interaction}/{token}/callback", times=1, status=500)
+    route = "POST /interactions/{interaction}/{token}/callback"
+    discord.fail(route, times=1, status=500)
     handle = await slash(discord, guild, "help", user=member(discord))
     await ephemeral_refusal(handle)
+    assert [c.status for c in discord.calls_to(route) if str(handle.id) in c.path][:2] == [500, 200]
     assert handle.kinds().count("response") == 1
 
 
 async def test_a_429_on_a_follow_up_is_waited_out(discord, bot, guild) -> None:
-    discord.rate_limit("POST /webhooks/{app}/{token}", times=1, retry_after=0.2)
+    route = "POST /webhooks/{app}/{token}"
+    discord.rate_limit(route, times=1, retry_after=0.2)
     review = await slash(discord, guild, "review-sentiment", user=member(discord), text="loved it")
     answer = await answer_of(review)
+    assert [c.status for c in discord.calls_to(route) if review.token in c.path] == [429, 200]
     assert answer["embeds"][0]["title"].startswith("The critic says")
 
 
@@ -307,6 +313,17 @@ async def test_sync_commands_for_a_server_the_bot_is_not_in_is_one_line(discord,
     assert status == 2
     assert [line for line in sync.lines if line.strip()] == [sync.lines[-1]]
     assert sync.lines[-1].startswith("error:") and "403 Missing Access" in sync.lines[-1]
+
+
+async def test_run_with_a_development_server_the_bot_is_not_in_is_one_line(discord, playbill_home) -> None:
+    env = bot_env(playbill_home, 123456789)
+    async with bot_process(discord, PLAYBILL, "run", "--no-scheduler", env=env, cwd=playbill_home.parent) as run:
+        status = await asyncio.wait_for(run.process.wait(), WAIT)
+        await run.stop()
+    errors = [line for line in run.lines if line.startswith("error:")]
+    assert status == 2
+    assert len(errors) == 1 and "403 Missing Access" in errors[0] and "dev_guild_id" in errors[0]
+    assert "Traceback" not in run.output
 
 
 # --------------------------------------------------------------------------- what went over the wire

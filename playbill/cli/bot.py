@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace, settings) -> int:
     import aiohttp
     import discord
 
-    from bot.client import DiscordUnavailable, serve
+    from bot.client import DiscordUnavailable, StartRefused, serve
     from bot.console import open_history
     from bot.discord_io import http_error_line
     from bot.services import Services, missing_models_message
@@ -125,6 +125,8 @@ def _run(args: argparse.Namespace, settings) -> int:
         raise CLIError(f"Discord refused an intent: {exc}") from None
     except DiscordUnavailable as exc:
         raise CLIError(GAVE_UP.format(error=exc)) from None
+    except StartRefused as exc:
+        raise CLIError(str(exc)) from None
     except discord.HTTPException as exc:
         raise CLIError(http_error_line(exc, doing="the bot's start")) from None
     except (OSError, aiohttp.ClientError) as exc:
