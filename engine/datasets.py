@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -26,7 +26,8 @@ class Dataset:
     url: str
     filename: str
     also_accepted: tuple[str, ...] = ()  # other names or extracted folders that mean "already here"
-    md5: str | None = None
+    md5: str | None = None  # the published checksums a download must match
+    sha256: str | None = None
 
 
 IMDB = Dataset(
@@ -34,6 +35,8 @@ IMDB = Dataset(
     url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
     filename="aclImdb_v1.tar.gz",
     also_accepted=("aclImdb", "aclImdb_v1_labeled.tar.gz"),
+    # As published with the dataset's loaders (TensorFlow Datasets, MLDatasets.jl; md5 in PaddlePaddle's).
+    sha256="c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
 )
 
 SHAKESPEARE = Dataset(
@@ -64,21 +67,62 @@ def _missing_message(dataset: Dataset, data_dir: Path, why: str) -> str:
 
 
 def _download(dataset: Dataset, data_dir: Path) -> Path:
+    """Fetch the file into data_dir (a bar on a terminal's stderr), keep it only if its checksum
+    is the published one."""
     target = data_dir / dataset.filename
+    tmp_path: Path | None = None
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s from %s", dataset.name, dataset.url)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".download-", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
             with urllib.request.urlopen(dataset.url, timeout=60) as response:  # noqa: S310 - fixed https URL
-                shutil.copyfileobj(response, tmp, length=1 << 20)
-        tmp_path = Path(tmp.name)
-        if dataset.md5 and _md5(tmp_path) != dataset.md5:
-            tmp_path.unlink(missing_ok=True)
-            raise DataUnavailable(_missing_message(dataset, data_dir, "the download was corrupt"))
+                total = int(response.headers.get("Content-Length") or 0)
+                _copy_with_progress(response, tmp, total, dataset.filename)
+        problem = checksum_problem(dataset, tmp_path)
+        if problem:
+            raise DataUnavailable(_missing_message(dataset, data_dir, f"the download was corrupt: {problem}"))
         tmp_path.replace(target)
+        tmp_path = None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataUnavailable(_missing_message(dataset, data_dir, f"offline or unreachable: {exc}")) from None
+    finally:
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
     return target
+
+
+def checksum_problem(dataset: Dataset, path: Path) -> str | None:
+    """None if the file matches the dataset's published checksums, else what differs."""
+    for name, expected in (("sha256", dataset.sha256), ("md5", dataset.md5)):
+        if expected:
+            found = hash_file(path, hashlib.new(name)).hexdigest()  # md5: only to match the published sum
+            if found != expected:
+                return f"its {name} is {found}, the published one is {expected}"
+    return None
+
+
+def _copy_with_progress(source, target, total: int, label: str, stream=None) -> None:
+    """Copy in 1 MiB blocks, showing `label [###      ] 12.0 / 80.2 MiB (15%)` on a terminal, redrawn in place
+    (a log line at each quarter when stderr is not a terminal)."""
+    stream = stream if stream is not None else sys.stderr
+    live = getattr(stream, "isatty", lambda: False)()
+    done, shown = 0, -1
+    while block := source.read(1 << 20):
+        target.write(block)
+        done += len(block)
+        percent = int(done * 100 / total) if total else -1
+        if live:
+            bar = f"[{'#' * (percent // 5):<20}] " if total else ""
+            of = f" / {total / 2**20:.1f} MiB ({percent}%)" if total else " MiB"
+            stream.write(f"\r  {label} {bar}{done / 2**20:.1f}{of}\x1b[K")
+            stream.flush()
+        elif total and percent // 25 > shown:
+            shown = percent // 25
+            log.info("%s: %d%% of %.1f MiB", label, percent, total / 2**20)
+    if live:
+        stream.write("\n")
+        stream.flush()
 
 
 def hash_file(path: Path, digest=None):
@@ -88,10 +132,6 @@ def hash_file(path: Path, digest=None):
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest
-
-
-def _md5(path: Path) -> str:
-    return hash_file(path, hashlib.md5()).hexdigest()  # noqa: S324 - matches the published checksum
 
 
 def fingerprint(*paths: Path) -> str:
