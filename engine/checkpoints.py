@@ -153,23 +153,40 @@ class CheckpointManager:
             raise CheckpointError(f"checkpoint {path} is corrupt (its checksum does not match); choose another")
         return ckpt
 
+    def best_valid(self, run: str | None = None, *, quiet: bool = False,
+                   where=None) -> Checkpoint | None:
+        """Where training continues: the checkpoint with the lowest validation loss (ties: the
+        later epoch) in the newest run that has a valid one (`run`: that run only; `where`: a
+        predicate a checkpoint must pass). Its checksum must match; corrupt ones are logged
+        (unless quiet) and skipped."""
+        by_run: dict[str, list[Checkpoint]] = {}
+        for ckpt in self.list():
+            if (run is None or ckpt.run == run) and (where is None or where(ckpt)):
+                by_run.setdefault(ckpt.run, []).append(ckpt)
+        newest_first = sorted(by_run.values(), key=lambda found: (max(c.saved_at for c in found), found[0].run),
+                              reverse=True)  # run names are timestamps too: they order runs saved in one second
+        for found in newest_first:
+            ranked = sorted(found, key=lambda c: (_loss(c), -c.epoch))
+            for ckpt in ranked:
+                if ckpt.verify():
+                    return ckpt
+                if not quiet:
+                    log.warning("skipping corrupt checkpoint %s (checksum mismatch or missing file)", ckpt.label())
+        return None
+
     def resume_point(self, lineage: dict[str, str], current: str | None, *, quiet: bool = False) -> Checkpoint | None:
-        """The newest valid checkpoint of the current version's line (`lineage`: run -> version).
+        """Where a retrain of the current version's line (`lineage`: run -> version) starts: the
+        best epoch (lowest validation loss) of the newest run of that line.
 
         Runs that produced another version are not the current line (after a rollback, for
         instance), nor are rejected runs; runs of a killed retrain (no version) are, so the
         next retrain resumes there. Corrupt checkpoints are logged (unless quiet) and skipped.
         """
-        for ckpt in reversed(self.list()):
+        def in_line(ckpt: Checkpoint) -> bool:
             owner = lineage.get(ckpt.run)
-            if (owner is not None and owner != current) or self.rejected(ckpt.run):
-                continue
-            if ckpt.verify():
-                return ckpt
-            if not quiet:
-                log.warning("skipping corrupt checkpoint %s (checksum mismatch or missing file); trying the previous one",
-                            ckpt.label())
-        return None
+            return (owner is None or owner == current) and not self.rejected(ckpt.run)
+
+        return self.best_valid(quiet=quiet, where=in_line)
 
     def copy_run(self, run: str, target: CheckpointManager) -> None:
         """Copy one training run's checkpoints to another manager of this model (a sandbox)."""
@@ -201,6 +218,11 @@ class CheckpointManager:
     def prune_runs(self, keep: int) -> None:
         """Keep the newest `keep` runs' checkpoints; disk use stays bounded."""
         self.prune(keep)
+
+
+def _loss(ckpt: Checkpoint) -> float:
+    loss = ckpt.val_loss
+    return float(loss) if loss is not None and loss == loss else float("inf")
 
 
 def make_keras_callback(manager: CheckpointManager, run: str, **extra: Any):

@@ -32,10 +32,12 @@ class ModelSpec:
     gate_metric: str  # the held-out figure (a key of `evaluate`'s result) that decides promotion
     higher_is_better: bool
     held_out: str  # what `gate_metric` is measured on, for messages
-    extra_kind: str  # what a retrain may add: "labelled_texts" ((text, 0|1) pairs) or "texts"
+    extra_kind: str  # what a retrain may add: "labelled_texts" ((text, 0|1[, weight]) rows) or "texts"
     keep_runs: int | None  # checkpoint runs `playbill train` keeps (None: all)
     quick_epochs: int | None  # epochs of a quick first model (`playbill run --train-missing`); None: the config's
-    config_from: Callable[[Mapping[str, Any]], Any]  # a settings section (model_dump()) -> config
+    profiles: tuple[str, ...]  # named configs (`config_from(values, profile=...)`); "default" is the full model
+    first_profile: str  # the first-start model: good answers within the first minutes
+    _config_from: Callable[..., Any]  # (settings section, profile) -> config
     limits_from: Callable[[Mapping[str, Any]], Any]  # the same section -> limits (keys named as the limits' fields)
     serving_from: Callable[[Mapping[str, Any]], dict[str, Any]]  # the same section -> `load` keywords
     data_from: Callable[[Mapping[str, Any]], Path | None]  # the same section -> `data` for train/evaluate
@@ -55,6 +57,11 @@ class ModelSpec:
         """A request checked against the limits (default: the model's defaults) without a model
         loaded; a served model's own `check` adds what needs the model (the playwright's alphabet)."""
         return (limits or self.limits_type()).check(request)
+
+    def config_from(self, values: Mapping[str, Any], profile: str | None = None) -> Any:
+        """The config of a settings section (`settings.<name>.model_dump()`): the profile (`profile`,
+        else the section's "profile" key, else "default") with the section's hyper-parameters on top."""
+        return self._config_from(values, profile)
 
     def load(self, version_dir: Path, limits: Any = None, **serving_options: Any) -> Any:
         """The served model of a version (scene: backend=, int8_threads=)."""
@@ -77,22 +84,56 @@ class ModelSpec:
     def train(self, config: Any, home: Path, data_dir: Path, *, epochs: int | None = None, resume: bool = False,
               checkpoint: str | Path | None = None, data: Any = None, extra: Sequence[Any] = (),
               promote: bool = True, progress: bool = True, keep_runs: int | None = None,
-              evaluate_test: bool = True) -> TrainingResult:
+              evaluate_test: bool = True, seconds: float | None = None) -> TrainingResult:
         """Train (or continue) and publish a new registry version. `data`: the model's own data
         (sentiment: a labelled CSV; scene: a corpus file), None for the default dataset; `extra`:
-        extra training data (see `extra_kind`). `keep_runs`: prune checkpoint runs to that many
-        (None: keep all; `playbill train` passes `spec.keep_runs`). `evaluate_test`: measure the
-        test set too where the model has one (the critic; the playwright has only validation)."""
+        extra training data (see `extra_kind`). `resume`/`checkpoint`: continue the best epoch
+        (lowest validation loss) of the newest checkpoint run / a chosen checkpoint; the
+        checkpoint's config wins. `seconds`: stop after the epoch in which this much training
+        time has passed (at least one epoch; the n-gram critic fits in one step and ignores it).
+        `keep_runs`: prune checkpoint runs to that many (None: keep all; `playbill train` passes
+        `spec.keep_runs`). `evaluate_test`: measure the test set too where the model has one
+        (the critic; reported, never used to choose). result.extra: "profile", "epochs_total",
+        "done" (the profile's budget is spent)."""
         return self._train(config, Path(home), Path(data_dir), epochs=epochs, resume=resume, checkpoint=checkpoint,
                            data=data, extra=extra, promote=promote, progress=progress, keep_runs=keep_runs,
-                           evaluate_test=evaluate_test)
+                           evaluate_test=evaluate_test, seconds=seconds)
+
+    def continue_training(self, config: Any, home: Path, data_dir: Path, *, seconds: float | None = None,
+                          epochs: int | None = None, data: Any = None, extra: Sequence[Any] = (),
+                          promote: bool = False, progress: bool = False) -> TrainingResult:
+        """One stage of a long run (the warm-up): continue the newest checkpoint run of the same
+        profile (`config.name`) from its best epoch, or start that profile afresh when it has
+        none; train `seconds` (whole epochs, at least one) or `epochs` (neither: to the end of
+        the profile's budget); publish a version (not promoted: a candidate to gate).
+        result.extra["done"] says the profile's budget is spent. Every epoch is checkpointed,
+        so after a restart the next call goes on where the last epoch ended."""
+        start = self.checkpoints(home).best_valid(where=_same_profile(config))
+        return self.train(config, home, data_dir, epochs=epochs, checkpoint=start.path if start else None,
+                          data=data, extra=extra, promote=promote, progress=progress, seconds=seconds,
+                          evaluate_test=False)
+
+    def training_progress(self, home: Path, config: Any) -> dict[str, Any] | None:
+        """How far the profile `config.name` has trained (its newest checkpoint run), for status
+        lines: {"profile", "epochs_done", "epochs_total", "best_val_loss", "seconds_per_epoch",
+        "seconds_left", "done"}; None when it has not started."""
+        start = self.checkpoints(home).best_valid(quiet=True, where=_same_profile(config))
+        if start is None:
+            return None
+        total = int(start.extra.get("epochs_total") or start.extra.get("config", {}).get("epochs") or 1)
+        per_epoch = start.metrics.get("epoch_seconds")
+        left = max(0, total - start.epoch)
+        return {"profile": config.name, "epochs_done": start.epoch, "epochs_total": total,
+                "best_val_loss": start.val_loss, "seconds_per_epoch": per_epoch,
+                "seconds_left": per_epoch * left if per_epoch is not None else None, "done": left == 0}
 
     def evaluate(self, home: Path, data_dir: Path, *, version: str | None = None, data: Any = None,
-                 **options: Any) -> dict[str, Any]:
+                 split: str | None = None, **options: Any) -> dict[str, Any]:
         """Held-out figures of a version (default: the current one), `gate_metric` among them.
-        `data` in memory (sentiment: (text, label) pairs; scene: a text) or a file, None for
-        the default held-out data. Scene option: backend=."""
-        return self._evaluate(Path(home), Path(data_dir), version=version, data=data, **options)
+        `data` in memory (sentiment: (text, label) pairs; scene: a text) or a file; None: the
+        model's `split` ("validation", the default and what gates; the critic also has "test",
+        reported only). Scene option: backend=."""
+        return self._evaluate(Path(home), Path(data_dir), version=version, data=data, split=split, **options)
 
     def registry(self, home: Path) -> ModelRegistry:
         return ModelRegistry(Path(home) / "models", self.name)
@@ -101,8 +142,22 @@ class ModelSpec:
         return CheckpointManager(Path(home) / "checkpoints", self.name)
 
 
-def _train_sentiment(config, home, data_dir, *, data, extra, **options) -> TrainingResult:
-    return sentiment.train_sentiment(config, home, data_dir, data=data, extra_examples=extra, **options)
+def _same_profile(config: Any) -> Callable[[Any], bool]:
+    name = getattr(config, "name", None)
+    return lambda ckpt: ckpt.extra.get("config", {}).get("name") == name
+
+
+def _train_sentiment(config, home, data_dir, *, data, extra, resume, checkpoint, epochs, seconds,
+                     **options) -> TrainingResult:
+    """The n-gram profiles fit with numpy (engine.sentiment.fit); the wide-and-deep layout
+    trains with Keras (the hop). A checkpoint's own layout decides when continuing one."""
+    manager = CheckpointManager(Path(home) / "checkpoints", sentiment.NAME)
+    start = manager.resolve(checkpoint) if checkpoint is not None else manager.best_valid() if resume else None
+    layout = sentiment.SentimentConfig.from_dict(start.extra["config"]) if start and start.extra.get("config") else config
+    if layout.wide_deep:
+        return sentiment.train_sentiment(config, home, data_dir, data=data, extra_examples=extra, epochs=epochs,
+                                         checkpoint=start.path if start else None, **options)
+    return sentiment.train_ngrams(layout, home, data_dir, start=start, data=data, extra=extra, **options)
 
 
 def _no_serving_options(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,8 +168,8 @@ def _default_data(values: Mapping[str, Any]) -> Path | None:
     return None
 
 
-def _evaluate_sentiment(home, data_dir, *, version, data) -> dict[str, Any]:
-    return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data)
+def _evaluate_sentiment(home, data_dir, *, version, data, split) -> dict[str, Any]:
+    return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data, split=split)
 
 
 def _train_scene(config, home, data_dir, *, data, extra, evaluate_test, **options) -> TrainingResult:
@@ -129,9 +184,12 @@ def _scene_corpus(values: Mapping[str, Any]) -> Path | None:
     return Path(values["corpus"]) if values.get("corpus") else None
 
 
-def _evaluate_scene(home, data_dir, *, version, data, backend: str = "float32") -> dict[str, Any]:
+def _evaluate_scene(home, data_dir, *, version, data, split, backend: str = "float32") -> dict[str, Any]:
+    if split not in (None, "validation"):
+        raise InvalidInput("the playwright has only a validation split (the corpus's held-out block)")
     text, corpus = (data, None) if isinstance(data, str) else (None, data)
-    return scene.evaluate_scene(home, data_dir, version=version, corpus=corpus, text=text, backend=backend)
+    result = scene.evaluate_scene(home, data_dir, version=version, corpus=corpus, text=text, backend=backend)
+    return {**result, "split": "validation" if text is None else "text"}
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -139,9 +197,11 @@ MODELS: tuple[ModelSpec, ...] = (
         name=sentiment.NAME, title="critic",
         config_type=sentiment.SentimentConfig, limits_type=sentiment.SentimentLimits,
         request_type=sentiment.ReviewRequest,
-        gate_metric="accuracy", higher_is_better=True, held_out="the IMDB test set",
+        gate_metric="accuracy", higher_is_better=True,
+        held_out="the IMDB validation split (2,500 held-out training reviews)",
         extra_kind="labelled_texts", keep_runs=2, quick_epochs=None,
-        config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
+        profiles=tuple(sentiment.PROFILES), first_profile="quick",
+        _config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
         serving_from=_no_serving_options, data_from=_default_data,
         _load=sentiment.SentimentModel.load, _train=_train_sentiment, _evaluate=_evaluate_sentiment,
     ),
@@ -150,7 +210,8 @@ MODELS: tuple[ModelSpec, ...] = (
         config_type=scene.SceneConfig, limits_type=scene.SceneLimits, request_type=scene.SceneRequest,
         gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
         extra_kind="texts", keep_runs=None, quick_epochs=2,
-        config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
+        profiles=tuple(scene.PROFILES), first_profile="quick",
+        _config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
         serving_from=_scene_serving_options, data_from=_scene_corpus,
         _load=scene.SceneWriter.load, _train=_train_scene, _evaluate=_evaluate_scene,
     ),

@@ -15,6 +15,7 @@ from engine.errors import InvalidInput
 from engine.lstm import cell_step, fuse_gates, input_table
 from engine.models import MODEL_NAMES, MODELS, spec
 from engine.scene import PROFILES, SceneConfig, SceneLimits, SceneRequest, SceneWriter
+from engine.sentiment import PROFILES as SENTIMENT_PROFILES
 from engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits, SentimentModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +54,9 @@ def test_gates_point_the_right_way() -> None:
 
 def test_settings_sections_become_configs_in_one_place() -> None:
     section = {"epochs": 3, "batch_size": 32, "validation_fraction": 0.2, "patience": 1, "seed": 7, "unrelated": 1}
-    assert spec("sentiment").config_from(section) == SentimentConfig(epochs=3, batch_size=32, validation_fraction=0.2,
-                                                                     patience=1, seed=7)
+    assert spec("sentiment").config_from(section) == replace(SENTIMENT_PROFILES["default"], epochs=3, batch_size=32,
+                                                             validation_fraction=0.2, patience=1, seed=7)
+    assert spec("sentiment").config_from(section, profile="quick").ngrams == ("words_p",)
     scene = {"profile": "tutorial", "epochs": None, "validation_fraction": 0.2, "seed": 5, "temperature": 0.8}
     config = spec("scene").config_from(scene)
     assert config == replace(PROFILES["tutorial"], validation_fraction=0.2, seed=5)
@@ -160,4 +162,4 @@ def test_sentiment_loads_through_the_spec_with_its_limits(tmp_path: Path) -> Non
     with pytest.raises(InvalidInput, match="the limit is 30"):
         model.predict(["wonderful " * 4])
     figures = critic.evaluate(tmp_path / "home", tmp_path, data=[("superb wonderful", 1), ("awful boring", 0)])
-    assert figures == {"accuracy": 1.0, "n": 2, "model_version": result.version}
+    assert figures == {"accuracy": 1.0, "n": 2, "model_version": result.version, "split": "all"}

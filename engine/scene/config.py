@@ -56,16 +56,28 @@ class SceneConfig:
         return cls(**known_fields(cls, values, keep_none=True))
 
     @classmethod
-    def from_settings(cls, values: Mapping[str, Any]) -> SceneConfig:
-        """The one place a `[scene]` settings section becomes a config: its `profile`, with every
-        key that names a hyper-parameter (epochs, seed, validation_fraction, ...) applied on top."""
-        return get_profile(values.get("profile")).with_overrides(**values)
+    def from_settings(cls, values: Mapping[str, Any], profile: str | None = None) -> SceneConfig:
+        """The one place a `[scene]` settings section becomes a config: the profile (`profile`,
+        else the section's `profile`, else "default"), with every key that names a
+        hyper-parameter (epochs, seed, validation_fraction, ...) applied on top. A profile
+        other than the section's keeps its own epoch budget (the section's `epochs` is for its
+        own profile)."""
+        chosen = get_profile(profile or values.get("profile"))
+        if profile and profile != (values.get("profile") or "default"):
+            values = {k: v for k, v in values.items() if k != "epochs"}
+        return chosen.with_overrides(**values)
 
 
 PROFILES: dict[str, SceneConfig] = {
     # The tutorial's model, for comparison and the sampler benchmark (5.3 M parameters).
     "tutorial": SceneConfig(
         name="tutorial", embedding_dim=256, rnn_units=1024, learning_rate=1e-3, clipnorm=None, epochs=20
+    ),
+    # First start: the best validation loss in ~100 s of 2-core CPU (1.686 nats/char after 450
+    # steps, research-scene.md Q1): a small LSTM with a high peak learning rate, cosine to 5%.
+    "quick": SceneConfig(
+        name="quick", embedding_dim=64, rnn_units=256, rnn_layers=1, dropout=0.0, batch_size=128,
+        learning_rate=1e-2, final_lr_fraction=0.05, epochs=6,
     ),
     # Chosen by measurement for <= 60 min on 2 CPU cores: see docs/benchmarks.md "## Scene".
     "default": SceneConfig(

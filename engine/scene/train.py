@@ -75,14 +75,17 @@ def train_scene(
     promote: bool = True,
     progress: bool = True,
     keep_runs: int | None = None,
+    seconds: float | None = None,
 ) -> TrainingResult:
     """Train (or continue) a scene model and publish it as a new registry version.
 
     `config` wins; else the named `profile` ("default" when neither). `epochs` is how many
-    epochs this call runs (default: the profile's budget, minus epochs already done when
-    resuming). Resuming (`resume=True`: the latest valid checkpoint; `checkpoint=`: a chosen
-    one) restores the weights, the optimizer state, the config and the vocabulary, and the
-    epoch counter continues. `extra_texts` (e.g. the nightly job's user texts) are appended
+    epochs this call runs at most (default: the profile's budget, minus epochs already done
+    when resuming); `seconds`: stop after the epoch in which this much training time has
+    passed (at least one epoch), for staged runs (the warm-up). Resuming (`resume=True`: the
+    best epoch, lowest validation loss, of the newest run; `checkpoint=`: a chosen one)
+    restores the weights, the optimizer state, the config and the vocabulary, and the epoch
+    counter continues. `extra_texts` (e.g. the nightly job's user texts) are appended
     to the training part only, keeping the held-out block comparable between versions;
     characters the corpus does not use are dropped from them.
     """
@@ -93,7 +96,7 @@ def train_scene(
     if checkpoint is not None:
         start = manager.resolve(checkpoint)
     elif resume:
-        start = manager.latest_valid()
+        start = manager.best_valid()
         if start is None:
             raise CheckpointError("there is no valid scene checkpoint to resume from; train without --resume first")
 
@@ -143,7 +146,10 @@ def train_scene(
              "corpus_fingerprint": text.fingerprint}
     history: list[dict[str, float]] = []
     last_epoch = first_epoch - 1
+    fit_started = time.monotonic()
     for epoch in range(first_epoch, first_epoch + epochs):
+        if seconds is not None and history and time.monotonic() - fit_started >= seconds:
+            break
         x, y = epoch_arrays(train_ids, config, epoch)
         if progress:
             print(f"epoch {epoch} (run {run}, {len(x)} sequences)", flush=True)
@@ -188,12 +194,13 @@ def train_scene(
         model=NAME,
         version=staged.version,
         metrics=metrics,
-        epochs_run=epochs,
+        epochs_run=len(history),
         last_epoch=last_epoch,
         started_from=start.label() if start else None,
         promoted=promote,
         seconds=time.monotonic() - started,
-        extra={"profile": config.name, "run": run, "history": history},
+        extra={"profile": config.name, "run": run, "history": history, "epochs_total": config.epochs,
+               "done": last_epoch >= config.epochs},
     )
 
 

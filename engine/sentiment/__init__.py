@@ -3,8 +3,11 @@
     config     SentimentConfig, SentimentLimits, ReviewRequest, file names (plain Python)
     features   review text -> LSTM windows and n-gram ids (numpy)
     serving    SentimentModel, Verdict: check, predict (numpy, on the shared `engine.lstm` cell)
-    evaluate   accuracy on labelled reviews in memory, a CSV or IMDB test; the validation blend
-    train      train_sentiment, build_model, NBScore, export_weights (Keras)
+    data       the fixed train/validation split; extra (voted) examples with weights; the memory
+    ngrams     n-gram features, NB ratios, the direct logistic-regression fit, the blend (numpy)
+    fit        train_ngrams: the "quick" and "default" profiles (numpy, no Keras)
+    evaluate   accuracy on labelled reviews in memory, a CSV, IMDB validation or test
+    train      train_sentiment, build_model, NBScore, export_weights: the "wide_deep" profile (Keras)
     bench      `playbill bench sentiment` (Keras)
 
 Serving needs no TensorFlow, so importing this package loads none; the Keras names in
@@ -16,22 +19,27 @@ from engine.sentiment.config import (
     MAX_CHARS,
     MODEL_FILE,
     NAME,
+    PROFILES,
     VOCAB_FILE,
     WEIGHTS_FILE,
     ReviewRequest,
     SentimentConfig,
     SentimentLimits,
+    get_profile,
 )
+from engine.sentiment.data import VALIDATION_SEED, validation_reviews
 from engine.sentiment.evaluate import accuracy, evaluate_sentiment, fit_blend
+from engine.sentiment.fit import train_ngrams
 from engine.sentiment.features import encode, features, pad_ngrams, pad_windows, split_windows
 from engine.sentiment.serving import SentimentModel, Verdict
 
 _TRAINING = ("train_sentiment", "build_model", "export_weights", "nb_log_count_ratios")
 
 __all__ = [
-    "CONFIG_FILE", "MAX_CHARS", "MODEL_FILE", "NAME", "VOCAB_FILE", "WEIGHTS_FILE", "ReviewRequest",
-    "SentimentConfig", "SentimentLimits", "SentimentModel", "Verdict", "accuracy", "encode", "evaluate_sentiment",
-    "features", "fit_blend", "pad_ngrams", "pad_windows", "split_windows", *_TRAINING,
+    "CONFIG_FILE", "MAX_CHARS", "MODEL_FILE", "NAME", "PROFILES", "VALIDATION_SEED", "VOCAB_FILE", "WEIGHTS_FILE",
+    "ReviewRequest", "SentimentConfig", "SentimentLimits", "SentimentModel", "Verdict", "accuracy", "encode",
+    "evaluate_sentiment", "features", "fit_blend", "get_profile", "pad_ngrams", "pad_windows", "split_windows",
+    "train_ngrams", "validation_reviews", *_TRAINING,
 ]
 
 

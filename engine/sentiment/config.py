@@ -8,13 +8,14 @@ once; Discord, the console and the command line all show its message as it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.errors import InvalidInput
 from engine.fields import known_fields
 
 NAME = "sentiment"
+MEMORY_FILE = "memory.json"
 MODEL_FILE = "model.keras"
 VOCAB_FILE = "vocabulary.json"
 WEIGHTS_FILE = "serving.npz"
@@ -24,8 +25,22 @@ MAX_CHARS = 200_000  # longer input is refused with a message, not silently cut
 
 @dataclass(frozen=True)
 class SentimentConfig:
-    """Hyper-parameters of the default critic (all of them: nothing else is tuned)."""
+    """Hyper-parameters of one critic (all of them: nothing else is tuned).
 
+    Two layouts. `ngrams` names n-gram models (`engine.sentiment.ngrams.NGRAM_SETS`) fitted
+    directly with numpy and blended on validation: the profiles "quick" and "default". Empty
+    `ngrams` is the wide-and-deep layout (an LSTM beside one n-gram branch, Keras): the
+    profile "wide_deep", the previous default, and what a config built with no profile (or
+    saved before profiles) means, so old versions and tiny test configs keep their meaning.
+    """
+
+    name: str = "custom"  # the profile it came from, for metadata and warm-up progress
+    ngrams: tuple[str, ...] = ()  # n-gram models, blended on validation; () = the wide-and-deep layout
+    # votes (extra examples), n-gram layout: a community layer on top of the IMDB-only models
+    # (engine.sentiment.community): L2 of its mean-pooled correction, and the settled weight
+    # from which a review is remembered verbatim (docs/benchmarks.md "votes")
+    community_l2: float = 0.03
+    memory_min_weight: float = 1.0
     vocab_size: int = 40_000  # words the LSTM knows, including the padding and unknown ids
     ngram_buckets: int = 2**21  # hashed unigram + bigram table of the wide branch (2**22: no better)
     wide_l2: float = 2e-5  # L2 on the wide weights: liblinear's C = 1 for 22,500 reviews (1 / 2NC)
@@ -44,6 +59,18 @@ class SentimentConfig:
     seed: int = 1337
     max_train_reviews: int | None = None  # a seeded subset, for quick runs and tests
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ngrams", tuple(self.ngrams))  # JSON gives lists
+
+    @property
+    def wide_deep(self) -> bool:
+        """The Keras layout (LSTM + one n-gram branch), trained epoch by epoch."""
+        return not self.ngrams
+
+    def with_overrides(self, **changes: Any) -> SentimentConfig:
+        """This config with the given fields changed; None leaves a field as it is."""
+        return replace(self, **known_fields(SentimentConfig, changes))
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SentimentConfig:
         """A config as saved with a model version (older versions: the "fasttext" layout)."""
@@ -53,10 +80,28 @@ class SentimentConfig:
         return cls(**known_fields(cls, values, keep_none=True))
 
     @classmethod
-    def from_settings(cls, values: Mapping[str, Any]) -> SentimentConfig:
-        """The one place a `[sentiment]` settings section becomes a config: every key that names
-        a hyper-parameter is used (None means "the default"); other keys are not ours."""
-        return cls(**known_fields(cls, values))
+    def from_settings(cls, values: Mapping[str, Any], profile: str | None = None) -> SentimentConfig:
+        """The one place a `[sentiment]` settings section becomes a config: the profile (`profile`,
+        else the section's `profile`, else "default") with every key that names a
+        hyper-parameter applied on top (None means "the profile's"); other keys are not ours."""
+        return get_profile(profile or values.get("profile")).with_overrides(**values)
+
+
+PROFILES: dict[str, SentimentConfig] = {
+    # First start: one NB-prior logistic regression over hashed word uni+bigrams, ~15 s on 2 cores.
+    "quick": SentimentConfig(name="quick", ngrams=("words_p",)),
+    # The full critic: three n-gram models blended on validation (docs/benchmarks.md "## Sentiment").
+    "default": SentimentConfig(name="default", ngrams=("words_p", "trigrams_p", "chars")),
+    # The previous default (LSTM + n-gram branch, Keras, ~8 min): the benchmark's baseline.
+    "wide_deep": SentimentConfig(name="wide_deep"),
+}
+
+
+def get_profile(name: str | None) -> SentimentConfig:
+    name = name or "default"
+    if name not in PROFILES:
+        raise InvalidInput(f"unknown sentiment profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
 
 
 @dataclass(frozen=True)

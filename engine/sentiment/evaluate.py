@@ -13,10 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import InvalidInput
 from engine.imdb import Reviews, load_csv, load_imdb
 from engine.registry import ModelRegistry
-from engine.sentiment.config import NAME
+from engine.sentiment.config import NAME, SentimentConfig
+from engine.sentiment.data import validation_reviews
+from engine.sentiment.ngrams import fit_blend as blend_columns
 from engine.sentiment.serving import SentimentModel
+
+SPLITS = ("validation", "test")
 
 LabelledReviews = Sequence[tuple[str, int]]  # (text, 1 for positive / 0 for negative)
 
@@ -33,35 +38,9 @@ def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_blend(deep: np.ndarray, wide: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> np.ndarray:
-    """(a, b, c) of the logistic regression sigmoid(a * deep + b * wide + c) on held-out reviews.
-
-    Three numbers fitted on thousands of reviews the branches never trained on: how much to
-    trust each branch. Newton's method with step halving (a full Newton step can overshoot
-    when the logits are large); a little L2 keeps it finite on separable (tiny) data.
-    """
-    x = np.column_stack([deep, wide, np.ones(len(deep))]).astype(np.float64)
-    signs = np.where(np.asarray(labels) > 0.5, 1.0, -1.0)
-
-    def objective(coef: np.ndarray) -> float:
-        return float(np.mean(np.logaddexp(0.0, -signs * (x @ coef))) + 0.5 * l2 * coef @ coef)
-
-    coef = np.zeros(3)
-    value = objective(coef)
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ coef, -60, 60)))  # P(positive)
-        grad = x.T @ (p - (signs > 0)) / len(x) + l2 * coef
-        hess = (x.T * (p * (1 - p))) @ x / len(x) + l2 * np.eye(3)
-        step = np.linalg.solve(hess, grad)
-        scale = 1.0
-        while scale > 1e-6 and objective(coef - scale * step) > value:
-            scale /= 2
-        if scale <= 1e-6:
-            break
-        coef -= scale * step
-        value = objective(coef)
-        if np.max(np.abs(scale * step)) < 1e-9:
-            break
-    return coef.astype(np.float32)
+    """(a, b, c) of the logistic regression sigmoid(a * deep + b * wide + c) on held-out reviews:
+    the wide-and-deep layout's blend (three numbers fitted on reviews the branches never trained on)."""
+    return blend_columns(np.column_stack([deep, wide]), labels, l2)
 
 
 def accuracy(model: SentimentModel, texts: Sequence[str], labels: Sequence[int], batch: int = 2048) -> float:
@@ -74,23 +53,37 @@ def accuracy(model: SentimentModel, texts: Sequence[str], labels: Sequence[int],
 
 
 def evaluate_sentiment(home: Path, data_dir: Path, *, version: str | None = None,
-                       data: Path | LabelledReviews | None = None) -> dict[str, Any]:
-    """Accuracy of a version (default: the current one) on labelled reviews: `data` as a list of
-    (text, label) pairs in memory, a labelled CSV file, or (None) all 25,000 IMDB test reviews."""
+                       data: Path | LabelledReviews | None = None, split: str | None = None) -> dict[str, Any]:
+    """Accuracy of a version (default: the current one) on labelled reviews.
+
+    `data` None: `split` "validation" (the default: the fixed held-out split of the IMDB training
+    reviews, what gates promotion) or "test" (all 25,000 IMDB test reviews: reported, never used
+    to choose). `data` a labelled CSV: all of it, or with split="validation" its held-out split.
+    `data` (text, label) pairs in memory: all of them.
+    """
+    if split is not None and split not in SPLITS:
+        raise InvalidInput(f"split must be one of {', '.join(SPLITS)}")
     registry = ModelRegistry(Path(home) / "models", NAME)
     chosen = registry.get(version) if version else registry.current()
     model = SentimentModel.load(chosen.path)
-    reviews = _reviews(Path(data_dir), data)
+    reviews, used = _reviews(Path(data_dir), data, split, model.config)
     return {"accuracy": accuracy(model, reviews.texts, reviews.labels), "n": len(reviews),
-            "model_version": chosen.version}
+            "model_version": chosen.version, "split": used}
 
 
-def _reviews(data_dir: Path, data: Path | LabelledReviews | None) -> Reviews:
+def _reviews(data_dir: Path, data: Path | LabelledReviews | None, split: str | None,
+             config: SentimentConfig) -> tuple[Reviews, str]:
     if data is None:
-        return load_imdb(data_dir, "test")
+        if split == "test":
+            return load_imdb(data_dir, "test"), "test"
+        return validation_reviews(data_dir, None, config), "validation"
     if isinstance(data, (str, Path)):
-        return load_csv(Path(data))
-    pairs = [(str(text), int(label)) for text, label in data]
+        if split == "validation":
+            return validation_reviews(data_dir, data, config), "validation"
+        if split == "test":
+            raise InvalidInput("a CSV has no test split: evaluate on all of it (no split) or its validation split")
+        return load_csv(Path(data)), "all"
+    pairs = [(str(text), int(label)) for text, label, *_ in data]
     if not pairs:
         raise ValueError("no labelled reviews to evaluate on")
-    return Reviews([t for t, _ in pairs], [y for _, y in pairs], f"{len(pairs)} reviews in memory", "")
+    return Reviews([t for t, _ in pairs], [y for _, y in pairs], f"{len(pairs)} reviews in memory", ""), "all"

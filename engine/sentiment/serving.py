@@ -1,10 +1,16 @@
 """The served critic: raw review text in, probability that it is positive out; numpy only.
 
-At save time training exports the Keras weights to numpy (`serving.npz`) and
-`SentimentModel` runs the forward pass itself: the embedding@kernel table precomputed, the
-shared `engine.lstm` step, padding steps skipped, many windows stepped together. The
-review's deep logit is the mean of its windows' logits; the served logit is
-a * deep + b * wide + c, the blend fitted on validation reviews.
+Two layouts (`SentimentConfig.ngrams`):
+- n-gram models (the "quick" and "default" profiles): each model's logit is a sum of table
+  entries over the review's hashed n-grams plus a bias; the served logit is
+  a_1 * logit_1 + ... + a_k * logit_k + c, the blend fitted on validation reviews.
+- wide and deep (the "wide_deep" profile and versions trained before profiles): training
+  exports the Keras weights to numpy and `SentimentModel` runs the forward pass itself: the
+  embedding@kernel table precomputed, the shared `engine.lstm` step, padding steps skipped,
+  many windows stepped together. The review's deep logit is the mean of its windows'
+  logits; the served logit is a * deep + b * wide + c.
+Both may carry a memory (`memory.json`): reviews the community settled, by standardized
+text, answered with their settled label.
 """
 
 from __future__ import annotations
@@ -21,10 +27,16 @@ from threadpoolctl import threadpool_limits
 from engine.errors import ModelUnavailable
 from engine.lstm import cell_step, fuse_gates, input_table
 from engine.registry import ModelRegistry
-from engine.sentiment.config import CONFIG_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest, SentimentConfig, SentimentLimits
+from engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
+                                     SentimentConfig, SentimentLimits)
 from engine.sentiment.features import features, pad_windows, split_windows
-from engine.text import Vocabulary, tokenize
+from engine.sentiment.community import community_ids, correction
+from engine.sentiment.ngrams import Rows, review_ids
+from engine.text import Vocabulary, standardize, tokenize
 from engine.weights import read_arrays
+
+COMMUNITY = "community"  # the stored name of the votes' correction table (engine.sentiment.community)
+MEMORY_LOGIT = 4.0  # a remembered review's answer: probability 0.982 for its settled label
 
 
 @dataclass(frozen=True)
@@ -39,19 +51,29 @@ class Verdict:
 class SentimentModel:
     """A trained critic for serving: numpy only, read-only weights, safe to share across threads."""
 
-    def __init__(self, weights: dict[str, np.ndarray], vocab: Vocabulary, config: SentimentConfig,
-                 version: str | None = None, path: Path | None = None, limits: SentimentLimits | None = None) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], vocab: Vocabulary | None, config: SentimentConfig,
+                 version: str | None = None, path: Path | None = None, limits: SentimentLimits | None = None,
+                 memory: dict[str, int] | None = None) -> None:
         self.vocab, self.config, self.version, self.path = vocab, config, version, path
         self.limits = limits or SentimentLimits()
-        self._table = input_table(weights["embedding"], weights["kernel"], weights["bias"])  # id -> gates' input part
-        self._recurrent = fuse_gates(weights["recurrent"])
-        self._dense_w = weights["dense_w"].astype(np.float32)
-        self._dense_b = float(np.asarray(weights["dense_b"]).reshape(-1)[0])
-        self._wide_b = float(np.asarray(weights["wide_b"]).reshape(-1)[0])
-        self._ngram_weight = weights["ngram_weight"].astype(np.float32)
-        # served logit = a * deep + b * wide + c (models of the fasttext layout: the plain sum)
-        self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
-        for array in (self._table, self._recurrent, self._dense_w, self._ngram_weight):
+        self.memory = dict(memory or {})
+        if config.wide_deep:
+            self._table = input_table(weights["embedding"], weights["kernel"], weights["bias"])  # id -> gates' input part
+            self._recurrent = fuse_gates(weights["recurrent"])
+            self._dense_w = weights["dense_w"].astype(np.float32)
+            self._dense_b = float(np.asarray(weights["dense_b"]).reshape(-1)[0])
+            self._wide_b = float(np.asarray(weights["wide_b"]).reshape(-1)[0])
+            self._ngram_weight = weights["ngram_weight"].astype(np.float32)
+            # served logit = a * deep + b * wide + c (models of the fasttext layout: the plain sum)
+            self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
+            tables = [self._table, self._recurrent, self._dense_w, self._ngram_weight]
+        else:
+            self._tables = {name: ngram_table(weights, name) for name in config.ngrams}
+            self._biases = {name: float(np.asarray(weights[f"{name}_bias"]).reshape(-1)[0]) for name in config.ngrams}
+            self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(len(config.ngrams) + 1)
+            self._community = ngram_table(weights, COMMUNITY) if f"{COMMUNITY}_ids" in weights else None
+            tables = list(self._tables.values()) + ([self._community] if self._community is not None else [])
+        for array in tables:
             array.flags.writeable = False
         # Our matrices are small: OpenBLAS threads only spin against each other (10x slower
         # on a busy 2-core machine, measured), so BLAS gets one thread for the process.
@@ -62,9 +84,12 @@ class SentimentModel:
         version_dir = Path(version_dir)
         try:
             weights = read_arrays(version_dir / WEIGHTS_FILE)  # finite, or ValueError
-            vocab = Vocabulary.load(version_dir / VOCAB_FILE)
             config = SentimentConfig.from_dict(json.loads((version_dir / CONFIG_FILE).read_text("utf-8")))
-            model = cls(weights, vocab, config, version=version_dir.name, path=version_dir, limits=limits)
+            vocab = Vocabulary.load(version_dir / VOCAB_FILE) if config.wide_deep else None
+            memory_path = version_dir / MEMORY_FILE
+            memory = json.loads(memory_path.read_text("utf-8")) if memory_path.is_file() else {}
+            model = cls(weights, vocab, config, version=version_dir.name, path=version_dir, limits=limits,
+                        memory=memory)
             model.probe()
         except Exception as exc:  # any damage (zip CRC, junk JSON, wrong shapes): this version cannot serve
             raise ModelUnavailable(
@@ -98,7 +123,33 @@ class SentimentModel:
         return [Verdict("positive" if p >= 0.5 else "negative", float(p)) for p in probs]
 
     def logits(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
-        return self.logits_from_features([self.features(t) for t in texts], chunk=chunk)
+        """The served logits (memory first, then the model) of reviews already checked."""
+        if self.config.wide_deep:
+            out = self.logits_from_features([self.features(t) for t in texts], chunk=chunk)
+        else:
+            out = self.model_logits(texts)
+        if self.memory:
+            for row, text in enumerate(texts):
+                label = self.memory.get(standardize(text))
+                if label is not None:
+                    out[row] = MEMORY_LOGIT if label else -MEMORY_LOGIT
+        return out
+
+    def model_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The n-gram layout's blended logits plus the community's correction, without the memory."""
+        columns = self.ngram_logits(texts)
+        out = columns @ self._blend[:-1] + self._blend[-1]
+        if self._community is not None:
+            out += correction(community_ids(texts), self._community)
+        return out.astype(np.float32)
+
+    def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """[reviews, models]: each n-gram model's own logit (before the blend)."""
+        ids = review_ids(texts, self.config.ngrams)
+        out = np.empty((len(texts), len(self.config.ngrams)), np.float64)
+        for k, name in enumerate(self.config.ngrams):
+            out[:, k] = Rows(ids[name]).sums(self._tables[name]) + self._biases[name]
+        return out
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         return features(tokenize(text), self.vocab, self.config)
@@ -145,3 +196,17 @@ class SentimentModel:
             z += h[:k] @ self._recurrent
             cell_step(z, h[:k], c[:k], tmp[:k])
         return h @ self._dense_w + self._dense_b
+
+
+def ngram_table(weights: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The dense table of one n-gram model, from its stored non-zero entries."""
+    table = np.zeros(int(np.asarray(weights[f"{name}_size"]).reshape(-1)[0]), np.float32)
+    table[weights[f"{name}_ids"]] = weights[f"{name}_values"]
+    return table
+
+
+def ngram_arrays(name: str, table: np.ndarray, bias: float) -> dict[str, np.ndarray]:
+    """What `ngram_table` reads back: only the non-zero entries are stored (most buckets are empty)."""
+    ids = np.flatnonzero(table).astype(np.int32)
+    return {f"{name}_ids": ids, f"{name}_values": table[ids].astype(np.float32),
+            f"{name}_size": np.asarray([len(table)]), f"{name}_bias": np.asarray([bias], np.float32)}

@@ -21,7 +21,6 @@ recorded are the served model's. This is the slice's only module that imports Ke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,11 +36,12 @@ import numpy as np
 from keras import layers, ops
 
 from engine.checkpoints import CheckpointManager
-from engine.errors import CheckpointError, InvalidInput
-from engine.imdb import load_csv, load_imdb
+from engine.errors import CheckpointError
+from engine.imdb import load_imdb
 from engine.registry import ModelRegistry
 from engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE
-from engine.sentiment.config import ReviewRequest, SentimentConfig, SentimentLimits
+from engine.sentiment.config import SentimentConfig
+from engine.sentiment.data import training_split
 from engine.sentiment.evaluate import accuracy, fit_blend, hit_rate, log_loss
 from engine.sentiment.features import features, pad_ngrams, pad_windows, split_windows
 from engine.sentiment.serving import SentimentModel
@@ -216,63 +216,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(self.model, self.run, epoch + 1, dict(logs or {}), **self.extra)
 
 
-# ---------------------------------------------------------------- data
-
-
-def _training_reviews(data_dir: Path, data: Path | None, extra_examples: Sequence[tuple[str, int]],
-                      config: SentimentConfig) -> tuple[list[str], list[int], list[str], list[int], str]:
-    """(train texts, labels, validation texts, labels, data fingerprint); validation from training data only."""
-    reviews = load_csv(Path(data)) if data is not None else load_imdb(Path(data_dir), "train")
-    kinds = set(reviews.labels)
-    if len(kinds) < 2:  # it would learn to say one word to everything, and pass its own validation
-        only = "positive" if kinds == {1} else "negative"
-        raise InvalidInput(f"{reviews.source} has only {only} reviews ({len(reviews)}); the critic learns from both "
-                           "kinds, so give it positive and negative ones")
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(reviews))
-    if config.max_train_reviews:
-        order = order[: config.max_train_reviews]
-    n_val = max(1, int(round(len(order) * config.validation_fraction)))
-    if len(order) - n_val < 2:
-        raise InvalidInput(f"{reviews.source} has too few reviews to train on ({len(reviews)})")
-    val_rows, train_rows = order[:n_val], order[n_val:]
-    train_texts = [reviews.texts[i] for i in train_rows]
-    train_labels = [reviews.labels[i] for i in train_rows]
-    extras = [(t, int(y)) for t, y in extra_examples if y in (0, 1) and _is_review(t)]
-    if len(extras) < len(extra_examples):
-        log.warning("ignored %d extra examples that were not (text, 0 or 1) pairs", len(extra_examples) - len(extras))
-    train_texts += [t for t, _ in extras]
-    train_labels += [y for _, y in extras]
-    digest = hashlib.sha256(reviews.fingerprint.encode())
-    for text, label in extras:
-        digest.update(f"{label}\t{text}\n".encode())
-    fingerprint = f"{reviews.fingerprint}+{len(extras)}extra:{digest.hexdigest()[:8]}" if extras else reviews.fingerprint
-    return (train_texts, train_labels, [reviews.texts[i] for i in val_rows],
-            [reviews.labels[i] for i in val_rows], fingerprint)
-
-
-def _is_review(text: object) -> bool:
-    """Does an extra example pass the review rule that serving applies?"""
-    try:
-        SentimentLimits().check(ReviewRequest(text))  # type: ignore[arg-type]
-    except InvalidInput:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------- training
 
 
 def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epochs: int | None = None,
                     resume: bool = False, checkpoint: str | Path | None = None, data: Path | None = None,
-                    extra_examples: Sequence[tuple[str, int]] = (), promote: bool = True, progress: bool = True,
+                    extra_examples: Sequence[Any] = (), promote: bool = True, progress: bool = True,
                     evaluate_test: bool = True, keep_runs: int | None = 2) -> TrainingResult:
     """Train (or continue) the critic; publish a new registry version; return its metrics.
 
     `epochs` is how many epochs to run now (the epoch counter continues across resumes);
     None: `config.epochs`, or on a resume what is left of it (at least one).
-    `resume` continues the latest valid checkpoint, `checkpoint` a chosen one; the
-    vocabulary is taken from that checkpoint's run so the ids keep their meaning.
+    `resume` continues the best epoch (lowest validation loss) of the newest run,
+    `checkpoint` a chosen one; the vocabulary is taken from that checkpoint's run so the
+    ids keep their meaning. Extra examples join the training reviews (their weights are not
+    used by this layout: the n-gram profiles use them).
     Test accuracy (all 25,000 IMDB test reviews) is measured when training on IMDB.
     `keep_runs` bounds disk use (each epoch's checkpoint holds the optimizer state): the
     newest that many checkpoint runs are kept; None keeps all (the nightly job prunes itself).
@@ -284,7 +242,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     if checkpoint is not None:
         start = manager.resolve(checkpoint)
     elif resume:
-        start = manager.latest_valid()
+        start = manager.best_valid()
         if start is None:
             log.info("no valid sentiment checkpoint to resume; starting from scratch")
     if start is not None:
@@ -296,7 +254,11 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
             raise CheckpointError(f"checkpoint {start.label()} has the older {config.wide!r} layout, which this "
                                   "version only serves; train from scratch")
 
-    train_texts, train_labels, val_texts, val_labels, fingerprint = _training_reviews(data_dir, data, extra_examples, config)
+    split = training_split(data_dir, data, extra_examples, config)
+    train_texts = split.train_texts + [t for t, _, _ in split.extras]
+    train_labels = [int(y) for y in split.train_labels] + [y for _, y, _ in split.extras]
+    val_texts, val_labels = split.val_texts, split.val_labels
+    fingerprint = split.fingerprint
     train_tokens = [tokenize(t) for t in train_texts]
     if start is not None:
         vocab_path = start.path.parent / VOCAB_FILE
@@ -360,7 +322,8 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         "data_source": "IMDB train" if data is None else f"CSV {Path(data).name}",
         "train_reviews": len(train_texts),
         "validation_reviews": len(val_texts),
-        "extra_examples": len(extra_examples),
+        "extra_examples": len(split.extras),
+        "profile": config.name,
         "epochs_run": len(validation.history),
         "last_epoch": last_epoch,
         "best_epoch": best_epoch,
@@ -384,5 +347,6 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         last_epoch=last_epoch, started_from=start.label() if start else None, promoted=promote,
         seconds=time.perf_counter() - started,
         extra={"checkpoint_run": run, "best_epoch": best_epoch, "training_seconds": train_seconds,
-               "history": validation.history},
+               "history": validation.history, "profile": config.name, "epochs_total": config.epochs,
+               "done": last_epoch >= config.epochs},
     )
