@@ -1,4 +1,5 @@
-"""`playbill bench sentiment`: the tutorial recipe and the default critic, measured in one run.
+"""`playbill bench sentiment`: the tutorial recipe, the critic of `config` (any profile) and,
+when asked, a baseline profile (the previous default, "wide_deep"), measured in one run.
 
 The tutorial recipe (Embedding(88584, 32) + LSTM(32) + sigmoid, rmsprop, reviews pre-padded
 and pre-truncated to their last 250 words, 10 epochs, validation_split=0.2, batch 32) is
@@ -22,6 +23,7 @@ from engine.registry import ModelRegistry
 from engine.sentiment.config import NAME
 from engine.sentiment.evaluate import accuracy as model_accuracy
 from engine.sentiment.serving import SentimentModel
+from engine.sentiment.fit import train_ngrams
 from engine.sentiment.train import train_sentiment
 from engine.text import Vocabulary, tokenize
 
@@ -82,7 +84,11 @@ def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, pr
         train_seconds = float(version.metadata.get("training_seconds", float("nan")))
         epochs = version.metadata.get("epochs_run")
     else:
-        result = train_sentiment(config, home, data_dir, progress=progress)
+        if config.wide_deep:
+            result = train_sentiment(config, home, data_dir, progress=progress)
+        else:
+            result = train_ngrams(config, home, data_dir, start=None, data=None, extra=(), promote=True,
+                                  progress=progress, evaluate_test=True, keep_runs=2)
         version = ModelRegistry(Path(home) / "models", NAME).get(result.version)
         train_seconds, epochs = result.extra["training_seconds"], result.epochs_run
     model = SentimentModel.load(version.path)
@@ -99,24 +105,30 @@ def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, pr
     for start in range(0, len(texts), 1000):
         model.predict(texts[start : start + 1000])
     throughput = len(texts) / (time.perf_counter() - t0)
-    return {"accuracy": accuracy, "train_seconds": train_seconds, "epochs": epochs, "version": version.version,
+    return {"accuracy": accuracy, "val_accuracy": version.metrics.get("val_accuracy"), "train_seconds": train_seconds,
+            "epochs": epochs, "version": version.version, "profile": config.name,
             "latency_ms": 1000 * statistics.median(latencies[5:]), "throughput": throughput}
 
 
 def run_bench(config, home: Path, data_dir: Path, *, tutorial_epochs: int = 10, skip_train: bool = False,
-              skip_tutorial: bool = False, progress: bool = True) -> dict:
+              skip_tutorial: bool = False, progress: bool = True, baseline=None) -> dict:
+    """`baseline`: another config trained in the same run (its own home under `home`), the
+    denominator of the ratios instead of the tutorial."""
     test = load_imdb(Path(data_dir), "test")
     default = bench_default(config, home, data_dir, test, skip_train, progress)
     tutorial = None
-    if not skip_tutorial:
+    if baseline is not None:
+        tutorial = bench_default(baseline, Path(home) / "baseline", data_dir, test, False, progress)
+    elif not skip_tutorial:
         tutorial = bench_tutorial(load_imdb(Path(data_dir), "train"), test, tutorial_epochs, progress)
-    rows = [("test accuracy (25,000)", "accuracy", "{:.4f}"), ("training seconds", "train_seconds", "{:.0f}"),
+    rows = [("validation accuracy", "val_accuracy", "{:.4f}"), ("test accuracy (25,000)", "accuracy", "{:.4f}"), ("training seconds", "train_seconds", "{:.0f}"),
             ("epochs", "epochs", "{}"), ("one review, median ms", "latency_ms", "{:.2f}"),
             ("batch reviews/s", "throughput", "{:,.0f}")]
-    lines = [f"{'':24s} {'tutorial':>12s} {'default':>12s} {'default/tutorial':>17s}"]
+    base_name = baseline.name if baseline is not None else "tutorial"
+    lines = [f"{'':24s} {base_name:>12s} {config.name:>12s} {'ratio':>17s}"]
     for title, key, fmt in rows:
-        t = tutorial[key] if tutorial else None
-        d = default[key]
+        t = tutorial.get(key) if tutorial else None
+        d = default.get(key)
         ratio = f"{d / t:.2f}x" if t and isinstance(d, (int, float)) and isinstance(t, (int, float)) else "-"
-        lines.append(f"{title:24s} {fmt.format(t) if t is not None else '-':>12s} {fmt.format(d):>12s} {ratio:>17s}")
+        lines.append(f"{title:24s} {fmt.format(t) if t is not None else '-':>12s} {fmt.format(d) if d is not None else '-':>12s} {ratio:>17s}")
     return {"tutorial": tutorial, "default": default, "table": "\n".join(lines)}
