@@ -72,7 +72,7 @@ class PlaybillBot(commands.AutoShardedBot):
             await self.services.refresh_models_async()  # TensorFlow loads in a worker thread
             missing = self.services.missing_models()
             if missing:
-                log.warning("%s The other commands work meanwhile.", missing_models_message(missing))
+                log.warning("%s The other commands work meanwhile.", missing_models_message(missing, self.services.holders))
             self._refresher = asyncio.create_task(self._refresh_models_forever(), name="model-refresh")
         await self.add_cogs()
         if self.start_scheduler:

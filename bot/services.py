@@ -111,6 +111,15 @@ def default_holders(settings: Any) -> dict[str, ModelHolder]:
     return {s.name: ModelHolder(s, settings.home, settings.section(s.name)) for s in MODELS}
 
 
-def missing_models_message(missing: list[str]) -> str:
-    steps = "; ".join(f"`{spec(name).train_command}`" for name in missing)
-    return f"No trained {' or '.join(missing)} model yet. Train it with {steps}."
+def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] | None = None) -> str:
+    """Why models are not served: never trained, or (`holders` given) every version damaged."""
+    damaged = [name for name in missing if holders and name in holders and holders[name].set_aside]
+    untrained = [name for name in missing if name not in damaged]
+    parts = []
+    if untrained:
+        steps = "; ".join(f"`{spec(name).train_command}`" for name in untrained)
+        parts.append(f"No trained {' or '.join(untrained)} model yet. Train it with {steps}.")
+    for name in damaged:
+        parts.append(f"Every {name} version is damaged (`playbill models list` says what was found); "
+                     f"train a new one with `{spec(name).train_command}`.")
+    return " ".join(parts)

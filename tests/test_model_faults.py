@@ -228,3 +228,29 @@ def test_checkpoints_with_a_bad_sidecar_give_no_traceback(home: Path, capsys, si
     assert main(["checkpoints", "sentiment"]) == 0
     with pytest.raises(CheckpointError, match="cannot be used"):
         SCENE.checkpoints(home).resolve(run / "epoch-0001.keras")  # `train --checkpoint`: one line
+
+
+def console_transcript(settings, script: str) -> str:
+    import asyncio
+    import io
+
+    from bot.console import run_console
+
+    out = io.StringIO()
+    asyncio.run(run_console(settings, io.StringIO(script), out))
+    return out.getvalue()
+
+
+def test_the_console_serves_the_previous_version_when_the_current_is_damaged(settings, two_scenes) -> None:
+    first, second = two_scenes
+    flip_byte(folder(settings.home, "scene", second) / "sampler.npz")
+    out = console_transcript(settings, "/write-scene ROMEO: 20\n")
+    assert f"scene {first}" in out and "scene model" not in out
+
+
+def test_the_console_says_the_versions_are_damaged_not_that_none_was_trained(settings, two_scenes) -> None:
+    for version in two_scenes:
+        (folder(settings.home, "scene", version) / "vocabulary.json").unlink()
+    out = console_transcript(settings, "/write-scene ROMEO: 20\n")
+    assert "Every scene version is damaged" in out and "scene model is trained yet" not in out
+    assert "No trained sentiment model yet" in out  # the critic, never trained, is told apart
