@@ -125,6 +125,8 @@ def test_a_rejected_token_or_no_network_is_a_clear_error(home: Path, monkeypatch
 
     monkeypatch.setattr(PlaybillBot, "start", refuse)
     monkeypatch.setenv("DISCORD_TOKEN", "not-a-real-token")
+    monkeypatch.setenv("PLAYBILL_BOT__CONNECT_RETRIES", "1")  # one retry, soon
+    monkeypatch.setenv("PLAYBILL_BOT__CONNECT_BACKOFF_SECONDS", "0.01")
     assert main(["run", "--no-scheduler"]) == 2
     err = capsys.readouterr().err
     assert message in err and "playbill console" in err and "not-a-real-token" not in err

@@ -27,14 +27,8 @@ BAD_TOKEN = (
     "Discord developer portal (Bot > Reset Token). Meanwhile, `playbill console` works without one."
 )
 UNREACHABLE = (
-    "Cannot reach Discord ({error}). Check the network or a proxy; "
-    "meanwhile `playbill console` works offline."
-)
-
-
-GAVE_UP = (
-    "Gave up reaching Discord ({error}). Check https://discordstatus.com and the network or proxy, then "
-    "start again (`[bot] connect_retries` sets how long it tries); meanwhile `playbill console` works offline."
+    "Cannot reach Discord ({error}). Check the network or a proxy (and https://discordstatus.com), then start "
+    "again; `[bot] connect_retries` sets how long it tries. Meanwhile `playbill console` works offline."
 )
 
 
@@ -124,7 +118,7 @@ def _run(args: argparse.Namespace, settings) -> int:
     except discord.PrivilegedIntentsRequired as exc:  # pragma: no cover - Playbill asks for none
         raise CLIError(f"Discord refused an intent: {exc}") from None
     except DiscordUnavailable as exc:
-        raise CLIError(GAVE_UP.format(error=exc)) from None
+        raise CLIError(UNREACHABLE.format(error=exc)) from None
     except StartRefused as exc:
         raise CLIError(str(exc)) from None
     except discord.HTTPException as exc:
