@@ -25,6 +25,7 @@ from bot.services import Services, missing_models_message
 from bot.views import FeedbackButton, ForgetButton
 from jobs.leader import ScheduleElection
 from jobs.scheduler import create_scheduler, run_now
+from jobs.warmup import start_warmup
 
 log = logging.getLogger("bot")
 
@@ -118,6 +119,11 @@ class PlaybillBot(commands.AutoShardedBot):
 
         def on_change(scheduler) -> None:  # the election's thread
             self.services.scheduler = scheduler
+            if scheduler is not None:  # the schedule's holder also runs the warm-up (one per cluster)
+                try:
+                    start_warmup(self.settings)
+                except Exception as exc:
+                    log.warning("the warm-up did not start: %s", describe(exc, context="starting the warm-up")[0])
             log.info("job scheduler %s", "started: this process holds the schedule" if scheduler else "stopped")
 
         self._election = ScheduleElection(

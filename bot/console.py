@@ -278,16 +278,27 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
     own_services = services is None
     if services is None:
         services = Services.create(settings, history=open_history(settings, out))
+    refresher = None
     try:
         await services.refresh_models_async()
+        refresher = asyncio.get_running_loop().create_task(_refresh_forever(services), name="model-refresh")
         if not interactive:
             services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
         return await Console(services, out, interactive=interactive, member=member).run(source)
     finally:
+        if refresher is not None:
+            refresher.cancel()
         if isinstance(source, TerminalLines):
             source.close()
         if own_services:
             services.close()
+
+
+async def _refresh_forever(services: Services) -> None:
+    """Swap in a newly promoted version (the warm-up's, a retrain's) while the console is open."""
+    while True:
+        await asyncio.sleep(services.settings.bot.model_refresh_seconds)
+        await services.refresh_models_async()
 
 
 def open_history(settings: Any, out: TextIO | None = None) -> Any:

@@ -31,6 +31,7 @@ from engine.sentiment import ReviewRequest
 from history.api import InteractionFilter, InteractionRecord
 from jobs.leader import request_job, schedule_holder
 from jobs.scheduler import next_run_time, run_now
+from jobs.warmup import status_line as warmup_status_line
 
 log = logging.getLogger("bot.handlers")
 
@@ -279,6 +280,9 @@ async def model_status(services: Services, request: Request) -> Response:
                 lines.append(", ".join(f"{k} {_num(v)}" for k, v in metrics.items()))
         elif not holder.loaded:
             lines.append(f"train one with `{holder.spec.train_command}`")
+        warming = await asyncio.to_thread(_warmup_line, services.settings, name)
+        if warming:
+            lines.append(warming)
         last = await _last_training_run(services, name)
         if last:
             lines.append(f"last run: {last}")
@@ -291,6 +295,14 @@ async def model_status(services: Services, request: Request) -> Response:
     if png:
         files.append(FileData("model-metrics.png", png))
     return Response(embed=embed, files=files, ephemeral=True)
+
+
+def _warmup_line(settings: Any, name: str) -> str | None:
+    try:
+        return warmup_status_line(settings, name)
+    except Exception as exc:  # optional information: the status shows without it
+        log.debug("no warm-up status for %s: %s", name, exc)
+        return None
 
 
 def _num(v: Any) -> str:

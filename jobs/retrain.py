@@ -318,7 +318,7 @@ def terminate_training() -> int:
 
 def _child_main(job: trainers.ModelJob, values: dict[str, Any], plan: _Plan, conn: Any) -> None:
     """Entry point of the spawned process: train from the checkpoint, then evaluate both versions."""
-    _exit_with_parent()
+    exit_with_parent()
     if plan.niceness:
         os.nice(plan.niceness)  # the bot's process keeps the CPU when they compete
     # as the console of `playbill`: warnings, or everything with -v (the job's process logs the outcome)
@@ -358,7 +358,7 @@ def _evaluate_baseline(job: trainers.ModelJob, settings: Settings, plan: _Plan) 
         return {"damaged": str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"}
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """If the process that started the run dies, stop too: no orphan keeps writing checkpoints."""
     parent = os.getppid()
 

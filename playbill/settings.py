@@ -158,6 +158,10 @@ class JobsSettings(Section):
     # How often a process waiting for the job schedule tries to take it, and its holder checks its
     # lock and takes /admin retrain requests from other processes (failover: at most two polls).
     leader_poll_seconds: float = Field(5.0, gt=0.0, le=60.0)
+    # After a first start on the quick models, train both on to their full default profile in a
+    # spawned, niced process while serving (jobs/warmup.py); stages of this many seconds, each gated.
+    warmup: bool = True
+    warmup_stage_seconds: float = Field(300.0, gt=0.0)
 
     @field_validator("timezone")
     @classmethod

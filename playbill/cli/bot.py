@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import subprocess
 import sys
 
 from playbill.cli.common import CLIError, CommandGroups
@@ -91,6 +90,8 @@ def _run(args: argparse.Namespace, settings) -> int:
     if token is None:
         print(NO_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS)), file=sys.stderr)
         print("Starting `playbill console` now.", file=sys.stderr)
+        if not args.no_scheduler:
+            _start_warmup(settings)
         return _console(args, settings)
     import aiohttp
     import discord
@@ -200,22 +201,25 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
 
 
 def _train_missing(settings, args: argparse.Namespace) -> None:
-    """Train a quick model for each missing one, each in its own `playbill train` process
-    (the spec's `quick_epochs`; the critic's full default takes a few minutes on 2 cores)."""
-    from engine.models import MODELS
+    """Train a quick model (the spec's `first_profile`) for each missing one, the critic first,
+    each in its own process; the warm-up then trains both on to their full default while serving."""
+    from jobs.warmup import train_first
 
-    for model in MODELS:
-        name = model.name
-        if model.registry(settings.home).current_version() is not None:
-            continue
-        argv = ["train", name, *(["--epochs", str(model.quick_epochs)] if model.quick_epochs else [])]
-        command = [sys.executable, "-m", "playbill.cli"]
-        if args.config:
-            command += ["--config", args.config]
-        print(f"training a quick {name} model: playbill {' '.join(argv)}", file=sys.stderr)
-        if subprocess.run(command + argv).returncode != 0:
-            # still start: the other model and the console work, and the message names the fix
-            print(f"warning: training the {name} model failed (see above); starting without it", file=sys.stderr)
+    for name, outcome in train_first(settings, say=lambda line: print(line, file=sys.stderr, flush=True)).items():
+        if isinstance(outcome, str):  # still start: the other model and the console work
+            print(f"warning: {name}: {outcome}; starting without it", file=sys.stderr)
+        else:
+            print(f"{name} model ready after {outcome:.0f} s", file=sys.stderr, flush=True)
+
+
+def _start_warmup(settings) -> None:
+    """The console path of `playbill run` (no Discord, so no schedule election): the warm-up's
+    own lock keeps it to one per home. The bot starts it when it takes the schedule."""
+    from jobs.warmup import start_warmup
+
+    if start_warmup(settings) is not None:
+        print("warming up: both models keep training in the background (`/model-status` shows how far)",
+              file=sys.stderr)
 
 
 def _bench(args: argparse.Namespace, settings) -> int:

@@ -188,6 +188,8 @@ def _registry(settings: Any, name: str):
 def models_list(args: argparse.Namespace, settings: Any) -> int:
     """Every version with its figures, and what is wrong with any damaged one (one line per
     problem): the checks serving makes (`spec.verify`: checksums, readable finite weights)."""
+    from jobs.warmup import progress as warmup_progress, status_line as warmup_status_line
+
     names = (args.model,) if args.model else MODEL_NAMES
     for name in names:
         model = spec(name)
@@ -196,13 +198,18 @@ def models_list(args: argparse.Namespace, settings: Any) -> int:
         versions = registry.versions()
         problems = {v.version: model.verify(settings.home, v.version) for v in versions}
         good = next((v for v in [current, *registry.fallbacks()] if v and not problems.get(v)), None)
+        warming = warmup_status_line(settings, name)
         if args.json:
             for v in versions:
                 print_json({"model": name, "version": v.version, "current": v.version == current,
                             "served": v.version == good, "created_at": v.metadata.get("created_at"),
                             "metrics": v.metrics, "problems": problems[v.version]})
+            if warming:
+                print_json({"model": name, "warmup": warmup_progress(settings, name)})
             continue
         print(f"{name}: {len(versions)} version(s)" + ("" if versions else f" - train one with `{model.train_command}`"))
+        if warming:
+            print(f"  {warming}")
         for v in reversed(versions):
             mark = "*" if v.version == current else " "
             figures = " ".join(f"{k}={_fmt(val)}" for k, val in sorted(v.metrics.items()) if isinstance(val, int | float))

@@ -1,0 +1,275 @@
+"""The warm-up: after a first start on the quick models, both models keep training in the
+background until they reach their full default profile, each better version swapped in live.
+
+Why: a first start must answer within minutes (the specs' `first_profile`, "quick"), but the
+full models take up to an hour on 2 cores. So `playbill run` starts this in a *spawned*,
+niced process (`start_warmup`), never on the bot's thread; the bot or console keeps
+answering and picks each promoted version up through its holders' refresh.
+
+One stage (`run_stage`) of one model: `spec.continue_training` of the model's full config
+(its settings section, default profile) for `[jobs] warmup_stage_seconds`, then the promotion
+gate every candidate goes through (`jobs.gate`: the same `measure` and `judge` as the nightly
+retrain); a candidate that is worse is removed, but its checkpoints are kept, because the
+next stage goes on from them (a young default model may still lose to the quick one).
+A model is done when the engine says its profile's budget is spent.
+
+State on disk (`<home>/warmup/state.json`, written atomically after every stage) and the
+engine's per-epoch checkpoints make it restart-safe: a killed warm-up loses at most the
+epoch in progress, and the next start continues where it stopped. One warm-up at a time
+per home (a file lock); on a cluster only the process holding the job schedule starts it
+(`jobs.leader`, the caller's election). `[jobs] warmup = false` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError
+from engine.models import MODEL_NAMES, spec
+from jobs import gate
+from jobs.common import FileLock, JobBusy, restore_settings, retrain_lock, settings_values
+from jobs.retrain import exit_with_parent
+from playbill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[str], None]
+
+
+def state_path(home: Path) -> Path:
+    return Path(home) / "warmup" / "state.json"
+
+
+def warmup_lock(settings: Settings) -> FileLock:
+    """Held by the one warm-up process of a home for as long as it runs."""
+    return FileLock(Path(settings.home) / "warmup" / "lock", "the warm-up")
+
+
+def read_state(home: Path) -> dict[str, Any]:
+    """{"started_at", "models": {name: {"status": "warming"|"done", "profile", "stages": [...]}}}"""
+    try:
+        state = json.loads(state_path(home).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {"models": {}}
+    return state if isinstance(state.get("models"), dict) else {"models": {}}
+
+
+def _write_state(home: Path, state: dict[str, Any]) -> None:
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, default=str), "utf-8")
+    os.replace(tmp, path)  # readers see the old state or the new one
+
+
+def target_config(settings: Settings, name: str) -> Any:
+    """What the warm-up trains toward: the model's settings section (its default profile)."""
+    return spec(name).config_from(settings.section(name))
+
+
+def pending(settings: Settings, names: Sequence[str] = MODEL_NAMES) -> list[str]:
+    """The models still to warm up: those a first start trained quickly (`train_first` enrols
+    them) that are not done and still have a current version. A model trained by hand is
+    never warmed up behind its owner's back."""
+    models = read_state(settings.home)["models"]
+    return [n for n in names if models.get(n, {}).get("status") == "warming"
+            and spec(n).registry(settings.home).current_version() is not None]
+
+
+def enrol(home: Path, name: str) -> None:
+    """Mark `name` for the warm-up (what a first start does after its quick model)."""
+    state = read_state(home)
+    state.setdefault("started_at", _now())
+    state["models"].setdefault(name, {"status": "warming", "stages": []})
+    _write_state(home, state)
+
+
+def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: float | None = None,
+              epochs: int | None = None, say: Report = log.info) -> dict[str, Any]:
+    """One stage of `name`'s warm-up: train on, gate, promote or remove. Returns the stage's record
+    (also appended to the state file)."""
+    model = spec(name)
+    config = config if config is not None else target_config(settings, name)
+    registry = model.registry(settings.home)
+    section = settings.section(name)
+    if seconds is None and epochs is None:
+        seconds = settings.jobs.warmup_stage_seconds
+    with retrain_lock(settings, name):  # never beside a nightly retrain of the same model
+        current = registry.current_version()
+        if current is None:
+            raise EngineError(f"no {name} model to warm up; train one with `{model.train_command}`")
+        started = time.monotonic()
+        result = model.continue_training(config, settings.home, settings.data_dir, seconds=seconds, epochs=epochs,
+                                         data=model.data_from(section))
+        candidate = result.version
+        figures = {"candidate": gate.measure(name, settings, candidate), "current": gate.measure(name, settings, current)}
+        decision = gate.judge(name, figures["candidate"], figures["current"], allowed_drop=gate.tolerance(settings, name))
+        promote = decision.promote and registry.current_version() == current
+        if promote:
+            registry.promote(candidate, reason=f"warm-up: {decision.reason}")
+        else:
+            registry.remove(candidate)  # its checkpoints stay: the next stage continues from them
+    metric = model.gate_metric
+    record = {
+        "model": name, "profile": getattr(config, "name", None), "candidate": candidate, "current": current,
+        "promoted": promote, "reason": decision.reason, metric: figures["candidate"][metric],
+        f"current_{metric}": figures["current"][metric], "epochs_run": result.epochs_run,
+        "last_epoch": result.last_epoch, "started_from": result.started_from,
+        "done": bool(result.extra.get("done", True)), "seconds": round(time.monotonic() - started, 1),
+        "finished_at": _now(),
+    }
+    _record(settings.home, name, record)
+    say(f"warm-up {name}: {'promoted' if promote else 'kept ' + current + ', rejected'} {candidate} "
+        f"({metric} {record[metric]:.4f} vs {record['current_' + metric]:.4f}){'; done' if record['done'] else ''}")
+    return record
+
+
+def _record(home: Path, name: str, record: Mapping[str, Any]) -> None:
+    state = read_state(home)
+    entry = state["models"].setdefault(name, {"status": "warming", "stages": []})
+    entry["profile"] = record["profile"]
+    entry["stages"].append(dict(record))
+    entry["status"] = "done" if record["done"] else "warming"
+    _write_state(home, state)
+
+
+def run_warmup(settings: Settings, *, names: Sequence[str] = MODEL_NAMES, configs: Mapping[str, Any] | None = None,
+               seconds: float | None = None, epochs: int | None = None, max_stages: int | None = None,
+               say: Report = log.info) -> list[dict[str, Any]]:
+    """Stages, round-robin over the models still warming, until all are done (or `max_stages`).
+    Raises JobBusy if this home's warm-up runs elsewhere."""
+    records: list[dict[str, Any]] = []
+    with warmup_lock(settings):
+        while max_stages is None or len(records) < max_stages:
+            todo = pending(settings, names)
+            if not todo:
+                break
+            for name in todo:
+                if max_stages is not None and len(records) >= max_stages:
+                    break
+                try:
+                    records.append(run_stage(settings, name, config=(configs or {}).get(name), seconds=seconds,
+                                             epochs=epochs, say=say))
+                except JobBusy as exc:  # a nightly retrain of this model: let it finish first
+                    say(f"warm-up {name}: waiting ({exc})")
+                    time.sleep(30)
+    return records
+
+
+def progress(settings: Settings, name: str, *, config: Any = None) -> dict[str, Any] | None:
+    """The warm-up of `name` for status lines: {"status", "profile", "stages", "promotions",
+    "epochs_done", "epochs_total", "best", "seconds_left", "eta"}; None when it never started."""
+    entry = read_state(settings.home)["models"].get(name)
+    running = warmup_lock(settings).holder() is not None
+    if entry is None and not running:
+        return None
+    model = spec(name)
+    config = config if config is not None else target_config(settings, name)
+    entry = entry or {"status": "warming", "stages": []}
+    trained = model.training_progress(settings.home, config) or {}
+    left = trained.get("seconds_left")
+    status = entry["status"] if entry["status"] == "done" else ("warming" if running else "paused")
+    return {
+        "status": status, "profile": getattr(config, "name", None), "stages": len(entry["stages"]),
+        "promotions": sum(1 for s in entry["stages"] if s["promoted"]),
+        "epochs_done": trained.get("epochs_done"), "epochs_total": trained.get("epochs_total"),
+        "best": trained.get("best_val_loss"), "seconds_left": left,
+        "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="minutes")
+        if left is not None and status != "done" else None,
+    }
+
+
+def status_line(settings: Settings, name: str) -> str | None:
+    """One line for `/admin model-status`, the console's `/model-status` and `playbill models list`."""
+    p = progress(settings, name)
+    if p is None:
+        return None
+    if p["status"] == "done":
+        return f"warm-up done: {p['profile']} profile reached ({p['promotions']} promotion(s) in {p['stages']} stage(s))"
+    epochs = f"epoch {p['epochs_done']}/{p['epochs_total']}" if p["epochs_total"] else "starting"
+    best = f", best validation loss {p['best']:.4f}" if isinstance(p.get("best"), float) else ""
+    when = f"; done in ~{max(1, round(p['seconds_left'] / 60))} min (about {p['eta'][11:16]} UTC)" \
+        if p["seconds_left"] is not None else "; done time known after its first epoch"
+    what = "warming up" if p["status"] == "warming" else "warm-up paused (resumes at the next `playbill run`)"
+    return f"{what} to the {p['profile']} profile: {epochs}{best}, {p['promotions']} promotion(s){when}"
+
+
+# --- first start ------------------------------------------------------------------------------
+
+
+def missing(settings: Settings) -> list[str]:
+    return [n for n in MODEL_NAMES if spec(n).registry(settings.home).current_version() is None]
+
+
+def train_first(settings: Settings, say: Report = log.info) -> dict[str, Any]:
+    """Train each missing model on its spec's `first_profile` (the quick one: good answers within
+    minutes), the critic first, each in a spawned process (TensorFlow stays out of the bot's
+    process). Returns {name: seconds or the error line}; a failure leaves the other model be."""
+    done: dict[str, Any] = {}
+    ctx = multiprocessing.get_context("spawn")
+    for name in missing(settings):
+        model = spec(name)
+        say(f"training a quick {name} model ({model.first_profile} profile) so Playbill can answer soon")
+        started = time.monotonic()
+        process = ctx.Process(target=_train_first_main, args=(settings_values(settings), name),
+                              name=f"playbill-first-{name}")
+        process.start()
+        process.join()
+        ok = process.exitcode == 0 and model.registry(settings.home).current_version() is not None
+        if ok:
+            enrol(settings.home, name)
+        done[name] = round(time.monotonic() - started, 1) if ok else f"training failed (exit code {process.exitcode})"
+    return done
+
+
+def _train_first_main(values: dict[str, Any], name: str) -> None:
+    exit_with_parent()
+    settings = restore_settings(values)
+    model = spec(name)
+    section = settings.section(name)
+    config = model.config_from(section, profile=model.first_profile)
+    model.train(config, settings.home, settings.data_dir, data=model.data_from(section), progress=False,
+                keep_runs=model.keep_runs)
+
+
+# --- the spawned process ---------------------------------------------------------------------
+
+
+def start_warmup(settings: Settings, *, configs: Mapping[str, Any] | None = None, seconds: float | None = None,
+                 epochs: int | None = None, max_stages: int | None = None) -> Any | None:
+    """Start the warm-up in a spawned, niced process if it is on, something is left to do and no
+    other process of this home runs it. Returns the process (daemonic: it stops with this one;
+    the next start resumes it), or None."""
+    if not settings.jobs.warmup or not pending(settings) or warmup_lock(settings).holder() is not None:
+        return None
+    ctx = multiprocessing.get_context("spawn")
+    process = ctx.Process(target=_warmup_main, args=(settings_values(settings), dict(configs or {}), seconds, epochs,
+                                                     max_stages), name="playbill-warmup", daemon=True)
+    process.start()
+    log.info("warm-up started in process %s (models: %s)", process.pid, ", ".join(pending(settings)))
+    return process
+
+
+def _warmup_main(values: dict[str, Any], configs: dict[str, Any], seconds: float | None, epochs: int | None,
+                 max_stages: int | None) -> None:
+    exit_with_parent()
+    settings = restore_settings(values)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s warm-up: %(message)s")
+    if settings.jobs.training_niceness:
+        os.nice(settings.jobs.training_niceness)  # the bot's process keeps the CPU when they compete
+    try:
+        run_warmup(settings, configs=configs, seconds=seconds, epochs=epochs, max_stages=max_stages)
+    except JobBusy as exc:
+        log.info("%s", exc)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
