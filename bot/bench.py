@@ -40,7 +40,7 @@ def review_texts(n: int, chars: int, seed: int = 0) -> list[str]:
     return texts
 
 
-class _LagMeter:
+class LagMeter:
     def __init__(self) -> None:
         self.lags: list[float] = []
         self._stop = asyncio.Event()
@@ -55,13 +55,13 @@ class _LagMeter:
         self._stop.set()
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 async def _measure(name: str, answer, texts: list[str]) -> dict[str, Any]:
-    meter = _LagMeter()
+    meter = LagMeter()
     ticker = asyncio.create_task(meter.run())
     await asyncio.sleep(0.05)  # the ticker is running before the burst
     latencies: list[float] = []
@@ -82,8 +82,8 @@ async def _measure(name: str, answer, texts: list[str]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "requests_per_s": round(len(texts) / seconds, 1),
         "latency_median_ms": round(statistics.median(latencies) * 1000, 1),
-        "latency_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
-        "loop_lag_p95_ms": round(_percentile(meter.lags, 0.95) * 1000, 1),
+        "latency_p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "loop_lag_p95_ms": round(percentile(meter.lags, 0.95) * 1000, 1),
         "loop_lag_max_ms": round(max(meter.lags, default=0.0) * 1000, 1),
     }
 

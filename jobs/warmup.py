@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from engine.errors import EngineError
@@ -172,8 +173,9 @@ def progress(settings: Settings, name: str, *, config: Any = None) -> dict[str, 
     if entry is None and not running:
         return None
     model = spec(name)
-    config = config if config is not None else target_config(settings, name)
     entry = entry or {"status": "warming", "stages": []}
+    if config is None:  # the profile the stages train (recorded by each), else the settings' target
+        config = SimpleNamespace(name=entry["profile"]) if entry.get("profile") else target_config(settings, name)
     trained = model.training_progress(settings.home, config) or {}
     left = trained.get("seconds_left")
     status = entry["status"] if entry["status"] == "done" else ("warming" if running else "paused")

@@ -81,6 +81,18 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 
+    first = groups("bench").add_parser(
+        "first-start",
+        help="from an empty home: the first answer, then every warm-up promotion with its figures",
+        description="What `playbill run --train-missing` does for a new admin, timed: quick models in an empty "
+        "home, the first review and scene, then the warm-up while answering (event-loop lag measured), "
+        "each promotion with its validation figures. A table, and the JSON with --json.",
+    )
+    first.add_argument("--minutes", type=float, default=60.0, help="how long to run in all (default 60)")
+    first.add_argument("--home", help="the empty home to start in (default: a new temporary folder)")
+    first.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    first.set_defaults(handler=_bench_first_start)
+
 
 def _run(args: argparse.Namespace, settings) -> int:
     settings = with_shards(settings, args.shard_count, args.shard_ids)
@@ -243,4 +255,40 @@ def _bench(args: argparse.Namespace, settings) -> int:
               f"{r['loop_lag_p95_ms']:>14}{r['loop_lag_max_ms']:>9}")
     print(f"throughput, micro-batched vs one at a time: x{report['throughput_batched_vs_batch1']}; "
           f"worst event-loop stall, on-loop vs worker: x{report['loop_lag_max_on_loop_vs_batched']}")
+    return 0
+
+
+def _bench_first_start(args: argparse.Namespace, settings) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from bot.bench_first_start import bench_first_start
+    from playbill.settings import Settings
+
+    if args.minutes <= 0:
+        raise CLIError("--minutes must be more than 0")
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="playbill-first-start-"))
+    if home.exists() and any(home.iterdir()):
+        raise CLIError(f"{home} is not empty: the bench starts from an empty home")
+    values = settings.model_dump()
+    values.update(home=home.resolve(), data_dir=Path(settings.data_dir).resolve(), database_url=None)
+    fresh = Settings(**values)
+    try:
+        report = asyncio.run(bench_first_start(fresh, minutes=args.minutes,
+                                               say=lambda line: print(line, file=sys.stderr, flush=True)))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    print(f"first start in {home}: first answer after {report['first_answer_s']:.0f} s; ran "
+          f"{report['minutes_run']} min on {report['cpus']} CPUs (load average {report['load_average']})")
+    print(f"{'t (s)':>8}  event")
+    for e in report["timeline"]:
+        figures = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t_s", "event", "scene"))
+        print(f"{e['t_s']:>8.1f}  {e['event']}{': ' + figures if figures else ''}")
+    print(f"event-loop lag while warming up: p50 {report['loop_lag_p50_ms']} ms, p95 {report['loop_lag_p95_ms']} ms, "
+          f"max {report['loop_lag_max_ms']} ms over {report['answers_while_warming']} answers")
+    print(f"warm-up {'done' if report['warmup_done'] else 'not done yet'}; first scene: {report['first_scene'][:120]!r}")
+    print(f"last scene: {report['last_scene'][:120]!r}")
     return 0
