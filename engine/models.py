@@ -34,7 +34,6 @@ class ModelSpec:
     held_out: str  # what `gate_metric` is measured on, for messages
     extra_kind: str  # what a retrain may add: "labelled_texts" ((text, 0|1[, weight]) rows) or "texts"
     keep_runs: int | None  # checkpoint runs `playbill train` keeps (None: all)
-    quick_epochs: int | None  # epochs of a quick first model (`playbill run --train-missing`); None: the config's
     profiles: tuple[str, ...]  # named configs (`config_from(values, profile=...)`); "default" is the full model
     first_profile: str  # the first-start model: good answers within the first minutes
     _config_from: Callable[..., Any]  # (settings section, profile) -> config
@@ -199,7 +198,7 @@ MODELS: tuple[ModelSpec, ...] = (
         request_type=sentiment.ReviewRequest,
         gate_metric="accuracy", higher_is_better=True,
         held_out="the IMDB validation split (2,500 held-out training reviews)",
-        extra_kind="labelled_texts", keep_runs=2, quick_epochs=None,
+        extra_kind="labelled_texts", keep_runs=2,
         profiles=tuple(sentiment.PROFILES), first_profile="quick",
         _config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
         serving_from=_no_serving_options, data_from=_default_data,
@@ -209,7 +208,7 @@ MODELS: tuple[ModelSpec, ...] = (
         name=scene.NAME, title="playwright",
         config_type=scene.SceneConfig, limits_type=scene.SceneLimits, request_type=scene.SceneRequest,
         gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
-        extra_kind="texts", keep_runs=None, quick_epochs=2,
+        extra_kind="texts", keep_runs=None,
         profiles=tuple(scene.PROFILES), first_profile="quick",
         _config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
         serving_from=_scene_serving_options, data_from=_scene_corpus,

@@ -154,6 +154,17 @@ def test_one_members_capped_votes_do_not_move_validation(csv_path: Path, tmp_pat
     assert trolled.metrics["val_accuracy"] == clean.metrics["val_accuracy"]
 
 
+def test_the_nightly_path_continues_an_ngram_checkpoint_with_votes(csv_path: Path, tmp_path: Path) -> None:
+    critic = spec("sentiment")
+    critic.train(critic.config_from({}, profile="quick"), tmp_path, tmp_path, data=csv_path, progress=False)
+    start = critic.checkpoints(tmp_path).resume_point(critic.registry(tmp_path).lineage(),
+                                                      critic.registry(tmp_path).current_version())
+    # the job passes the default config and an epoch count: the checkpoint's own profile wins
+    again = critic.train(critic.config_from({}), tmp_path, tmp_path, checkpoint=start.path, epochs=1, data=csv_path,
+                         extra=[(t, y, 1.0) for t, y in VOTES], promote=False, progress=False)
+    assert (again.started_from, again.extra["profile"]) == (start.label(), "quick")
+
+
 # ---------------------------------------------------------------- resume from the best epoch
 
 
