@@ -117,7 +117,8 @@ def test_wrong_shard_options_are_refused_in_one_line(home: Path, options: list[s
 
 def test_wrong_shard_settings_are_refused_in_one_line(home: Path) -> None:
     result = playbill("jobs", env={"PLAYBILL_BOT__SHARD_COUNT": "2", "PLAYBILL_BOT__SHARD_IDS": "0,2"})
-    assert result.stderr.splitlines() == ["error: bad settings: bot: shard ids run from 0 to 1 with shard_count 2 (not 2)"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: bad settings: bot: shard ids run from 0 to 1 with shard_count 2 (not 2)")
 
 
 # --------------------------------------------------------------------------- the schedule's lock

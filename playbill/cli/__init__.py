@@ -71,23 +71,13 @@ def _show_config(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def settings_error(exc: Exception) -> str:
-    """One line for a settings error: `bot.shard_ids: shard ids run from 0 to 3 ...` per wrong value."""
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
     except (OSError, ValueError) as exc:
-        print(f"error: bad settings: {settings_error(exc)}", file=sys.stderr)
+        print(f"error: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings, verbose=args.verbose)
     try:
