@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -284,7 +285,7 @@ class ModelRegistry:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         self.pin_current()
-        staged = StagedVersion(Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-")))
+        staged = StagedVersion(Path(tempfile.mkdtemp(dir=self.root, prefix=f"{_STAGING}{_HOST}-{os.getpid()}-")))
         try:
             yield staged
             version = self._next_version()
@@ -297,6 +298,26 @@ class ModelRegistry:
             raise
         staged.version = version
         staged.path = self.root / version
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete what killed processes left half-written: staging folders of processes of this
+        host that are gone, and folders a removal did not finish. Returns their names (logged)."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        for child in self.root.iterdir():
+            name = child.name
+            if name.startswith(_STAGING):
+                owner = name[len(_STAGING):].split("-")  # host, pid, random
+                if len(owner) != 3 or owner[0] != _HOST or not owner[1].isdigit() or _alive(int(owner[1])):
+                    continue  # another host's, an older layout's, or a live writer's
+            elif not name.startswith(_REMOVING):
+                continue
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(name)
+        if removed:
+            log.warning("%s: removed what interrupted processes left half-written: %s", self.name, ", ".join(removed))
+        return removed
 
     def update_metadata(self, version: str, **fields: Any) -> None:
         found = self.get(version)
@@ -350,7 +371,7 @@ class ModelRegistry:
         found = self.get(version)
         if version == self.current_version():
             raise ModelUnavailable(f"{self.name} {version} is the current version; promote another one before removing it")
-        doomed = self.root / f".removing-{version}"
+        doomed = self.root / f"{_REMOVING}{version}"
         os.replace(found.path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
@@ -365,6 +386,21 @@ class ModelRegistry:
         for v in doomed:
             shutil.rmtree(v.path, ignore_errors=True)
         return [v.version for v in doomed]
+
+
+_STAGING = ".incoming-"  # + host-pid-random: a version being written
+_REMOVING = ".removing-"  # + version: a version being deleted
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_metadata(path: Path) -> tuple[dict[str, Any], str | None]:

@@ -125,6 +125,7 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
     marker = locks_dir(settings) / f"retrain-{job.name}.run"
     try:
         _close_interrupted_run(history, marker, registry)
+        registry.remove_leftovers()  # half-written versions of killed processes (logged)
         current = registry.current_version()
         if current is None:  # nothing to continue: not a run, no row (a fresh install would log one a night)
             message = f"there is no {job.name} model to continue yet; train one with `{spec(job.name).train_command}`"

@@ -112,3 +112,20 @@ def test_a_one_class_csv_is_refused_in_one_line(home, tmp_path, capsys) -> None:
     assert capsys.readouterr().err.splitlines() == [
         f"error: CSV {data} has only positive reviews (40); the critic learns from both kinds, "
         "so give it positive and negative ones"]
+
+
+def test_a_version_half_written_by_a_killed_process_is_removed_at_the_next_start(settings, fake_job) -> None:
+    import subprocess
+    import sys
+
+    make_initial_model(settings.home)
+    registry = ModelRegistry(settings.models_dir, "sentiment")
+    script = ("import os, sys; from pathlib import Path; from engine.registry import ModelRegistry\n"
+              "r = ModelRegistry(Path(sys.argv[1]), 'sentiment')\n"
+              "with r.new_version({}) as staged:\n"
+              "    (staged.path / 'model.json').write_text('half')\n"
+              "    os._exit(9)  # killed while writing its version\n")
+    subprocess.run([sys.executable, "-c", script, str(settings.models_dir)], check=False)
+    assert [p.name for p in registry.root.iterdir() if p.name.startswith(".incoming-")]  # it was left behind
+    retrain_from_checkpoint("sentiment", settings)
+    assert [p.name for p in registry.root.iterdir() if p.name.startswith(".incoming-")] == []
