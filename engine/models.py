@@ -131,7 +131,7 @@ class ModelSpec:
         """Held-out figures of a version (default: the current one), `gate_metric` among them.
         `data` in memory (sentiment: (text, label) pairs; scene: a text) or a file; None: the
         model's `split` ("validation", the default and what gates; the critic also has "test",
-        reported only). Scene option: backend=."""
+        reported only). Scene option: backend=. Sentiment option: progress=(done, total) callback."""
         return self._evaluate(Path(home), Path(data_dir), version=version, data=data, split=split, **options)
 
     def registry(self, home: Path) -> ModelRegistry:
@@ -167,8 +167,8 @@ def _default_data(values: Mapping[str, Any]) -> Path | None:
     return None
 
 
-def _evaluate_sentiment(home, data_dir, *, version, data, split) -> dict[str, Any]:
-    return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data, split=split)
+def _evaluate_sentiment(home, data_dir, *, version, data, split, progress=None) -> dict[str, Any]:
+    return sentiment.evaluate_sentiment(home, data_dir, version=version, data=data, split=split, progress=progress)
 
 
 def _train_scene(config, home, data_dir, *, data, extra, evaluate_test, **options) -> TrainingResult:

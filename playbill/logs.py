@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
 import logging.handlers
 import os
+import re
+import sys
+import threading
 
 from playbill.settings import TOKEN_ENV_VARS, Settings
 
@@ -51,3 +56,76 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
         root.addHandler(handler)
     for noisy in ("discord.http", "discord.gateway", "apscheduler.executors", "absl"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+# Native (C++) log lines of TensorFlow and LiteRT that say nothing a person can act on: absl's
+# INFO/WARNING lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on ..."), the
+# "E0000 ... DT_BOOL" fallback notice, LiteRT's "Created TensorFlow Lite XNNPACK delegate".
+NATIVE_NOISE = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]"
+    rb"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] oneDNN supports DT_BOOL"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
+)
+_native_filter: tuple[int, threading.Thread] | None = None
+
+
+def hide_native_logs() -> None:
+    """Keep TensorFlow's and LiteRT's native banners off the terminal (`-v` shows them).
+
+    Why this way: they are written by C++ straight to file descriptor 2, some before any
+    setting is read. So fd 2 becomes a pipe whose lines are passed on unless they are
+    NATIVE_NOISE, while Python's own sys.stderr keeps writing to the real stderr directly
+    (still a terminal where it was one, and nothing of ours is held in the pipe at exit).
+    """
+    global _native_filter
+    if _native_filter is not None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own INFO/WARNING after start-up
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no fd 2 to speak of (an embedded interpreter): leave it be
+        return
+    sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=sys.stderr.encoding or "utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+    thread = threading.Thread(target=_pass_on, args=(read_end, real), name="native-log-filter", daemon=True)
+    thread.start()
+    _native_filter = (real, thread)
+    atexit.register(_stop_native_filter)
+
+
+def _pass_on(read_end: int, real: int) -> None:
+    pending = b""
+    while True:
+        try:
+            data = os.read(read_end, 1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            if pending and not NATIVE_NOISE.match(pending):
+                os.write(real, pending)
+            return
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        kept = b"".join(line + b"\n" for line in lines if not NATIVE_NOISE.match(line))
+        if kept:
+            os.write(real, kept)
+
+
+def _stop_native_filter() -> None:
+    """At exit: fd 2 is the real stderr again and what the pipe still holds is passed on."""
+    global _native_filter
+    if _native_filter is None:
+        return
+    real, thread = _native_filter
+    _native_filter = None
+    try:
+        os.dup2(real, 2)  # closes our end of the pipe; the thread reads to its end
+    except OSError:
+        return
+    thread.join(timeout=2.0)  # a child process may still hold the pipe open: never hang the exit

@@ -64,3 +64,58 @@ def test_a_download_logs_its_progress_when_not_on_a_terminal(caplog) -> None:
     caplog.set_level(logging.INFO, logger="engine.datasets")
     datasets._copy_with_progress(io.BytesIO(b"x" * (4 << 20)), io.BytesIO(), 4 << 20, "archive.tar.gz", io.StringIO())
     assert [r.getMessage() for r in caplog.records][-1] == "archive.tar.gz: 100% of 4.0 MiB"
+
+
+# --- native log lines --------------------------------------------------------------------
+
+NOISE = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+         b"I0000 00:00:1796123811.145075   20494 port.cc:153] oneDNN custom operations are on. You may see ...\n"
+         b"E0000 00:00:1796123825.336589   20494 util.cc:131] oneDNN supports DT_BOOL only on platforms with AVX-512.\n"
+         b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+
+
+def test_native_banners_are_hidden_and_everything_else_passes() -> None:
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from playbill.logs import hide_native_logs; hide_native_logs(); "
+            f"os.write(2, {NOISE!r}); os.write(2, b'F0000 a real native failure\\n'); "
+            "print('python line', file=sys.stderr, end='\\n')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stderr
+    assert sorted(err.decode().splitlines()) == ["F0000 a real native failure", "python line"]
+
+
+def cli(home, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", "playbill", *args], capture_output=True, text=True, timeout=600,
+                          env={**env, "PLAYBILL_HOME": str(home), "PLAYBILL_SCENE__BACKEND": "int8"})
+
+
+@pytest.mark.slow
+def test_train_and_write_print_no_native_banners_unless_verbose(tmp_path) -> None:
+    from bot.testing import train_tiny_scene
+
+    home = tmp_path / "home"
+    train_tiny_scene(home, tmp_path / "work")
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text,label\n" + "a wonderful film,positive\nan awful film,negative\n" * 20)
+    quiet = [cli(home, "train", "sentiment", "--data", str(reviews), "--epochs", "1"),
+             cli(home, "write", "ROMEO:", "--length", "20")]
+    verbose = cli(home, "-v", "write", "ROMEO:", "--length", "20")
+    shown = [line for r in quiet for line in r.stderr.splitlines() if "oneDNN" in line or "XNNPACK" in line]
+    assert ([r.returncode for r in quiet], shown, "XNNPACK" in verbose.stderr) == ([0, 0], [], True)
+
+
+def test_an_evaluation_reports_its_progress(tmp_path) -> None:
+    from bot.testing import TINY_REVIEWS, train_tiny_sentiment
+    from engine.models import spec
+
+    train_tiny_sentiment(tmp_path / "home", tmp_path / "work")
+    reviews = [(text, 1 if label == "positive" else 0) for text, label in TINY_REVIEWS[0] + TINY_REVIEWS[1]] * 300
+    seen: list[tuple[int, int]] = []
+    spec("sentiment").evaluate(tmp_path / "home", tmp_path, data=reviews, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 2400), (2048, 2400), (2400, 2400)]

@@ -7,7 +7,7 @@ served model's; reviews longer than it are scored on their first `max_chars` cha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from engine.sentiment.serving import SentimentModel
 SPLITS = ("validation", "test")
 
 LabelledReviews = Sequence[tuple[str, int]]  # (text, 1 for positive / 0 for negative)
+Progress = Callable[[int, int], None]  # (reviews judged so far, reviews in all), after each batch
 
 
 def hit_rate(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -43,18 +44,27 @@ def fit_blend(deep: np.ndarray, wide: np.ndarray, labels: np.ndarray, l2: float 
     return blend_columns(np.column_stack([deep, wide]), labels, l2)
 
 
-def accuracy(model: SentimentModel, texts: Sequence[str], labels: Sequence[int], batch: int = 2048) -> float:
+def accuracy(model: SentimentModel, texts: Sequence[str], labels: Sequence[int], batch: int = 2048,
+             progress: Progress | None = None) -> float:
     """Share of `texts` the model labels as `labels` says (batched, any number of reviews)."""
     if not len(texts):
         raise ValueError("accuracy of no reviews")
     texts = [t[: model.limits.max_chars] for t in texts]
-    logits = np.concatenate([model.logits(texts[start : start + batch]) for start in range(0, len(texts), batch)])
-    return hit_rate(logits, np.asarray(labels))
+    parts = []
+    if progress is not None:
+        progress(0, len(texts))
+    for start in range(0, len(texts), batch):
+        parts.append(model.logits(texts[start : start + batch]))
+        if progress is not None:
+            progress(min(start + batch, len(texts)), len(texts))
+    return hit_rate(np.concatenate(parts), np.asarray(labels))
 
 
 def evaluate_sentiment(home: Path, data_dir: Path, *, version: str | None = None,
-                       data: Path | LabelledReviews | None = None, split: str | None = None) -> dict[str, Any]:
-    """Accuracy of a version (default: the current one) on labelled reviews.
+                       data: Path | LabelledReviews | None = None, split: str | None = None,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Accuracy of a version (default: the current one) on labelled reviews; `progress(done, total)`
+    is called once the reviews are read and after each batch judged.
 
     `data` None: `split` "validation" (the default: the fixed held-out split of the IMDB training
     reviews, what gates promotion) or "test" (all 25,000 IMDB test reviews: reported, never used
@@ -67,7 +77,7 @@ def evaluate_sentiment(home: Path, data_dir: Path, *, version: str | None = None
     chosen = registry.get(version) if version else registry.current()
     model = SentimentModel.load(chosen.path)
     reviews, used = _reviews(Path(data_dir), data, split, model.config)
-    return {"accuracy": accuracy(model, reviews.texts, reviews.labels), "n": len(reviews),
+    return {"accuracy": accuracy(model, reviews.texts, reviews.labels, progress=progress), "n": len(reviews),
             "model_version": chosen.version, "split": used}
 
 

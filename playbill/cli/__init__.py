@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from playbill import __version__
 from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
-from playbill.logs import configure_logging
+from playbill.logs import configure_logging, hide_native_logs
 from playbill.settings import load_settings
 
 COMMAND_MODULES = (
@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: bad settings: {exc}", file=sys.stderr)
         return 2
+    if not args.verbose and argv is None:  # the real command line; a caller of main([...]) keeps its stderr
+        hide_native_logs()  # before logging binds sys.stderr
     configure_logging(settings, verbose=args.verbose)
     try:
         return int(args.handler(args, settings) or 0)

@@ -79,3 +79,30 @@ def gate_continued(name: str, settings: Any, result: Any, *, report_test: bool =
     result.promoted = decision.promote
     result.extra["gate"] = decision.as_dict()
     return decision.reason
+
+
+class ProgressBar:
+    """A bar on stderr for a long step (`with ProgressBar("judging reviews") as bar: ... bar(done, total)`):
+    drawn on a terminal, silent otherwise, gone when the step ends. The engine calls it; it knows no rich."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        self._progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                  console=console, transient=True) if console.is_terminal else None
+        self._task = self._progress.add_task(label, total=None) if self._progress else None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> ProgressBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, gate_continued, model_spec,
+from playbill.cli.common import (CLIError, CommandGroups, ProgressBar, check_training_options, continues, gate_continued, model_spec,
                                  print_json)
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
@@ -75,7 +75,9 @@ def _train(args: argparse.Namespace, settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
-    result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=args.data)
+    with ProgressBar("judging the held-out reviews") as bar:
+        result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=args.data,
+                                           progress=bar)
     if args.json:
         print_json(result)
     else:
