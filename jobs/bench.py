@@ -26,6 +26,7 @@ from engine.errors import ModelUnavailable
 from engine.registry import ModelRegistry
 from jobs.common import settings_values
 from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from jobs.trainers import VOTED_MODELS
 from playbill.settings import Settings
 
 
@@ -152,3 +153,87 @@ def bench_retrain(settings: Settings, model: str, *, tiny: bool = False) -> dict
         "loop_ticks": len(lags),
     }
 
+
+
+# --- `playbill bench feedback`: do the votes teach? -------------------------------------------
+
+FEEDBACK_MEMBERS = 10  # the fixture's 30 votes come from 10 members, 3 each
+TROLL_MEMBER = 666
+
+
+def feedback_fixture() -> dict[str, list[tuple[str, int]]]:
+    """The project's fixed feedback fixture: {"voted": [(text, label)], "unseen": [(text, label)]}."""
+    import json
+    from importlib.resources import files
+
+    raw = json.loads(files("jobs").joinpath("feedback_fixture.json").read_text("utf-8"))
+    return {part: [(row["text"], int(row["label"])) for row in raw[part]] for part in ("voted", "unseen")}
+
+
+def record_fixture_votes(settings: Settings, voted: list[tuple[str, int]], served: list[str], *,
+                         troll: list[tuple[str, str]] = ()) -> None:
+    """The fixture's votes, as the bot records them: each review answered with the critic's
+    label `served[i]`, then voted "right"/"wrong" against its true label by member i % 10;
+    `troll`: (review, served label) pairs one member marks "wrong" all at once."""
+    from history import api
+    from history.db import open_history
+
+    engine, sessions = open_history(settings.database_url)
+    try:
+        for i, ((text, label), said) in enumerate(zip(voted, served)):
+            iid = api.record_interaction(sessions, kind=VOTED_MODELS[0], prompt=text, label=said, probability=0.5,
+                                         model_name=VOTED_MODELS[0], user_id=900 + i, source="cli")
+            right = (said == "positive") == bool(label)
+            api.record_feedback(sessions, iid, 1000 + i % FEEDBACK_MEMBERS, "right" if right else "wrong")
+        for text, said in troll:
+            iid = api.record_interaction(sessions, kind=VOTED_MODELS[0], prompt=text, label=said, probability=0.5,
+                                         model_name=VOTED_MODELS[0], user_id=TROLL_MEMBER, source="cli")
+            api.record_feedback(sessions, iid, TROLL_MEMBER, "wrong")
+    finally:
+        engine.dispose()
+
+
+def bench_feedback(settings: Settings) -> dict[str, Any]:
+    """One retrain of a copy of the current critic with the fixture's votes; before/after figures
+    on the voted reviews, the similar unseen ones, IMDB validation and (reported only) test."""
+    from engine.models import spec
+    from jobs.gate import measure
+
+    name = VOTED_MODELS[0]
+    critic = spec(name)
+    fixture = feedback_fixture()
+    with tempfile.TemporaryDirectory(prefix="playbill-bench-") as tmp:
+        sandbox = _sandbox(settings, name, Path(tmp), tiny=False)
+        registry = critic.registry(sandbox.home)
+        before_version = registry.current_version()
+        served = critic.load(registry.current().path).predict([text for text, _ in fixture["voted"]])
+        record_fixture_votes(sandbox, fixture["voted"], [v.label for v in served])
+
+        def figures(version: str) -> dict[str, Any]:
+            out = measure(name, sandbox, version, report_test=True)
+            for part, rows in fixture.items():
+                out[part] = critic.evaluate(sandbox.home, sandbox.data_dir, version=version, data=rows)["accuracy"]
+            return out
+
+        before = figures(before_version)
+        started = time.perf_counter()
+        outcome = retrain_from_checkpoint(name, settings_values(sandbox))
+        wall = time.perf_counter() - started
+        after_version = registry.current_version()
+        after = figures(after_version) if after_version != before_version else before
+    n = {part: len(rows) for part, rows in fixture.items()}
+    return {
+        "outcome": outcome.status,
+        "message": outcome.message,
+        "before_version": before_version,
+        "after_version": after_version,
+        "retrain_wall_s": round(wall, 1),
+        "voted_n": n["voted"], "unseen_n": n["unseen"],
+        "voted_right": [round(before["voted"] * n["voted"]), round(after["voted"] * n["voted"])],
+        "unseen_right": [round(before["unseen"] * n["unseen"]), round(after["unseen"] * n["unseen"])],
+        "imdb_validation_accuracy": [before["accuracy"], after["accuracy"]],
+        "imdb_validation_change_points": round(100 * (after["accuracy"] - before["accuracy"]), 2),
+        "test_accuracy_reported_only": [before.get("test_accuracy"), after.get("test_accuracy")],
+        "learnt": outcome.figures.get("learnt", {}),
+        "gate": outcome.figures.get("gate", {}),
+    }

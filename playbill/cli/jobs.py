@@ -39,6 +39,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(handler=bench_retrain)
 
+    p = groups("bench").add_parser("feedback", help="do the votes teach? one retrain of a copy of the critic with "
+                                   "the fixed feedback fixture, before/after figures")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(handler=bench_feedback)
+
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = verbs.add_parser("list", help="versions of each model, the current one marked *")
@@ -177,6 +182,19 @@ def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
         print_json(figures)
     else:
         for key, value in figures.items():
+            print(f"{key:<32} {value}")
+    return 0
+
+
+def bench_feedback(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.bench import bench_feedback as bench
+
+    figures = bench(settings)
+    if args.json:
+        print_json(figures)
+        return 0
+    for key, value in figures.items():
+        if key not in ("learnt", "gate"):
             print(f"{key:<32} {value}")
     return 0
 
