@@ -84,7 +84,7 @@ def measure(model_name: str, settings: Settings, version: str, *, holdout: Seque
     section = settings.section(model_name)
     data = model.data_from(section)
     metric = model.gate_metric
-    figures = dict(model.evaluate(settings.home, settings.data_dir, version=version, data=data))  # validation
+    figures = dict(model.evaluate(settings.home, settings.data_dir, version=version, data=data, split="validation"))
     if holdout:
         checked = model.evaluate(settings.home, settings.data_dir, version=version, data=_holdout_data(holdout))
         figures[f"{COMMUNITY}{metric}"] = checked[metric]

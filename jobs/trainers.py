@@ -66,27 +66,30 @@ def in_holdout(text: str, fraction: float) -> bool:
     return bucket < fraction
 
 
-HOLDOUT_MIN_WEIGHT = 0.5  # a held-out review checks the versions only if its votes settled it firmly
+MIN_WEIGHT = 0.5  # a settled review teaches (or checks) only with at least half a trusted vote's weight
 
 
 def gather_feedback(settings: Settings, feedback: Callable[[], Settlement]) -> ExtraData:
     """The settled votes (`history.votes.settle`) as weighted labelled reviews (text, label, weight);
-    a stable slice (by a hash of the text) is kept out of training, and its firmly settled
-    reviews (weight >= HOLDOUT_MIN_WEIGHT) check both versions as (text, label)."""
+    a stable slice (by a hash of the text) is kept out of training and checks both versions as
+    (text, label). Reviews settled with less than MIN_WEIGHT (contested ones, or a flooding
+    member's capped votes: 200 votes under a cap of 20 weigh 0.1 each) neither teach nor check:
+    `playbill feedback` shows them, the critic does not learn them."""
     settlement = feedback()
     fraction = settings.jobs.feedback_holdout_fraction
     train, holdout, loose = [], [], 0
     for text, label, weight in settlement.examples():
-        if not in_holdout(text, fraction):
-            train.append((text, label, weight))
-        elif weight >= HOLDOUT_MIN_WEIGHT:
+        if weight < MIN_WEIGHT:
+            loose += 1
+        elif in_holdout(text, fraction):
             holdout.append((text, label))
         else:
-            loose += 1
+            train.append((text, label, weight))
     summary = (f"{len(train)} settled feedback reviews weighing {sum(w for _, _, w in train):.1f} "
                f"(+{len(holdout)} kept out for checking"
-               + (f", {loose} loosely settled ones left out" if loose else "") + ")")
-    details = {**settlement.as_dict(), "train": len(train), "holdout": len(holdout), "holdout_left_out": loose}
+               + (f"; {loose} settled with weight under {MIN_WEIGHT:g} not learnt" if loose else "") + ")")
+    details = {**settlement.as_dict(), "train": len(train), "holdout": len(holdout), "not_learnt": loose,
+               "min_weight": MIN_WEIGHT}
     return ExtraData(train, holdout, summary, details)
 
 
@@ -140,17 +143,11 @@ def train_model(name: str, settings: Settings, *, checkpoint: Path | None, epoch
     result = model.train(
         model.config_from(section), settings.home, settings.data_dir,
         epochs=epochs, checkpoint=checkpoint, data=model.data_from(section),
-        extra=_engine_rows(extra),
+        extra=list(extra),  # sentiment: (text, label, weight) rows; scene: texts
         promote=False, progress=progress,
         **RETRAIN_OPTIONS,
     )
     return result.as_dict()
-
-
-def _engine_rows(extra: list) -> list:
-    """INTERIM until the engine takes weighted rows (ml-api.md, [planned]): weighted votes become
-    (text, label) pairs, and loosely settled ones (a capped troll's) are left out."""
-    return [row[:2] for row in extra if len(row) < 3 or row[2] >= HOLDOUT_MIN_WEIGHT] if extra and not isinstance(extra[0], str) else list(extra)
 
 
 # the job measures both versions on the held-out data itself, and keeps the checkpoints of

@@ -34,13 +34,21 @@ HONEST = [(f"honest review {i}", "positive", 100 + i % 5, "right" if i % 4 else 
 TROLLING = [(f"troll target {i}", "positive", TROLL, "wrong") for i in range(200)]
 
 
-def test_a_trolls_200_votes_reach_training_capped_and_honest_votes_whole(settings, monkeypatch) -> None:
+def test_a_trolls_200_capped_votes_do_not_teach_and_honest_votes_teach_whole(settings, monkeypatch) -> None:
     monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
     record_votes(settings, HONEST + TROLLING)
     retrain_from_checkpoint("sentiment", settings)
     weights = {text.split(" ")[0]: weight for text, _, weight in calls(settings.home)[0]["extra"]}
-    assert weights == {"honest": 1.0, "troll": pytest.approx(settings.jobs.feedback_member_cap / 200)}
+    assert weights == {"honest": 1.0}  # each troll vote weighs 20 / 200 = 0.1 < trainers.MIN_WEIGHT
+
+
+def test_a_member_within_twice_the_cap_still_teaches_at_a_reduced_weight(settings, monkeypatch) -> None:
+    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    make_initial_model(settings.home)
+    record_votes(settings, [(f"busy review {i}", "positive", 42, "right") for i in range(25)])
+    retrain_from_checkpoint("sentiment", settings)
+    assert {round(weight, 6) for _, _, weight in calls(settings.home)[0]["extra"]} == {round(20 / 25, 6)}
 
 
 def test_the_outcome_says_what_was_learnt(settings, monkeypatch) -> None:

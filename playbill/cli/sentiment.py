@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace, settings) -> int:
     result = model.train(model.config_from(section), settings.home, settings.data_dir, epochs=args.epochs,
                          resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
                          promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs)
-    verdict = gate_continued(NAME, settings, result) if gated else None
+    verdict = gate_continued(NAME, settings, result, report_test=True) if gated else None
     if args.json:
         print_json(result.as_dict())
         return 0
