@@ -223,3 +223,9 @@ def test_a_stage_of_another_profile_starts_afresh(staged) -> None:
     base, config, _, _, _ = staged
     other = config.with_overrides(name="other", epochs=1)
     assert spec("scene").training_progress(base, other) is None
+
+
+def test_a_stage_publishes_its_best_epoch(staged) -> None:
+    _, _, first, _, _ = staged
+    best = min(h["val_loss"] for h in first.extra["history"])
+    assert first.metrics["val_loss"] == pytest.approx(best, abs=1e-4)

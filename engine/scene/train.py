@@ -147,6 +147,7 @@ def train_scene(
     history: list[dict[str, float]] = []
     last_epoch = first_epoch - 1
     fit_started = time.monotonic()
+    best: dict[str, Any] = {"loss": float("inf"), "epoch": None, "weights": None}  # this call's best epoch
     for epoch in range(first_epoch, first_epoch + epochs):
         if seconds is not None and history and time.monotonic() - fit_started >= seconds:
             break
@@ -164,9 +165,13 @@ def train_scene(
         history.append({"epoch": epoch, **metrics})
         manager.save(model, run, epoch, metrics, **extra)
         last_epoch = epoch
+        if metrics.get("val_loss", float("inf")) < best["loss"]:
+            best = {"loss": metrics["val_loss"], "epoch": epoch, "weights": model.get_weights()}
         log.info("scene epoch %d: %s", epoch, metrics)
     if keep_runs:
         manager.prune_runs(keep_runs)
+    if best["weights"] is not None and best["epoch"] != last_epoch:
+        model.set_weights(best["weights"])  # publish the best epoch of the run, as a resume continues from it
 
     arrays = export_weights(model)
     val_loss = NumpyLSTM.from_arrays(arrays).teacher_forced_loss(val_x, val_y)
@@ -178,6 +183,7 @@ def train_scene(
         "config": asdict(config),
         "corpus": {"source": source_label, "fingerprint": text.fingerprint, "chars": len(text.train) + len(text.validation)},
         "epochs": last_epoch,
+        "best_epoch": best["epoch"],
         "history": history,
         "started_from": start.label() if start else None,
         "checkpoint_run": run,
