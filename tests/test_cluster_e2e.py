@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 PLAYBILL = str(Path(sys.executable).with_name("playbill"))
 SHARDS = 4
+FIGURES_ENV = "PLAYBILL_BENCH_CLUSTER_FIGURES"
 PROCESSES = ("0,1", "2", "3")  # --shard-ids of each process
 GUILDS = [{"id": (2**38 + k) << 22, "name": f"server {k}"} for k in range(8)]  # two per shard
 
@@ -127,6 +128,7 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
 
             old = spec("sentiment").registry(trained_home).current_version()
             new = await asyncio.to_thread(publish_copy, trained_home, "sentiment")
+            promoted_at = time.monotonic()
             one_guild_each = [GUILDS[0]["id"], GUILDS[2]["id"], GUILDS[3]["id"]]  # shards 0, 2, 3
             for guild_id in one_guild_each:
                 async def serves_new(guild_id=guild_id) -> bool:
@@ -135,18 +137,30 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
                     *_, message = await review(discord, guild_id)
                     return f"sentiment {new}" in message
                 await eventually(serves_new, timeout=60)
+            rollout_s = time.monotonic() - promoted_at
 
             holder = await eventually(blocking(schedule_holder_on, pg_url), timeout=30)
             [killed] = [bot for bot in bots if bot.pid == holder["pid"]]
             killed.kill()
+            killed_at = time.monotonic()
             async def another_holder():
                 h = await asyncio.to_thread(schedule_holder_on, pg_url)
                 return h if h and h["pid"] != killed.pid else None
-            successor = await eventually(another_holder, timeout=30)
+            successor = await eventually(another_holder, timeout=30, every=0.1)
+            failover_s = time.monotonic() - killed_at
 
             with history.connect() as conn:
                 rows = conn.execute(sa.select(sa.func.count()).select_from(Interaction)).scalar()
     history.dispose()
+    if os.environ.get(FIGURES_ENV):  # `playbill bench cluster` runs this test for its figures
+        Path(os.environ[FIGURES_ENV]).write_text(json.dumps({
+            "processes": len(bots), "shards": SHARDS, "servers": len(GUILDS),
+            "answered_once_by_owner": sum(a[:3] == e for a, e in zip(answers, expected)), "interactions": len(answers),
+            "rollout_s": round(rollout_s, 2), "refresh_interval_s": float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]),
+            "failover_s": round(failover_s, 2), "leader_poll_s": float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]),
+            "history_rows": rows, "answers": reviews,
+            "rollout_vs_refresh_interval": round(rollout_s / float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]), 2),
+            "failover_vs_leader_poll": round(failover_s / float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]), 2)}))
     assert [a[:3] for a in answers] == expected, "\n".join(b.output[-3000:] for b in bots)
     assert old != new
     assert successor["pid"] in {b.pid for b in bots} - {killed.pid}

@@ -43,6 +43,15 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
                                    "the fixed feedback fixture, before/after figures")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(handler=bench_feedback)
+    p = groups("bench").add_parser(
+        "cluster", help="three playbill run processes on a Discord stand-in and PostgreSQL: failover and rollout times",
+        description="Runs tests/test_cluster_e2e.py (a source checkout with the dev extras): three processes "
+        "(shards 0-1, 2, 3 of 4) on a fresh database of the PostgreSQL server at --database-url; "
+        "prints the answers, the rollout time of a promotion and the failover time after kill -9 of the schedule's holder.")
+    p.add_argument("--database-url", metavar="URL",
+                   help="a PostgreSQL server to create the bench's database on (default: the settings' database_url)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(handler=bench_cluster)
 
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -196,6 +205,36 @@ def bench_feedback(args: argparse.Namespace, settings: Any) -> int:
     for key, value in figures.items():
         if key not in ("learnt", "gate"):
             print(f"{key:<32} {value}")
+    return 0
+
+
+def bench_cluster(args: argparse.Namespace, settings: Any) -> int:
+    import json
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    url = args.database_url or settings.database_url
+    if not url.startswith("postgresql"):
+        raise CLIError("playbill bench cluster needs a PostgreSQL server: --database-url postgresql+psycopg://...")
+    test = Path(__file__).resolve().parents[2] / "tests" / "test_cluster_e2e.py"
+    if not test.is_file():
+        raise CLIError(f"playbill bench cluster runs {test.name} from a source checkout; it is not here")
+    with tempfile.TemporaryDirectory(prefix="playbill-bench-cluster-") as tmp:
+        figures = Path(tmp) / "figures.json"
+        env = {**os.environ, "PLAYBILL_TEST_DATABASE_URL": url, "PLAYBILL_BENCH_CLUSTER_FIGURES": str(figures)}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+                              cwd=test.parents[1], env=env, capture_output=True, text=True)
+        if done.returncode != 0 or not figures.is_file():
+            tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise CLIError(f"the cluster run failed: {tail[0]}")
+        report = json.loads(figures.read_text())
+    if args.json:
+        print_json(report)
+        return 0
+    for key, value in report.items():
+        print(f"{key:<26} {value}")
     return 0
 
 
