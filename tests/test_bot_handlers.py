@@ -269,6 +269,13 @@ async def test_feedback_one_vote_per_user_changeable(services) -> None:
     assert (row.feedback_right, row.feedback_wrong) == (1, 0)
 
 
+async def test_a_vote_from_another_guild_is_refused(services) -> None:
+    response = await handlers.review_sentiment(services, ALICE, "good")
+    elsewhere = Request(source="discord", user_id=222, guild_id=99, channel_id=7, display_name="bob")
+    with pytest.raises(HistoryError, match="another place"):
+        await handlers.give_feedback(services, elsewhere, response.feedback_for, "right")
+
+
 async def test_feedback_on_a_forgotten_interaction_is_explained(services) -> None:
     response = await handlers.review_sentiment(services, ALICE, "good")
     await handlers.forget_me(services, ALICE)
