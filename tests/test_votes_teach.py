@@ -79,3 +79,11 @@ def test_one_member_marking_200_reviews_wrong_changes_nothing_else(critic, setti
     record_fixture_votes(settings, [], [], troll=list(zip(targets, served_labels(critic, settings, targets))))
     retrain_from_checkpoint("sentiment", settings)
     assert (served_labels(critic, settings, voted), validation(critic, settings)) == (honest_answers, validation_before)
+
+
+def test_bench_feedback_reports_before_and_after_on_every_set(critic, settings) -> None:
+    from jobs.bench import bench_feedback
+
+    figures = bench_feedback(settings)  # a sandbox copy: the home's own critic is untouched
+    assert (figures["outcome"], figures["voted_right"][1] >= 27, len(figures["test_accuracy_reported_only"]),
+            critic.registry(settings.home).current_version() == figures["before_version"]) == ("promoted", True, 2, True)
