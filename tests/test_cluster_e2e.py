@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from standin import StandIn, bot_process, shard_of
-from test_cluster import PG_ENV, fresh_database
+from test_cluster import pg_url  # noqa: F401 - the fixture: a fresh database
 
 from bot.testing import train_tiny_scene, train_tiny_sentiment
 from engine.models import spec
@@ -47,14 +47,6 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_tiny_sentiment(home, root / "work")
     train_tiny_scene(home, root / "work")
     return home
-
-
-@pytest.fixture
-def pg_url():
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set")
-    yield from fresh_database(base)
 
 
 def cluster_env(home: Path, url: str) -> dict[str, str]:
