@@ -1,7 +1,8 @@
 """Three `playbill run` processes (shards 0-1, 2 and 3 of 4) against the Discord stand-in and one
 fresh PostgreSQL database, sharing one PLAYBILL_HOME with tiny real models: every interaction is
 answered once by the process whose shard owns its server; a promotion is served by all three;
-kill -9 of the schedule's holder and another process holds it; no history row is lost.
+kill -9 of the schedule's holder and another process holds it; /admin retrain on a process
+without the schedule reaches the new holder; no history row is lost.
 
 Nothing of Playbill is patched: the processes get settings from the environment only. The
 issue's bounds (30 s failover, 60 s rollout) are only used, generously, as timeouts.
@@ -20,13 +21,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from standin import StandIn, bot_process, shard_of
+from standin import ADMINISTRATOR, StandIn, bot_process, shard_of
 from test_cluster import pg_url  # noqa: F401 - the fixture: a fresh database
 
 from bot.testing import train_tiny_scene, train_tiny_sentiment
 from engine.models import spec
 from history import db
-from history.models import Interaction
+from history.models import Interaction, JobRequest
 from jobs.leader import schedule_holder_on
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -53,6 +54,8 @@ def cluster_env(home: Path, url: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
     return {"PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2", "PLAYBILL_HOME": str(home),
             "PLAYBILL_DATABASE_URL": url, "PLAYBILL_BOT__COOLDOWN_SECONDS": "0",
+            # no datasets: a retrain asked for here stops at once instead of training for minutes
+            "PLAYBILL_DATA_DIR": str(home.parent / "no-data"),
             "PLAYBILL_BOT__MODEL_REFRESH_SECONDS": "1", "PLAYBILL_JOBS__LEADER_POLL_SECONDS": "0.5",
             "PLAYBILL_JOBS__RETRAIN_CRON": "0 3 1 1 *", "PLAYBILL_JOBS__PURGE_CRON": "0 4 1 1 *",
             "PLAYBILL_JOBS__BACKUP_CRON": "0 5 1 1 *"}
@@ -141,6 +144,17 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
             successor = await eventually(another_holder, timeout=30, every=0.1)
             failover_s = time.monotonic() - killed_at
 
+            # /admin retrain on a process without the schedule reaches the one holding it
+            [bystander] = [i for i, b in enumerate(bots) if b.pid not in (killed.pid, successor["pid"])]
+            guild_id = next(g["id"] for g in GUILDS
+                            if str(shard_of(g["id"], SHARDS)) in PROCESSES[bystander].split(","))
+            retrain = await discord.slash(guild_id, "admin retrain", permissions=ADMINISTRATOR, model="scene")
+            await retrain.wait("followup", timeout=30)
+            asked = json.dumps(list(retrain.followups.values()))
+            with history.connect() as conn:
+                taken = await eventually(lambda: asyncio.to_thread(
+                    lambda: conn.execute(sa.select(JobRequest.outcome)).scalar()), timeout=30)
+
             with history.connect() as conn:
                 rows = conn.execute(sa.select(sa.func.count()).select_from(Interaction)).scalar()
     history.dispose()
@@ -157,3 +171,5 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
     assert old != new
     assert successor["pid"] in {b.pid for b in bots} - {killed.pid}
     assert rows == reviews
+    assert f"process {successor['pid']}" in asked
+    assert taken.startswith("queued")
