@@ -187,3 +187,19 @@ def test_a_retrain_asked_on_another_process_is_queued_by_the_holder(pg_settings)
         election.stop()
         engine.dispose()
     assert (outcome.split()[0], (due - datetime.now(UTC)).total_seconds() < 60) == ("queued,", True)
+
+
+@pytest.mark.postgres
+def test_a_standby_scheduler_takes_over_when_the_holder_is_killed(pg_settings, holder_process) -> None:
+    standby = subprocess.Popen([sys.executable, "-m", "playbill.cli", "scheduler", "--standby"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        first = standby.stdout.readline().strip()
+        holder_process.send_signal(signal.SIGKILL)
+        second = standby.stdout.readline().strip()  # blocks until it holds the schedule
+        holder = wait_for(lambda: schedule_holder(pg_settings), timeout=30)
+    finally:
+        standby.terminate()
+        standby.wait(timeout=30)
+    assert (first, second, holder["pid"]) == ("waiting to hold the schedule (another process holds it)",
+                                              "this process holds the schedule", standby.pid)

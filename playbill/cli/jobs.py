@@ -13,6 +13,9 @@ from playbill.cli.common import CLIError, CommandGroups, print_json
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
     p = commands.add_parser("scheduler", help="run the job scheduler alone (without the bot); Ctrl-C stops it")
+    p.add_argument("--standby", action="store_true",
+                   help="if another process holds the schedule, wait and take over when it stops or dies "
+                   "(default: refuse)")
     p.set_defaults(handler=run_scheduler)
 
     p = commands.add_parser("jobs", help="list the scheduled jobs and their next run times")
@@ -100,20 +103,36 @@ def _short(text: str, width: int = 50) -> str:
 
 
 def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
+    from jobs.leader import ScheduleElection
+    from jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
+
+    if args.standby:  # like `playbill run`: hold the schedule whenever no other process does
+        def on_change(scheduler: Any) -> None:
+            print("this process holds the schedule" if scheduler else "this process no longer holds the schedule",
+                  flush=True)
+
+        election = ScheduleElection(settings, lambda: create_scheduler(settings), on_change, run_now=run_now)
+        election.start()
+        if election.scheduler is None:
+            print("waiting to hold the schedule (another process holds it)", flush=True)
+        return _until_stopped(election.stop)
+    scheduler = create_scheduler(settings)
+    scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+    print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
+    for job in stored_jobs(settings):
+        print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
+    return _until_stopped(lambda: scheduler.shutdown(wait=True))
+
+
+def _until_stopped(shutdown: Any) -> int:
     import signal
     import threading
 
     from jobs.retrain import terminate_training
-    from jobs.scheduler import create_scheduler, list_jobs as stored_jobs
 
-    scheduler = create_scheduler(settings)
-    scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
-        for job in stored_jobs(settings):
-            print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:
@@ -123,7 +142,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
             signal.signal(sig, handler)
         print("stopping the scheduler...", file=sys.stderr, flush=True)
         terminate_training()  # a run cut short is recorded as failed; the current model is untouched
-        scheduler.shutdown(wait=True)
+        shutdown()
     print("scheduler stopped", file=sys.stderr, flush=True)
     return 0
 
