@@ -9,6 +9,7 @@ recommends, in this one process (one shard for a small bot, as an unsharded clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -196,24 +197,26 @@ def unavailable_reason(exc: BaseException) -> str:
 
 
 async def serve(settings: Any, services: Services, token: str, *, start_scheduler: bool,
-                on_start: Any = None) -> None:
-    """`playbill run`: log in and stay connected until closed. While Discord answers 5xx or cannot
-    be reached before the bot first connects, try again with backoff (one log line a try), each
-    time with a fresh client; then give up with DiscordUnavailable. Once connected, discord.py
-    reconnects by itself. `on_start(bot)` is called with each client (e.g. to close it on SIGTERM)."""
+                stop: asyncio.Event | None = None) -> None:
+    """`playbill run`: log in and stay connected until `stop` is set (or the bot is closed). While
+    Discord answers 5xx or cannot be reached before the bot first connects, try again with backoff
+    (one log line a try), each time with a fresh client; then give up with DiscordUnavailable.
+    Once connected, discord.py reconnects by itself."""
+    stop = stop or asyncio.Event()
     delays = retry_delays(settings.bot)
     for attempt in range(len(delays) + 1):
         async with PlaybillBot(settings, services=services, start_scheduler=start_scheduler) as bot:
-            if on_start is not None:
-                on_start(bot)
             stop_watching = watch_gateway_failures(bot.gateway_failed)
             running = asyncio.ensure_future(bot.start(token))
-            gave_up = asyncio.ensure_future(bot.gave_up_event.wait())
+            ends = {running, asyncio.ensure_future(bot.gave_up_event.wait()), asyncio.ensure_future(stop.wait())}
             try:
-                await asyncio.wait({running, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
                 if bot.gave_up is not None:
                     raise DiscordUnavailable(bot.gave_up)
-                running.result()
+                if stop.is_set():
+                    await bot.close()
+                if running.done():
+                    running.result()  # raises what ended the bot, if anything did
                 return  # closed on purpose
             except RETRYABLE as exc:
                 if bot.ready_once:
@@ -221,11 +224,13 @@ async def serve(settings: Any, services: Services, token: str, *, start_schedule
                 reason = unavailable_reason(exc)
             finally:
                 stop_watching()
-                for task in (running, gave_up):
+                for task in ends:
                     task.cancel()
-                await asyncio.gather(running, gave_up, return_exceptions=True)
+                await asyncio.gather(*ends, return_exceptions=True)
         if attempt == len(delays):
             raise DiscordUnavailable(f"{reason}, {attempt + 1} tries")
         log.warning("Discord is unavailable (%s); try %d of %d in %.1f s", reason, attempt + 2, len(delays) + 1,
                     delays[attempt])
-        await asyncio.sleep(delays[attempt])
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), delays[attempt])
+            return  # stopped while waiting to retry

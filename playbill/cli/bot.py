@@ -119,13 +119,14 @@ def _run(args: argparse.Namespace, settings) -> int:
         print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
               file=sys.stderr)
 
-    def close_on_sigterm(bot) -> None:  # a clean stop on SIGTERM too
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
+    async def main() -> None:
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # a clean stop on SIGTERM too
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await serve(settings, services, token.get_secret_value(), start_scheduler=not args.no_scheduler, stop=stop)
 
     try:
-        asyncio.run(serve(settings, services, token.get_secret_value(), start_scheduler=not args.no_scheduler,
-                          on_start=close_on_sigterm))
+        asyncio.run(main())
     except discord.LoginFailure:
         raise CLIError(BAD_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS))) from None
     except discord.PrivilegedIntentsRequired as exc:  # pragma: no cover - Playbill asks for none
