@@ -271,6 +271,8 @@ def _warmup_main(values: dict[str, Any], configs: dict[str, Any], seconds: float
         run_warmup(settings, configs=configs, seconds=seconds, epochs=epochs, max_stages=max_stages)
     except JobBusy as exc:
         log.info("%s", exc)
+    except Exception:  # the served models stay as they are; the next start tries again
+        log.exception("the warm-up stopped; the next `playbill run` continues it")
 
 
 def _now() -> str:
