@@ -44,6 +44,7 @@ class SentimentSettings(Section):
     it accepts. The engine's spec turns this section into its config and limits (config_from,
     limits_from), so a key here is read by the field of the same name there."""
 
+    profile: str = "default"  # the engine's critic profiles: quick, default, wide_deep
     epochs: int = Field(8, ge=1, le=100)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
