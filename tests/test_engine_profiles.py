@@ -229,3 +229,19 @@ def test_a_stage_publishes_its_best_epoch(staged) -> None:
     _, _, first, _, _ = staged
     best = min(h["val_loss"] for h in first.extra["history"])
     assert first.metrics["val_loss"] == pytest.approx(best, abs=1e-4)
+
+
+def test_train_sentiment_profile_picks_the_critic_profile(csv_path: Path, tmp_path: Path) -> None:
+    """`playbill train sentiment --profile quick` trains the first-start critic (one n-gram model)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PLAYBILL_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-m", "playbill.cli", "train", "sentiment", "--profile", "quick",
+                          "--data", str(csv_path), "--json"], capture_output=True, env=env, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    extra = json.loads(run.stdout)["extra"]
+    assert (extra["profile"], sorted(extra["per_model"])) == ("quick", ["words_p"])

@@ -424,6 +424,7 @@ def test_cli_predict_and_errors(trained, tmp_path: Path) -> None:
         (("evaluate", "sentiment", "--data", str(bad_csv)), "'text' and 'label'"),
         (("train", "sentiment", "--data", str(bad_csv)), "'text' and 'label'"),
         (("train", "sentiment", "--epochs", "0"), "at least 1"),
+        (("train", "sentiment", "--profile", "huge"), "unknown sentiment profile 'huge'"),
     ):
         run = playbill(*args, home=home)
         assert run.returncode == 2, (args, run.stderr)

@@ -17,6 +17,8 @@ _BLOCK = 1 << 16
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
     train = groups("train").add_parser(NAME, help="train the critic on IMDB (or your CSV)")
+    train.add_argument("--profile", help="quick (one n-gram model, seconds), default (three blended on validation) "
+                       "or wide_deep (the earlier LSTM + n-gram critic); default: [sentiment] profile")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: [sentiment] epochs)")
     train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint; the new "
                        "version becomes current only through the nightly job's gate (validation, not test)")
@@ -29,9 +31,9 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate = groups("evaluate").add_parser(NAME, help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
     evaluate.add_argument("--data", metavar="FILE.csv", type=Path, help="a CSV with columns text,label")
     evaluate.add_argument("--version", help="a model version (default: the current one)")
-    evaluate.add_argument("--split", choices=("test", "validation"), default="test",
-                          help="IMDB's 25,000 test reviews (default; reported, never used to pick a model) or the "
-                               "fixed validation split the nightly gate uses")
+    evaluate.add_argument("--split", choices=("test", "validation"),
+                          help="IMDB's 25,000 test reviews (the default without --data; reported, never used to pick "
+                               "a model) or the fixed validation split the nightly gate uses")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -59,7 +61,7 @@ def _train(args: argparse.Namespace, settings) -> int:
     check_training_options(args)
     model, section = model_spec(NAME), settings.section(NAME)
     gated = continues(args)
-    result = model.train(model.config_from(section), settings.home, settings.data_dir, epochs=args.epochs,
+    result = model.train(model.config_from(section, profile=args.profile), settings.home, settings.data_dir, epochs=args.epochs,
                          resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
                          promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs)
     verdict = gate_continued(NAME, settings, result, report_test=True) if gated else None
@@ -78,9 +80,10 @@ def _train(args: argparse.Namespace, settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
+    split = {"split": args.split or "test"} if args.data is None or args.split else {}  # a CSV: all of it
     with ProgressBar("judging the held-out reviews") as bar:
         result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=args.data,
-                                           split=args.split, progress=bar)
+                                           progress=bar, **split)
     if args.json:
         print_json(result)
     else:
