@@ -106,6 +106,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     from jobs.leader import ScheduleElection
     from jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
 
+    stop = _StopSignals()  # from the first line printed on, Ctrl-C stops cleanly
     if args.standby:  # like `playbill run`: hold the schedule whenever no other process does
         def on_change(scheduler: Any) -> None:
             print("this process holds the schedule" if scheduler else "this process no longer holds the schedule",
@@ -115,36 +116,49 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
         election.start()
         if election.scheduler is None:
             print("waiting to hold the schedule (another process holds it)", flush=True)
-        return _until_stopped(election.stop)
+        return stop.wait_then(election.stop)
     scheduler = create_scheduler(settings)
-    scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+    try:
+        scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+    except BaseException:
+        stop.restore()
+        raise
     print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
     for job in stored_jobs(settings):
         print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
-    return _until_stopped(lambda: scheduler.shutdown(wait=True))
+    return stop.wait_then(lambda: scheduler.shutdown(wait=True))
 
 
-def _until_stopped(shutdown: Any) -> int:
-    import signal
-    import threading
+class _StopSignals:
+    """SIGINT and SIGTERM set an event instead of raising wherever the main thread happens to be,
+    so a Ctrl-C right after start-up still ends in a clean shutdown."""
 
-    from jobs.retrain import terminate_training
+    def __init__(self) -> None:
+        import signal
+        import threading
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig, handler in previous.items():
+        self.event = threading.Event()
+        self._previous = {sig: signal.signal(sig, lambda *_: self.event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        print("stopping the scheduler...", file=sys.stderr, flush=True)
-        terminate_training()  # a run cut short is recorded as failed; the current model is untouched
-        shutdown()
-    print("scheduler stopped", file=sys.stderr, flush=True)
-    return 0
+
+    def wait_then(self, shutdown: Any) -> int:
+        from jobs.retrain import terminate_training
+
+        try:
+            while not self.event.wait(1.0):
+                pass
+        finally:
+            self.restore()
+            print("stopping the scheduler...", file=sys.stderr, flush=True)
+            terminate_training()  # a run cut short is recorded as failed; the current model is untouched
+            shutdown()
+        print("scheduler stopped", file=sys.stderr, flush=True)
+        return 0
 
 
 def _when(moment: Any) -> str:
