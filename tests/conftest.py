@@ -39,3 +39,18 @@ def real_data_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("PLAYBILL_DATA_DIR is not set to the real datasets")
     return Path(value)
+
+
+@pytest.fixture
+async def services(settings):
+    """The bot's services over tiny models and a real SQLite history, as the bot and console build them."""
+    from bot.recording import HistoryGateway
+    from bot.services import Services
+    from bot.testing import fake_holders
+
+    settings.bot.cooldown_seconds = 0
+    s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway.open(settings.database_url))
+    s.refresh_models()
+    yield s
+    await s.drain()
+    s.close()

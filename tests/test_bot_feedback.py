@@ -9,21 +9,8 @@ import pytest
 from bot import handlers
 from bot.console import console_member, run_console
 from bot.messages import Request
-from bot.recording import HistoryGateway
-from bot.services import Services
-from bot.testing import fake_holders
 
 ADMIN = Request(source="discord", user_id=1, guild_id=5, is_admin=True)
-
-
-@pytest.fixture
-async def services(settings):
-    settings.bot.cooldown_seconds = 0
-    s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway.open(settings.database_url))
-    s.refresh_models()
-    yield s
-    await s.drain()
-    s.close()
 
 
 async def vote(services, member: int, text: str, verdict: str) -> None:

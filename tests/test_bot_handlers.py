@@ -28,16 +28,6 @@ ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display
 BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_name="bob")
 
 
-@pytest.fixture
-async def services(settings):
-    settings.bot.cooldown_seconds = 0
-    s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway.open(settings.database_url))
-    s.refresh_models()
-    yield s
-    await s.drain()
-    s.close()
-
-
 
 # --------------------------------------------------------------------------- safe text
 def test_user_text_cannot_ping_or_format() -> None:
