@@ -14,6 +14,7 @@ from engine.models import spec
 from engine.serving import ModelHolder
 from jobs.retrain import retrain_from_checkpoint
 from test_jobs_fakes import add_feedback, training_runs
+from tiny_imdb import write_imdb
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +27,6 @@ def review(rng: random.Random, positive: bool) -> str:
     words = rng.choices(POSITIVE if positive else NEGATIVE, k=4) + rng.choices(FILLER, k=6)
     rng.shuffle(words)
     return " ".join(words) + "."
-
-
-def write_tiny_imdb(data_dir: Path, per_class: dict[str, int]) -> None:
-    """An aclImdb folder in the real layout, with reviews a tiny model can learn."""
-    rng = random.Random(7)
-    for split, n in per_class.items():
-        for label in ("pos", "neg"):
-            folder = data_dir / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(n):
-                (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(review(rng, label == "pos"))
 
 
 def tiny_sentiment_config():
@@ -53,7 +43,7 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
 
     settings.data_dir = tmp_path / "data"
     settings.jobs.retrain_epochs_sentiment = 3
-    write_tiny_imdb(settings.data_dir, {"train": 60, "test": 40})
+    write_imdb(settings.data_dir, {"train": 60, "test": 40}, review)
     # the current model learned from shuffled labels: about a coin toss
     shuffled = tmp_path / "shuffled.csv"
     rng = random.Random(3)

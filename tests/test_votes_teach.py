@@ -12,25 +12,20 @@ from engine.models import spec
 from jobs.bench import feedback_fixture, record_fixture_votes
 from jobs.gate import measure
 from jobs.retrain import retrain_from_checkpoint
+from tiny_imdb import write_imdb
 
 GOOD = "wonderful superb moving brilliant loved great good fun smiling beautiful".split()
 BAD = "awful boring dreadful tedious waste bad dull asleep worst mess".split()
 FILLER = "the film story actor plot scene director movie it was a and of honestly".split()
 
 
-def write_imdb(data_dir: Path, per_class: dict[str, int]) -> None:
-    """An aclImdb folder in the real layout: reviews of 30 words a tiny critic can learn, with
-    the words of the other side mixed in so that validation accuracy is not a perfect 1.0."""
-    rng = random.Random(7)
-    for split, n in per_class.items():
-        for label in ("pos", "neg"):
-            folder = data_dir / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(n):
-                mine, theirs = (GOOD, BAD) if label == "pos" else (BAD, GOOD)
-                words = rng.choices(mine, k=4) + rng.choices(theirs, k=rng.choice([1, 2, 3, 4])) + rng.choices(FILLER, k=22)
-                rng.shuffle(words)
-                (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(" ".join(words))
+def review(rng: random.Random, positive: bool) -> str:
+    """30 words a tiny critic can learn, with the words of the other side mixed in so that
+    validation accuracy is not a perfect 1.0."""
+    mine, theirs = (GOOD, BAD) if positive else (BAD, GOOD)
+    words = rng.choices(mine, k=4) + rng.choices(theirs, k=rng.choice([1, 2, 3, 4])) + rng.choices(FILLER, k=22)
+    rng.shuffle(words)
+    return " ".join(words)
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def critic(settings, tmp_path):
     """A quick-profile critic (NB-prior logistic regression, no Keras) on tiny IMDB-shaped data; a
     retrain continues its checkpoint, whose config (the profile) wins."""
     settings.data_dir = tmp_path / "data"
-    write_imdb(settings.data_dir, {"train": 150, "test": 50})
+    write_imdb(settings.data_dir, {"train": 150, "test": 50}, review)
     model = spec("sentiment")
     model.train(model.config_from(settings.section("sentiment"), profile="quick"), settings.home, settings.data_dir, progress=False)
     return model
