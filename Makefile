@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/playbill run --train-missing
 
 test: setup
-	$(BIN)/lint-imports
+	$(BIN)/python tests/lint_imports.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The newest versions pyproject.toml allows, pinned (for this platform; other platforms' extra

@@ -22,8 +22,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from bot.inference import SentimentWorker
-from engine.sentiment import ReviewRequest
+from playbill.bot.inference import SentimentWorker
+from playbill.engine.sentiment import ReviewRequest
 
 WORDS = ("the film was a great story with superb acting but the ending felt dull and the plot "
          "dragged in places although the music was wonderful and the cast loved every scene").split()

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot import handlers
-from bot.bench import LagMeter, percentile
-from bot.messages import Request
-from bot.services import Services
-from engine.models import MODEL_NAMES, spec
-from jobs.warmup import pending, read_state, start_warmup, train_first
+from playbill.bot import handlers
+from playbill.bot.bench import LagMeter, percentile
+from playbill.bot.messages import Request
+from playbill.bot.services import Services
+from playbill.engine.models import MODEL_NAMES, spec
+from playbill.jobs.warmup import pending, read_state, start_warmup, train_first
 
 REVIEW = "A warm, funny and beautifully acted film; the story kept me hooked until the very end."
 PROMPT = "ROMEO:"

@@ -18,17 +18,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs import EXTENSIONS
-from bot.discord_compat import point_at, watch_gateway_failures
-from bot.discord_io import NO_MENTIONS, http_error_line, report_error
-from bot.errors import describe
-from bot.services import Services, missing_models_message
-from bot.views import FeedbackButton, ForgetButton
-from jobs.leader import ScheduleElection
-from jobs.scheduler import create_scheduler, run_now
-from jobs.warmup import start_warmup
+from playbill.bot.cogs import EXTENSIONS
+from playbill.bot.discord_compat import point_at, watch_gateway_failures
+from playbill.bot.discord_io import NO_MENTIONS, http_error_line, report_error
+from playbill.bot.errors import describe
+from playbill.bot.services import Services, missing_models_message
+from playbill.bot.views import FeedbackButton, ForgetButton
+from playbill.jobs.leader import ScheduleElection
+from playbill.jobs.scheduler import create_scheduler, run_now
+from playbill.jobs.warmup import start_warmup
 
-log = logging.getLogger("bot")
+log = logging.getLogger("playbill.bot")
 
 
 class PlaybillTree(app_commands.CommandTree):

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import handlers
-from bot.errors import describe
-from bot.messages import Request, Response
-from bot.recording import HistoryGateway
-from bot.services import Services, missing_models_message
-from engine.errors import InvalidInput
+from playbill.bot import handlers
+from playbill.bot.errors import describe
+from playbill.bot.messages import Request, Response
+from playbill.bot.recording import HistoryGateway
+from playbill.bot.services import Services, missing_models_message
+from playbill.engine.errors import InvalidInput
 
 PROMPT = "playbill> "
 _SCENE_OPTION = re.compile(r"\s+(length|temperature)=(\S+)\s*$")

@@ -13,10 +13,10 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.errors import describe
-from bot.messages import EmbedData, Request, Response
+from playbill.bot.errors import describe
+from playbill.bot.messages import EmbedData, Request, Response
 
-log = logging.getLogger("bot.discord")
+log = logging.getLogger("playbill.bot.discord")
 
 NO_MENTIONS = discord.AllowedMentions.none()
 

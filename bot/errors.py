@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import secrets
 
-from engine.errors import EngineError
-from history.errors import HistoryError
+from playbill.engine.errors import EngineError
+from playbill.history.errors import HistoryError
 
-log = logging.getLogger("bot.errors")
+log = logging.getLogger("playbill.bot.errors")
 
 
 class UserFacingError(Exception):

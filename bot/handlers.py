@@ -18,22 +18,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import charts
-from bot import text as fmt
-from bot.errors import Busy, NotAllowed, UserFacingError, describe
-from bot.messages import EmbedData, Field, FileData, Request, Response
-from bot.recording import parse_time
-from bot.services import Services
-from engine.errors import InvalidInput
-from engine.models import MODEL_NAMES, spec
-from engine.scene import SceneRequest
-from engine.sentiment import ReviewRequest
-from history.api import InteractionFilter, InteractionRecord
-from jobs.leader import request_job, schedule_holder
-from jobs.scheduler import next_run_time, run_now
-from jobs.warmup import status_line as warmup_status_line
+from playbill.bot import charts
+from playbill.bot import text as fmt
+from playbill.bot.errors import Busy, NotAllowed, UserFacingError, describe
+from playbill.bot.messages import EmbedData, Field, FileData, Request, Response
+from playbill.bot.recording import parse_time
+from playbill.bot.services import Services
+from playbill.engine.errors import InvalidInput
+from playbill.engine.models import MODEL_NAMES, spec
+from playbill.engine.scene import SceneRequest
+from playbill.engine.sentiment import ReviewRequest
+from playbill.history.api import InteractionFilter, InteractionRecord
+from playbill.jobs.leader import request_job, schedule_holder
+from playbill.jobs.scheduler import next_run_time, run_now
+from playbill.jobs.warmup import status_line as warmup_status_line
 
-log = logging.getLogger("bot.handlers")
+log = logging.getLogger("playbill.bot.handlers")
 
 BeforeWork = Callable[[], Awaitable[Any]] | None
 

@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.errors import Busy
-from engine.scene import SceneRequest
-from engine.sentiment import ReviewRequest
+from playbill.bot.errors import Busy
+from playbill.engine.scene import SceneRequest
+from playbill.engine.sentiment import ReviewRequest
 
-log = logging.getLogger("bot.inference")
+log = logging.getLogger("playbill.bot.inference")
 
 _STOP = object()
 

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from bot.errors import UserFacingError, new_error_id
-from history import api, db
-from history.api import InteractionFilter, InteractionRecord, TrainingRunRecord
-from history.errors import DatabaseBusy, HistoryError
-from history.models import utcnow
-from history.timeparse import parse_time as _parse_time
+from playbill.bot.errors import UserFacingError, new_error_id
+from playbill.history import api, db
+from playbill.history.api import InteractionFilter, InteractionRecord, TrainingRunRecord
+from playbill.history.errors import DatabaseBusy, HistoryError
+from playbill.history.models import utcnow
+from playbill.history.timeparse import parse_time as _parse_time
 
-log = logging.getLogger("bot.history")
+log = logging.getLogger("playbill.bot.history")
 
 
 class HistoryUnavailable(UserFacingError):
@@ -73,7 +73,7 @@ class HistoryGateway:
 
     async def next_feedback(self, settings: Any) -> Any:
         """What the next retrain learns from the votes (jobs.trainers.next_feedback: ExtraData)."""
-        from jobs.trainers import next_feedback
+        from playbill.jobs.trainers import next_feedback
 
         return await self._call(lambda sessions: next_feedback(settings, sessions=sessions))
 

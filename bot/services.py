@@ -9,13 +9,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.errors import OnCooldown
-from bot.inference import SceneWorker, SentimentWorker
-from bot.recording import HistoryGateway
-from engine.models import MODELS, spec
-from engine.serving import ModelHolder
+from playbill.bot.errors import OnCooldown
+from playbill.bot.inference import SceneWorker, SentimentWorker
+from playbill.bot.recording import HistoryGateway
+from playbill.engine.models import MODELS, spec
+from playbill.engine.serving import ModelHolder
 
-log = logging.getLogger("bot.services")
+log = logging.getLogger("playbill.bot.services")
 
 
 class Cooldowns:

@@ -7,10 +7,10 @@ from typing import Any
 
 import discord
 
-from bot import handlers
-from bot.discord_io import NO_MENTIONS, reply, report_error, request_from
+from playbill.bot import handlers
+from playbill.bot.discord_io import NO_MENTIONS, reply, report_error, request_from
 
-log = logging.getLogger("bot.views")
+log = logging.getLogger("playbill.bot.views")
 
 FEEDBACK_TEMPLATE = r"playbill:fb:(?P<iid>[0-9]{1,19}):(?P<verdict>right|wrong)"
 

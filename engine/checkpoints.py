@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.datasets import hash_file
-from engine.errors import CheckpointError
+from playbill.engine.datasets import hash_file
+from playbill.engine.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import DataUnavailable
+from playbill.engine.errors import DataUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.datasets import IMDB, fingerprint, locate
-from engine.errors import DataUnavailable, InvalidInput
+from playbill.engine.datasets import IMDB, fingerprint, locate
+from playbill.engine.errors import DataUnavailable, InvalidInput
 
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/[^/]+\.txt$")
 POSITIVE_WORDS = {"1", "positive", "pos"}

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import scene, sentiment
-from engine.checkpoints import CheckpointManager
-from engine.errors import EngineError, InvalidInput
-from engine.registry import ModelRegistry
-from engine.training import TrainingResult
+from playbill.engine import scene, sentiment
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import EngineError, InvalidInput
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.training import TrainingResult
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.datasets import hash_file
-from engine.errors import ModelUnavailable
+from playbill.engine.datasets import hash_file
+from playbill.engine.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from engine.errors import ModelUnavailable
-from engine.registry import DamagedVersion
-from engine.models import ModelSpec
+from playbill.engine.errors import ModelUnavailable
+from playbill.engine.registry import DamagedVersion
+from playbill.engine.models import ModelSpec
 
 log = logging.getLogger(__name__)
 

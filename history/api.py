@@ -23,9 +23,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session, sessionmaker
 
-from history.db import UNICODE_LOWER, database_error
-from history.errors import HistoryError
-from history.models import (
+from playbill.history.db import UNICODE_LOWER, database_error
+from playbill.history.errors import HistoryError
+from playbill.history.models import (
     KINDS,
     LABELS,
     RUN_STATUSES,
@@ -37,7 +37,7 @@ from history.models import (
     TrainingRun,
     utcnow,
 )
-from history.votes import Settlement, Vote, settle
+from playbill.history.votes import Settlement, Vote, settle
 
 Sessions = sessionmaker[Session] | Callable[[], Session]
 P = ParamSpec("P")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from history.errors import HistoryError
+from playbill.history.errors import HistoryError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from history import api, db
-from history.models import Interaction
+from playbill.history import api, db
+from playbill.history.models import Interaction
 
 ROW = {
     "kind": "sentiment",

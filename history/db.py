@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from history.errors import HistoryError, SchemaOutdated
+from playbill.history.errors import HistoryError, SchemaOutdated
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _migrations_dir() -> Path:
     from importlib.resources import files
 
     try:
-        return Path(str(files("migrations")))
+        return Path(str(files("playbill.migrations")))
     except ModuleNotFoundError:  # a broken install: alembic_config says so in one line
         return Path("migrations (not installed)")
 
@@ -264,7 +264,7 @@ def _errors(engine: Engine) -> Iterator[None]:
 
 def database_error(exc: DBAPIError, url: Any) -> HistoryError:
     """A one-line HistoryError saying what went wrong with the database and what to do."""
-    from history.errors import DatabaseBusy
+    from playbill.history.errors import DatabaseBusy
 
     text = str(getattr(exc, "orig", None) or exc).strip()
     message = text.splitlines()[0] if text else type(exc).__name__

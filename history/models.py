@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from engine.models import MODEL_NAMES
+from playbill.engine.models import MODEL_NAMES
 
 KINDS = MODEL_NAMES  # an interaction's kind is the model that answered it
 SOURCES = ("discord", "console", "cli")

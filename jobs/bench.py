@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoints import CheckpointManager
-from engine.errors import ModelUnavailable
-from engine.registry import ModelRegistry
-from jobs.common import settings_values
-from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
-from jobs.trainers import VOTED_MODELS
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import ModelUnavailable
+from playbill.engine.registry import ModelRegistry
+from playbill.jobs.common import settings_values
+from playbill.jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from playbill.jobs.trainers import VOTED_MODELS
 from playbill.settings import Settings
 
 
@@ -82,7 +82,7 @@ def make_tiny_model(model: str, home: str, data_dir: str) -> None:
     """A tiny current model with checkpoints, on made-up data (for --tiny and quick checks)."""
     rng = random.Random(7)
     if model == "sentiment":
-        from engine.sentiment import SentimentConfig, train_sentiment
+        from playbill.engine.sentiment import SentimentConfig, train_sentiment
 
         good, bad = "wonderful superb moving brilliant".split(), "awful boring dreadful tedious".split()
         filler = "the film story actor plot scene director movie".split()
@@ -98,7 +98,7 @@ def make_tiny_model(model: str, home: str, data_dir: str) -> None:
                                  batch_size=16, epochs=1)
         train_sentiment(config, Path(home), Path(data_dir), progress=False)
     else:
-        from engine.scene import SceneConfig, train_scene
+        from playbill.engine.scene import SceneConfig, train_scene
 
         corpus = Path(data_dir) / "shakespeare.txt"
         corpus.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +112,8 @@ def bench_retrain(settings: Settings, model: str, *, tiny: bool = False) -> dict
     with tempfile.TemporaryDirectory(prefix="playbill-bench-") as tmp:
         sandbox = _sandbox(settings, model, Path(tmp), tiny)
         baseline = spawn_import_seconds()
-        import history.api  # noqa: F401 - what the job imports in the host, loaded before measuring
-        from history.db import open_history
+        import playbill.history.api  # noqa: F401 - what the job imports in the host, loaded before measuring
+        from playbill.history.db import open_history
 
         engine, _ = open_history(sandbox.database_url)  # an existing database, as in production
         engine.dispose()
@@ -175,8 +175,8 @@ def record_fixture_votes(settings: Settings, voted: list[tuple[str, int]], serve
     """The fixture's votes, as the bot records them: each review answered with the critic's
     label `served[i]`, then voted "right"/"wrong" against its true label by member i % 10;
     `troll`: (review, served label) pairs one member marks "wrong" all at once."""
-    from history import api
-    from history.db import open_history
+    from playbill.history import api
+    from playbill.history.db import open_history
 
     engine, sessions = open_history(settings.database_url)
     try:
@@ -196,8 +196,8 @@ def record_fixture_votes(settings: Settings, voted: list[tuple[str, int]], serve
 def bench_feedback(settings: Settings) -> dict[str, Any]:
     """One retrain of a copy of the current critic with the fixture's votes; before/after figures
     on the voted reviews, the similar unseen ones, IMDB validation and (reported only) test."""
-    from engine.models import spec
-    from jobs.gate import measure
+    from playbill.engine.models import spec
+    from playbill.jobs.gate import measure
 
     name = VOTED_MODELS[0]
     critic = spec(name)

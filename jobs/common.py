@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from playbill.engine.errors import EngineError
 from playbill.settings import Settings
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.models import spec
+from playbill.engine.models import spec
 from playbill.settings import Settings
 
 COMMUNITY = "community_"  # prefix of the figures measured on the members' held-out data

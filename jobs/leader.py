@@ -35,8 +35,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from history.models import JobRequest, ScheduleHolder
-from jobs.common import FileLock, JobBusy, scheduler_lock
+from playbill.history.models import JobRequest, ScheduleHolder
+from playbill.jobs.common import FileLock, JobBusy, scheduler_lock
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def schedule_holder(settings: Settings) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- requests
 def _engine(settings: Settings) -> Engine:
-    from history.db import make_engine
+    from playbill.history.db import make_engine
 
     return make_engine(settings.database_url)
 

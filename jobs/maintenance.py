@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from jobs.common import restore_settings
+from playbill.jobs.common import restore_settings
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 def purge_history(settings_values: dict[str, Any] | Settings | None = None) -> dict[str, int]:
     """Delete history rows older than `jobs.history_retention_days`; returns counts per table."""
-    from history import api
-    from history.db import open_history
+    from playbill.history import api
+    from playbill.history.db import open_history
 
     settings = restore_settings(settings_values)
     engine, sessions = open_history(settings.database_url)
@@ -33,7 +33,7 @@ def backup_database(settings_values: dict[str, Any] | Settings | None = None) ->
     Safe while the bot writes (history.backup copies a consistent snapshot, checks it, then
     renames it into place). A server database (PostgreSQL) is left to its own tools: None.
     """
-    from history.backup import backup_sqlite
+    from playbill.history.backup import backup_sqlite
 
     settings = restore_settings(settings_values)
     return backup_sqlite(settings.database_url, settings.backups_dir, settings.jobs.backups_keep)

@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from history.votes import Settlement
+    from playbill.history.votes import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -19,23 +19,23 @@ class RunLog:
     """Training-run rows and feedback examples in the history database at `url`."""
 
     def __init__(self, url: str) -> None:
-        from history.db import open_history
+        from playbill.history.db import open_history
 
         self._engine, self._sessions = open_history(url)
 
     def start(self, model: str, *, checkpoint_from: str | None, epochs: int) -> int:
-        from history import api
+        from playbill.history import api
 
         return api.record_training_run(self._sessions, model_name=model, checkpoint_from=checkpoint_from, epochs=epochs)
 
     def finish(self, run_id: int, *, status: str, **fields: Any) -> None:
-        from history import api
+        from playbill.history import api
 
         api.finish_training_run(self._sessions, run_id, status=status, **fields)
 
     def feedback(self, model: str, *, member_cap: float) -> Settlement:
         """The votes on `model`'s answers settled into weighted labelled reviews (history.votes)."""
-        from history import api
+        from playbill.history import api
 
         return api.settle_feedback(self._sessions, model, member_cap=member_cap)
 

@@ -40,12 +40,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoints import Checkpoint, CheckpointManager
-from engine.errors import EngineError
-from engine.models import spec
-from engine.registry import ModelRegistry
-from jobs import gate, records, trainers
-from jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
+from playbill.engine.checkpoints import Checkpoint, CheckpointManager
+from playbill.engine.errors import EngineError
+from playbill.engine.models import spec
+from playbill.engine.registry import ModelRegistry
+from playbill.jobs import gate, records, trainers
+from playbill.jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)

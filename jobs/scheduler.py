@@ -32,11 +32,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
 
-from engine.errors import InvalidInput
-from engine.models import MODEL_NAMES, MODELS
-from jobs.apscheduler_compat import NoPassAfterShutdown, stored_run_times, stored_states
-from jobs.common import JobBusy, retrain_lock, run_jobs_with
-from jobs.leader import ScheduleLock, schedule_lock
+from playbill.engine.errors import InvalidInput
+from playbill.engine.models import MODEL_NAMES, MODELS
+from playbill.jobs.apscheduler_compat import NoPassAfterShutdown, stored_run_times, stored_states
+from playbill.jobs.common import JobBusy, retrain_lock, run_jobs_with
+from playbill.jobs.leader import ScheduleLock, schedule_lock
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,11 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 
     return [
         *(JobSpec(f"retrain-{model.name}", f"retrain the {model.title} ({model.name})",
-                  "jobs.retrain:retrain_from_checkpoint", (model.name,), cron(settings.jobs.retrain_cron),
+                  "playbill.jobs.retrain:retrain_from_checkpoint", (model.name,), cron(settings.jobs.retrain_cron),
                   TRAINING_EXECUTOR) for model in MODELS),
-        JobSpec("purge-history", "purge old history", "jobs.maintenance:purge_history",
+        JobSpec("purge-history", "purge old history", "playbill.jobs.maintenance:purge_history",
                 (), cron(settings.jobs.purge_cron)),
-        JobSpec("backup-database", "back up the history database", "jobs.maintenance:backup_database",
+        JobSpec("backup-database", "back up the history database", "playbill.jobs.maintenance:backup_database",
                 (), cron(settings.jobs.backup_cron)),
     ]
 
@@ -112,7 +112,7 @@ class PlaybillBlockingScheduler(_OwnsJobStore, NoPassAfterShutdown, BlockingSche
 
 
 def _store_engine(url: str) -> Engine:
-    from history.db import make_engine  # the history database's engine: busy timeout, clear errors
+    from playbill.history.db import make_engine  # the history database's engine: busy timeout, clear errors
 
     return make_engine(url)
 
@@ -122,7 +122,7 @@ def _store_errors(url: str) -> Iterator[None]:
     """An unreachable or damaged job-store database: one HistoryError line (the CLI's `error:`)."""
     from sqlalchemy.exc import DBAPIError
 
-    from history.db import database_error
+    from playbill.history.db import database_error
 
     try:
         yield

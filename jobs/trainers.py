@@ -17,13 +17,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InvalidInput
-from engine.models import MODELS, ModelSpec, spec
-from jobs.gate import measure
+from playbill.engine.errors import InvalidInput
+from playbill.engine.models import MODELS, ModelSpec, spec
+from playbill.jobs.gate import measure
 from playbill.settings import Settings
 
 if TYPE_CHECKING:
-    from history.votes import Settlement
+    from playbill.history.votes import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,14 @@ def next_feedback(settings: Settings, model_name: str = VOTED_MODELS[0], *, sess
     """What the next retrain of `model_name` will learn from the votes, gathered exactly as the
     retrain gathers it (`playbill feedback`, `/admin feedback`). `sessions`: a history session
     factory already open (the bot's); None opens the settings' database."""
-    from history import api
+    from playbill.history import api
 
     if model_name not in VOTED_MODELS:
         raise InvalidInput(f"members vote on {', '.join(VOTED_MODELS)} only, not {model_name!r}")
     cap = settings.jobs.feedback_member_cap
     if sessions is not None:
         return gather_feedback(settings, lambda: api.settle_feedback(sessions, model_name, member_cap=cap))
-    from jobs.records import open_run_log
+    from playbill.jobs.records import open_run_log
 
     history = open_run_log(settings.database_url)
     try:

@@ -33,11 +33,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from engine.errors import EngineError
-from engine.models import MODEL_NAMES, spec
-from jobs import gate
-from jobs.common import FileLock, JobBusy, restore_settings, retrain_lock, settings_values
-from jobs.retrain import exit_with_parent
+from playbill.engine.errors import EngineError
+from playbill.engine.models import MODEL_NAMES, spec
+from playbill.jobs import gate
+from playbill.jobs.common import FileLock, JobBusy, restore_settings, retrain_lock, settings_values
+from playbill.jobs.retrain import exit_with_parent
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)

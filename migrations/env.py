@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from history.models import Base
+from playbill.history.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -81,7 +81,7 @@ def run_migrations_online() -> None:
     if connection is not None:  # history.db.upgrade passes its own connection
         _run(connection)
         return
-    from history.db import make_engine
+    from playbill.history.db import make_engine
 
     engine = make_engine(_url())
     try:

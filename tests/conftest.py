@@ -44,9 +44,9 @@ def real_data_dir() -> Path:
 @pytest.fixture
 async def services(settings):
     """The bot's services over tiny models and a real SQLite history, as the bot and console build them."""
-    from bot.recording import HistoryGateway
-    from bot.services import Services
-    from bot.testing import fake_holders
+    from playbill.bot.recording import HistoryGateway
+    from playbill.bot.services import Services
+    from fakes import fake_holders
 
     settings.bot.cooldown_seconds = 0
     s = Services.create(settings, holders=fake_holders(settings), history=HistoryGateway.open(settings.database_url))

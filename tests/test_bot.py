@@ -13,14 +13,14 @@ import re
 import discord
 import pytest
 
-from bot.client import PlaybillBot
-from bot.cogs import playwright
-from bot.recording import HistoryGateway
-from bot.services import Services, default_holders
-from bot.testing import FakeSceneWriter, engine_refusal, fake_holders, history_rows, train_tiny_scene
-from bot.views import FEEDBACK_TEMPLATE
-from engine.models import MODEL_NAMES
-from jobs import scheduler as scheduler_module
+from playbill.bot.client import PlaybillBot
+from playbill.bot.cogs import playwright
+from playbill.bot.recording import HistoryGateway
+from playbill.bot.services import Services, default_holders
+from fakes import FakeSceneWriter, engine_refusal, fake_holders, history_rows, train_tiny_scene
+from playbill.bot.views import FEEDBACK_TEMPLATE
+from playbill.engine.models import MODEL_NAMES
+from playbill.jobs import scheduler as scheduler_module
 from standin import ADMINISTRATOR, StandIn
 
 DEFERRED, ANSWERED, DEFERRED_UPDATE = 5, 4, 6  # interaction response types
@@ -497,7 +497,7 @@ async def test_admin_is_offered_to_and_answers_members_with_manage_server(settin
 
 
 def test_the_model_chart_plots_held_out_metrics_only() -> None:
-    from bot.charts import chart_lines
+    from playbill.bot.charts import chart_lines
 
     sentiment = [("v0001", {"val_loss": 0.4, "val_accuracy": 0.83, "test_accuracy": 0.85, "test_n": 25000}),
                  ("v0002", {"accuracy": 0.86, "n": 25000, "seconds": 12.0})]
@@ -509,7 +509,7 @@ def test_the_model_chart_plots_held_out_metrics_only() -> None:
 async def test_serve_gives_up_on_a_gateway_that_never_answers(settings, standin) -> None:
     import socket
 
-    from bot.client import DiscordUnavailable, serve
+    from playbill.bot.client import DiscordUnavailable, serve
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from bot.discord_compat import set_option_bounds
+from playbill.bot.discord_compat import set_option_bounds
 
 
 def make_command() -> app_commands.Command:
@@ -59,7 +59,7 @@ async def test_point_at_sends_rest_and_gateway_to_the_given_discord() -> None:
     from discord.http import Route
     from standin import StandIn
 
-    from bot.discord_compat import point_at
+    from playbill.bot.discord_compat import point_at
 
     before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     async with StandIn(guilds=1) as server:
@@ -83,7 +83,7 @@ def test_point_at_none_leaves_discord_py_as_it_is() -> None:
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-    from bot.discord_compat import point_at
+    from playbill.bot.discord_compat import point_at
 
     before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     point_at(None, None)
@@ -93,7 +93,7 @@ def test_point_at_none_leaves_discord_py_as_it_is() -> None:
 def test_discord_py_still_logs_failed_connections_with_the_message_we_shorten() -> None:
     import inspect
 
-    from bot.discord_compat import RECONNECT_MESSAGE
+    from playbill.bot.discord_compat import RECONNECT_MESSAGE
 
     assert f"'{RECONNECT_MESSAGE}'" in inspect.getsource(discord.Client.connect)
 
@@ -101,7 +101,7 @@ def test_discord_py_still_logs_failed_connections_with_the_message_we_shorten() 
 def test_a_failed_connection_is_logged_as_one_line() -> None:
     import logging
 
-    from bot.discord_compat import RECONNECT_MESSAGE, OneLineReconnects
+    from playbill.bot.discord_compat import RECONNECT_MESSAGE, OneLineReconnects
 
     try:
         raise ConnectionRefusedError("connect call failed")
@@ -118,7 +118,7 @@ def test_a_failed_connection_is_logged_as_one_line() -> None:
 def test_discord_py_still_logs_a_shards_failed_launch_with_the_message_we_count() -> None:
     import inspect
 
-    from bot.discord_compat import SHARD_RETRY_MESSAGE
+    from playbill.bot.discord_compat import SHARD_RETRY_MESSAGE
 
     assert f"'{SHARD_RETRY_MESSAGE}'" in inspect.getsource(discord.AutoShardedClient.launch_shard)
 
@@ -126,7 +126,7 @@ def test_discord_py_still_logs_a_shards_failed_launch_with_the_message_we_count(
 def test_each_failed_connection_is_counted_once() -> None:
     import logging
 
-    from bot.discord_compat import SHARD_RETRY_MESSAGE, watch_gateway_failures
+    from playbill.bot.discord_compat import SHARD_RETRY_MESSAGE, watch_gateway_failures
 
     seen: list[BaseException] = []
     stop = watch_gateway_failures(seen.append)

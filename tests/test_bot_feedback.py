@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from bot import handlers
-from bot.console import console_member, run_console
-from bot.messages import Request
+from playbill.bot import handlers
+from playbill.bot.console import console_member, run_console
+from playbill.bot.messages import Request
 
 ADMIN = Request(source="discord", user_id=1, guild_id=5, is_admin=True)
 

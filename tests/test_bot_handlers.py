@@ -10,19 +10,19 @@ import time
 
 import pytest
 
-from bot import handlers
-from bot import text as fmt
-from bot.errors import Busy, OnCooldown
-from bot.messages import Request
-from bot.recording import HistoryGateway
-from bot.services import Services
-from bot.testing import (FakeSceneWriter, FakeSentimentModel, engine_refusal, fake_holders, history_rows,
+from playbill.bot import handlers
+from playbill.bot import text as fmt
+from playbill.bot.errors import Busy, OnCooldown
+from playbill.bot.messages import Request
+from playbill.bot.recording import HistoryGateway
+from playbill.bot.services import Services
+from fakes import (FakeSceneWriter, FakeSentimentModel, engine_refusal, fake_holders, history_rows,
                           publish_fake_version)
-from engine.errors import InvalidInput, ModelUnavailable
-from engine.models import spec
-from engine.scene import SceneRequest, unknown_characters_message
-from engine.sentiment import ReviewRequest
-from history.errors import HistoryError
+from playbill.engine.errors import InvalidInput, ModelUnavailable
+from playbill.engine.models import spec
+from playbill.engine.scene import SceneRequest, unknown_characters_message
+from playbill.engine.sentiment import ReviewRequest
+from playbill.history.errors import HistoryError
 
 ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display_name="alice")
 BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_name="bob")
@@ -402,7 +402,7 @@ async def test_event_loop_keeps_responding_while_training_and_serving(services) 
 
 
 async def test_serving_bench_reports_all_three_modes() -> None:
-    from bot.bench import bench_serving
+    from playbill.bot.bench import bench_serving
 
     model = FakeSentimentModel("v-bench")
     report = await bench_serving(model, requests=40, chars=50, max_batch=16)

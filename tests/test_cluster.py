@@ -23,11 +23,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from history import db
-from history.models import JobRequest
-from jobs.common import JobBusy
-from jobs.leader import AdvisoryLock, ScheduleElection, request_job, schedule_holder
-from jobs.scheduler import create_scheduler, run_now
+from playbill.history import db
+from playbill.history.models import JobRequest
+from playbill.jobs.common import JobBusy
+from playbill.jobs.leader import AdvisoryLock, ScheduleElection, request_job, schedule_holder
+from playbill.jobs.scheduler import create_scheduler, run_now
 from playbill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

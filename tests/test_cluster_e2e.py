@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from standin import ADMINISTRATOR, StandIn, bot_process, shard_of
 from test_cluster import pg_url  # noqa: F401 - the fixture: a fresh database
 
-from bot.testing import train_tiny_scene, train_tiny_sentiment
-from engine.models import spec
-from history import db
-from history.models import Interaction, JobRequest
-from jobs.leader import schedule_holder_on
+from fakes import train_tiny_scene, train_tiny_sentiment
+from playbill.engine.models import spec
+from playbill.history import db
+from playbill.history.models import Interaction, JobRequest
+from playbill.jobs.leader import schedule_holder_on
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

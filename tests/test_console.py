@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import run_console
-from bot.recording import HistoryGateway
-from bot.services import Services
-from bot.testing import engine_refusal, fake_holders, history_rows
-from engine.sentiment import ReviewRequest
+from playbill.bot.console import run_console
+from playbill.bot.recording import HistoryGateway
+from playbill.bot.services import Services
+from fakes import engine_refusal, fake_holders, history_rows
+from playbill.engine.sentiment import ReviewRequest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_a_rejected_token_or_no_network_is_a_clear_error(home: Path, monkeypatch
     import aiohttp
     import discord
 
-    from bot.client import PlaybillBot
+    from playbill.bot.client import PlaybillBot
     from playbill.cli import main
 
     async def refuse(self, token, *, reconnect=True):
@@ -134,7 +134,7 @@ def test_a_rejected_token_or_no_network_is_a_clear_error(home: Path, monkeypatch
 
 def test_run_train_missing_starts_the_console_even_if_one_quick_model_fails(home: Path, monkeypatch, capsys) -> None:
     """A failed first-start model is one warning line; the other model and the console still serve."""
-    import jobs.warmup
+    import playbill.jobs.warmup
     from playbill.cli import main
 
     asked = []
@@ -143,7 +143,7 @@ def test_run_train_missing_starts_the_console_even_if_one_quick_model_fails(home
         asked.append(settings.home)
         return {"sentiment": 12.0, "scene": "training failed (exit code 1)"}
 
-    monkeypatch.setattr(jobs.warmup, "train_first", train_first)
+    monkeypatch.setattr(playbill.jobs.warmup, "train_first", train_first)
     monkeypatch.setenv("PLAYBILL_JOBS__WARMUP", "false")
     monkeypatch.setattr(sys, "stdin", io.StringIO("/help\n"))
     assert main(["run", "--train-missing"]) == 0
@@ -155,7 +155,7 @@ def test_run_train_missing_starts_the_console_even_if_one_quick_model_fails(home
 
 
 async def test_console_acts_as_the_member_given(settings) -> None:
-    from bot.console import console_member
+    from playbill.bot.console import console_member
 
     settings.bot.cooldown_seconds = 0
     services = Services.create(settings, holders=fake_holders(settings),

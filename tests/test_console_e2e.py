@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.testing import train_tiny_scene, train_tiny_sentiment
-from history import api, db
+from fakes import train_tiny_scene, train_tiny_sentiment
+from playbill.history import api, db
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from history import api, db
-from history.errors import HistoryError
+from playbill.history import api, db
+from playbill.history.errors import HistoryError
 from playbill.cli import main
 
 
@@ -33,7 +33,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def critic_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bot.testing import train_tiny_sentiment
+    from fakes import train_tiny_sentiment
 
     root = tmp_path_factory.mktemp("critic")
     train_tiny_sentiment(root / "home", root / "work")
@@ -178,7 +178,7 @@ def test_ctrl_c_at_the_console_prompt_exits_at_once(home: Path) -> None:
 
 
 async def test_rows_kept_through_a_locked_database_are_written_in_order(tmp_path: Path) -> None:
-    from bot.recording import HistoryGateway
+    from playbill.bot.recording import HistoryGateway
 
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     db.open_history(url)[0].dispose()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.testing import train_tiny_scene, train_tiny_sentiment
+from fakes import train_tiny_scene, train_tiny_sentiment
 from standin import ADMINISTRATOR, StandIn, bot_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import InvalidInput
-from engine.lstm import cell_step, fuse_gates, input_table
-from engine.models import MODEL_NAMES, MODELS, spec
-from engine.scene import PROFILES, SceneConfig, SceneLimits, SceneRequest, SceneWriter
-from engine.sentiment import PROFILES as SENTIMENT_PROFILES
-from engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits, SentimentModel
+from playbill.engine.errors import InvalidInput
+from playbill.engine.lstm import cell_step, fuse_gates, input_table
+from playbill.engine.models import MODEL_NAMES, MODELS, spec
+from playbill.engine.scene import PROFILES, SceneConfig, SceneLimits, SceneRequest, SceneWriter
+from playbill.engine.sentiment import PROFILES as SENTIMENT_PROFILES
+from playbill.engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits, SentimentModel
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAY = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nO Romeo, wherefore art thou?\n\n" * 20

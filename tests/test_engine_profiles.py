@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.checkpoints import CheckpointManager
-from engine.errors import InvalidInput
-from engine.models import spec
-from engine.sentiment import PROFILES as SENTIMENT_PROFILES
-from engine.sentiment import VALIDATION_SEED, SentimentConfig, validation_reviews
-from engine.text import char_ngrams, hashed_ngrams, tokenize_punct
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import InvalidInput
+from playbill.engine.models import spec
+from playbill.engine.sentiment import PROFILES as SENTIMENT_PROFILES
+from playbill.engine.sentiment import VALIDATION_SEED, SentimentConfig, validation_reviews
+from playbill.engine.text import char_ngrams, hashed_ngrams, tokenize_punct
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["wonderful", "superb", "delightful", "masterpiece", "loved", "brilliant"]

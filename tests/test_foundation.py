@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoints import CheckpointManager
-from engine.datasets import IMDB, SHAKESPEARE, locate
-from engine.errors import CheckpointError, DataUnavailable, ModelUnavailable
-from engine.registry import ModelRegistry
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.datasets import IMDB, SHAKESPEARE, locate
+from playbill.engine.errors import CheckpointError, DataUnavailable, ModelUnavailable
+from playbill.engine.registry import ModelRegistry
 from playbill.settings import discord_token, load_settings
 
 
@@ -52,14 +52,14 @@ def test_limits_from_the_old_bot_section_move_to_the_model_sections(home: Path, 
 
 
 def test_every_model_has_its_settings_section(settings) -> None:
-    from engine.models import MODEL_NAMES
+    from playbill.engine.models import MODEL_NAMES
     from playbill.settings import MODEL_SECTIONS
 
     assert MODEL_SECTIONS == set(MODEL_NAMES)
 
 
 def test_a_section_becomes_the_config_the_spec_makes_of_it(settings) -> None:
-    from engine.models import spec
+    from playbill.engine.models import spec
 
     settings.scene.seed, settings.scene.validation_fraction = 7, 0.2
     config = spec("scene").config_from(settings.section("scene"))

@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from history import api, db
-from history.backup import backup_sqlite, list_backups
-from history.errors import DatabaseBusy, HistoryError, SchemaOutdated
-from history.models import Base, Feedback, Interaction
-from history.timeparse import parse_time
+from playbill.history import api, db
+from playbill.history.backup import backup_sqlite, list_backups
+from playbill.history.errors import DatabaseBusy, HistoryError, SchemaOutdated
+from playbill.history.models import Base, Feedback, Interaction
+from playbill.history.timeparse import parse_time
 
 PG_ENV = "PLAYBILL_TEST_DATABASE_URL"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from history import api, db
+from playbill.history import api, db
 from playbill.cli import main
 from test_history import db_url  # noqa: F401  (the shared SQLite/PostgreSQL fixture)
 

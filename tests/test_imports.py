@@ -1,7 +1,7 @@
 """What importing a part costs: the leaves stay leaves, and the command line starts without TensorFlow.
 
-The arrows between the packages are import-linter's contracts (pyproject.toml, `lint-imports`
-in `make test`); these tests check what those cannot: imports made when a module runs.
+The arrows between the packages are import-linter's contracts (pyproject.toml, checked by
+tests/lint_imports.py in `make test`); these tests check what those cannot: imports made when a module runs.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OURS = ("bot", "jobs", "history", "engine", "playbill.cli")
+OURS = ("playbill.bot", "playbill.jobs", "playbill.history", "playbill.engine", "playbill.cli")
 
 
 def loaded_after(statement: str) -> set[str]:
-    """The top-level modules (and playbill.cli) that `statement` leaves in sys.modules."""
+    """The top-level modules and Playbill's own packages (playbill.bot, ...) that `statement` leaves
+    in sys.modules."""
     code = (f"import sys; {statement}; "
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} | "
-            "({'playbill.cli'} if 'playbill.cli' in sys.modules else set()))))")
+            "{'.'.join(m.split('.')[:2]) for m in sys.modules if m.startswith('playbill.')})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     return set(out.stdout.split())
 

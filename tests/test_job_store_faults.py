@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from jobs.scheduler import JOB_IDS, create_scheduler
+from playbill.jobs.scheduler import JOB_IDS, create_scheduler
 from playbill.cli import main
 
 PASSWORD = "s3cret-Pa55word"

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.checkpoints import CheckpointManager
-from engine.registry import ModelRegistry
-from engine.models import spec
-from engine.serving import ModelHolder
-from jobs import records, trainers
-from jobs.common import retrain_lock
-from jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.models import spec
+from playbill.engine.serving import ModelHolder
+from playbill.jobs import records, trainers
+from playbill.jobs.common import retrain_lock
+from playbill.jobs.retrain import resume_checkpoint, retrain_from_checkpoint
 from test_jobs_fakes import FAKE_SENTIMENT, add_feedback, calls, control, make_initial_model, training_runs
 
 
@@ -194,7 +194,7 @@ def test_a_hung_training_process_is_stopped_at_the_time_limit(env) -> None:
 
 
 def test_registry_remove_refuses_the_current_version(env) -> None:
-    from engine.errors import ModelUnavailable
+    from playbill.engine.errors import ModelUnavailable
 
     with env.registry.new_version({"metrics": {"accuracy": 0.1}}) as staged:
         (staged.path / "model.json").write_text("{}")
@@ -225,8 +225,8 @@ def test_a_promotion_by_hand_during_the_run_wins(env, tmp_path: Path) -> None:
 
 
 HOST = """
-from jobs import trainers
-from jobs.retrain import retrain_from_checkpoint
+from playbill.jobs import trainers
+from playbill.jobs.retrain import retrain_from_checkpoint
 from playbill.settings import load_settings
 from test_jobs_fakes import FAKE_SENTIMENT
 
@@ -281,7 +281,7 @@ def test_host_killed_mid_run_leaves_no_orphan_and_no_lock(env, tmp_path: Path) -
 
 
 def test_the_retrain_table_is_the_spec_list() -> None:
-    from engine.models import MODELS
+    from playbill.engine.models import MODELS
 
     assert [(job.name, job.metric, job.higher_is_better, job.held_out) for job in trainers.MODEL_JOBS.values()] == [
         (model.name, model.gate_metric, model.higher_is_better, model.held_out) for model in MODELS]

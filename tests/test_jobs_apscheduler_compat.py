@@ -13,7 +13,7 @@ from threading import RLock
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from jobs.apscheduler_compat import NoPassAfterShutdown, require_internals, stored_run_times, stored_states
+from playbill.jobs.apscheduler_compat import NoPassAfterShutdown, require_internals, stored_run_times, stored_states
 
 
 class Guarded(NoPassAfterShutdown, BackgroundScheduler):
@@ -26,7 +26,7 @@ def _due_job_after_shutdown(cls: type, folder: Path) -> tuple[datetime, datetime
     scheduler = cls(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone=UTC)
     scheduler.start(paused=True)
     due = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    scheduler.add_job("jobs.apscheduler_compat:require_internals", "interval", hours=1, next_run_time=due,
+    scheduler.add_job("playbill.jobs.apscheduler_compat:require_internals", "interval", hours=1, next_run_time=due,
                       id="due", misfire_grace_time=None)
     scheduler.shutdown(wait=True)
     scheduler._process_jobs()  # what the scheduler thread does once shutdown wakes it
@@ -56,7 +56,7 @@ def test_the_store_rows_read_without_the_scheduler(tmp_path: Path) -> None:
     scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone=UTC)
     scheduler.start(paused=True)
     due = datetime(2030, 1, 1, tzinfo=UTC)
-    scheduler.add_job("jobs.apscheduler_compat:require_internals", "interval", hours=1, next_run_time=due,
+    scheduler.add_job("playbill.jobs.apscheduler_compat:require_internals", "interval", hours=1, next_run_time=due,
                       id="job", name="a job")
     scheduler.shutdown()
     store = SQLAlchemyJobStore(url=url)

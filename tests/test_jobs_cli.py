@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from bot.testing import publish_numpy_scene
-from jobs import trainers
-from jobs.common import retrain_lock
-from jobs.maintenance import backup_database
+from fakes import publish_numpy_scene
+from playbill.jobs import trainers
+from playbill.jobs.common import retrain_lock
+from playbill.jobs.maintenance import backup_database
 from playbill.cli import main
 from test_jobs_fakes import FAKE_SENTIMENT, control, make_initial_model, training_runs
 
@@ -99,11 +99,11 @@ def test_backup_skips_a_server_database(settings) -> None:
 def test_purge_job_deletes_only_old_history(settings) -> None:
     from datetime import timedelta
 
-    from history import api
-    from history.db import open_history
-    from history.models import utcnow
+    from playbill.history import api
+    from playbill.history.db import open_history
+    from playbill.history.models import utcnow
 
-    from jobs.maintenance import purge_history
+    from playbill.jobs.maintenance import purge_history
 
     settings.jobs.history_retention_days = 30
     engine, sessions = open_history(settings.database_url)
@@ -120,7 +120,7 @@ def test_purge_job_deletes_only_old_history(settings) -> None:
 
 CLI_HOST = """
 import sys
-from jobs import trainers
+from playbill.jobs import trainers
 from playbill.cli import main
 from test_jobs_fakes import FAKE_SENTIMENT
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.registry import ModelRegistry
-from engine.models import spec
-from engine.serving import ModelHolder
-from jobs.retrain import retrain_from_checkpoint
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.models import spec
+from playbill.engine.serving import ModelHolder
+from playbill.jobs.retrain import retrain_from_checkpoint
 from test_jobs_fakes import add_feedback, training_runs
 from tiny_imdb import write_imdb
 
@@ -30,7 +30,7 @@ def review(rng: random.Random, positive: bool) -> str:
 
 
 def tiny_sentiment_config():
-    from engine.sentiment import SentimentConfig
+    from playbill.engine.sentiment import SentimentConfig
 
     return SentimentConfig(vocab_size=64, ngram_buckets=256, window=16, embedding_dim=8, lstm_units=8, dropout=0.0,
                            learning_rate=2e-2, batch_size=16, epochs=1, patience=10, validation_fraction=0.2)
@@ -39,7 +39,7 @@ def tiny_sentiment_config():
 def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_is_rejected(settings, tmp_path) -> None:
     import csv
 
-    from engine.sentiment import train_sentiment
+    from playbill.engine.sentiment import train_sentiment
 
     settings.data_dir = tmp_path / "data"
     settings.jobs.retrain_epochs_sentiment = 3
@@ -106,7 +106,7 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
 
 
 def test_scene_retrain_adds_the_extra_corpus_files(settings, tmp_path) -> None:
-    from engine.scene import SceneConfig, train_scene
+    from playbill.engine.scene import SceneConfig, train_scene
 
     corpus = tmp_path / "plays.txt"
     lines = ["ROMEO:\nBut soft, what light through yonder window breaks?\n",

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoints import CheckpointManager
-from engine.registry import ModelRegistry
-from jobs import trainers
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.registry import ModelRegistry
+from playbill.jobs import trainers
 
 
 class FakeModel:
@@ -106,8 +106,8 @@ def make_initial_model(home: Path, quality: float = 0.5, epochs: int = 2) -> str
 
 def training_runs(settings, model: str = "sentiment") -> dict[int, Any]:
     """The training-runs rows of `model` in the history database, by id."""
-    from history import api
-    from history.db import open_history
+    from playbill.history import api
+    from playbill.history.db import open_history
 
     engine, sessions = open_history(settings.database_url)
     try:
@@ -118,8 +118,8 @@ def training_runs(settings, model: str = "sentiment") -> dict[int, Any]:
 
 def add_feedback(settings, examples: list[tuple[str, str, str]]) -> None:
     """(review, the critic's label, a person's verdict "right"/"wrong"), recorded as the bot does."""
-    from history import api
-    from history.db import open_history
+    from playbill.history import api
+    from playbill.history.db import open_history
 
     engine, sessions = open_history(settings.database_url)
     try:

@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from jobs import trainers
-from jobs.retrain import retrain_from_checkpoint
+from playbill.jobs import trainers
+from playbill.jobs.retrain import retrain_from_checkpoint
 from test_console import playbill
 from test_jobs_fakes import FAKE_SENTIMENT, calls, make_initial_model
 
 
 def record_votes(settings, votes: list[tuple[str, str, int, str]]) -> None:
     """(review, the critic's label, voter id, verdict), one interaction per distinct review."""
-    from history import api
-    from history.db import open_history
+    from playbill.history import api
+    from playbill.history.db import open_history
 
     engine, sessions = open_history(settings.database_url)
     ids: dict[str, int] = {}

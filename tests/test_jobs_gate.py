@@ -1,8 +1,8 @@
-"""jobs.gate.judge: the one promotion rule (validation data and the community hold-out; test only reported)."""
+"""playbill.jobs.gate.judge: the one promotion rule (validation data and the community hold-out; test only reported)."""
 
 from __future__ import annotations
 
-from jobs.gate import judge
+from playbill.jobs.gate import judge
 
 
 def critic(validation: float, community: float | None = None, test: float = 0.9) -> dict:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.models import spec
-from engine.scene import SceneConfig
-from bot.testing import TINY_PLAY
-from jobs.gate import promote_if_better
+from playbill.engine.models import spec
+from playbill.engine.scene import SceneConfig
+from fakes import TINY_PLAY
+from playbill.jobs.gate import promote_if_better
 
 
 def test_a_continued_run_that_is_worse_is_kept_out_and_says_so(settings, tmp_path) -> None:

@@ -12,10 +12,10 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import create_engine, text
 
-from engine.errors import InvalidInput
-from jobs import trainers
-from jobs.common import JobBusy
-from jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, next_run_time, run_now
+from playbill.engine.errors import InvalidInput
+from playbill.jobs import trainers
+from playbill.jobs.common import JobBusy
+from playbill.jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, next_run_time, run_now
 from test_jobs_fakes import FAKE_SENTIMENT, calls, control, make_initial_model, training_runs
 
 
@@ -62,7 +62,7 @@ def test_jobs_registered_once_with_the_right_next_run_time(settings) -> None:
             job = jobs[job_id]
             assert job.next_run_time == expected and job.next_run_time.tzinfo.key == "America/New_York"
             assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 6 * 3600)
-            assert job.args[0] == job_id.removeprefix("retrain-") and job.func_ref == "jobs.retrain:retrain_from_checkpoint"
+            assert job.args[0] == job_id.removeprefix("retrain-") and job.func_ref == "playbill.jobs.retrain:retrain_from_checkpoint"
 
 
 def test_one_process_owns_the_job_store(settings) -> None:
@@ -212,3 +212,39 @@ def test_next_run_time_from_the_scheduler_else_from_the_cron(settings) -> None:
         assert next_run_time(settings, "scene", scheduler) is None  # paused by an admin
     finally:
         scheduler.shutdown()
+
+
+def test_a_job_store_written_before_one_namespace_still_runs_its_jobs(settings) -> None:
+    """Releases before 0.2 stored `jobs.retrain:...`; migration 0003 points them into playbill.*"""
+    import pickle
+
+    from playbill.history.db import upgrade
+
+    upgrade(settings.database_url, "0002")
+    scheduler = create_scheduler(settings)
+    scheduler.start(paused=True)
+    due = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+    scheduler.shutdown()
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:  # what the previous release wrote, at its schema revision
+            for job_id, blob in conn.execute(text("SELECT id, job_state FROM apscheduler_jobs")).all():
+                state = pickle.loads(blob)
+                state["func"] = state["func"].removeprefix("playbill.")
+                conn.execute(text("UPDATE apscheduler_jobs SET job_state = :s WHERE id = :i"),
+                             {"s": pickle.dumps(state), "i": job_id})
+        upgrade(settings.database_url)
+        with engine.connect() as conn:
+            refs = {job_id: pickle.loads(blob)["func"]
+                    for job_id, blob in conn.execute(text("SELECT id, job_state FROM apscheduler_jobs")).all()}
+    finally:
+        engine.dispose()
+    assert refs and all(ref.startswith("playbill.jobs.") for ref in refs.values())
+    scheduler = create_scheduler(settings)
+    scheduler.start(paused=True)
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+    finally:
+        scheduler.shutdown()
+    assert sorted(jobs) == sorted(JOB_IDS)
+    assert {job_id: job.next_run_time for job_id, job in jobs.items()} == due

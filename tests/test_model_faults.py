@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.testing import publish_numpy_scene, train_tiny_sentiment
-from engine.errors import CheckpointError, ModelUnavailable
-from engine.models import spec
-from engine.registry import CHECKSUMS_FILE, POINTER_FILE
-from engine.serving import ModelHolder
+from fakes import publish_numpy_scene, train_tiny_sentiment
+from playbill.engine.errors import CheckpointError, ModelUnavailable
+from playbill.engine.models import spec
+from playbill.engine.registry import CHECKSUMS_FILE, POINTER_FILE
+from playbill.engine.serving import ModelHolder
 from playbill.cli import main
 
 SCENE = spec("scene")
@@ -81,7 +81,7 @@ def test_a_damaged_current_version_is_set_aside_and_the_previous_one_served(
     first, second = two_scenes
     DAMAGE[damage](folder(home, "scene", second))
     holder = ModelHolder(SCENE, home, {"backend": "float32"})
-    with caplog.at_level(logging.WARNING, logger="engine.serving"):
+    with caplog.at_level(logging.WARNING, logger="playbill.engine.serving"):
         holder.refresh()
     assert holder.version == first
     assert f"scene {second} is damaged and set aside" in caplog.text
@@ -234,7 +234,7 @@ def console_transcript(settings, script: str) -> str:
     import asyncio
     import io
 
-    from bot.console import run_console
+    from playbill.bot.console import run_console
 
     out = io.StringIO()
     asyncio.run(run_console(settings, io.StringIO(script), out))

@@ -10,9 +10,9 @@ import logging
 
 import pytest
 
-from engine import datasets
-from engine.datasets import IMDB, SHAKESPEARE, Dataset, locate
-from engine.errors import DataUnavailable
+from playbill.engine import datasets
+from playbill.engine.datasets import IMDB, SHAKESPEARE, Dataset, locate
+from playbill.engine.errors import DataUnavailable
 
 
 def local(tmp_path, payload: bytes, **checksums) -> Dataset:
@@ -61,7 +61,7 @@ def test_a_download_shows_a_progress_bar_on_a_terminal() -> None:
 
 
 def test_a_download_logs_its_progress_when_not_on_a_terminal(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="engine.datasets")
+    caplog.set_level(logging.INFO, logger="playbill.engine.datasets")
     datasets._copy_with_progress(io.BytesIO(b"x" * (4 << 20)), io.BytesIO(), 4 << 20, "archive.tar.gz", io.StringIO())
     assert [r.getMessage() for r in caplog.records][-1] == "archive.tar.gz: 100% of 4.0 MiB"
 
@@ -97,7 +97,7 @@ def cli(home, *args: str):
 
 @pytest.mark.slow
 def test_train_and_write_print_no_native_banners_unless_verbose(tmp_path) -> None:
-    from bot.testing import train_tiny_scene
+    from fakes import train_tiny_scene
 
     home = tmp_path / "home"
     train_tiny_scene(home, tmp_path / "work")
@@ -111,8 +111,8 @@ def test_train_and_write_print_no_native_banners_unless_verbose(tmp_path) -> Non
 
 
 def test_an_evaluation_reports_its_progress(tmp_path) -> None:
-    from bot.testing import TINY_REVIEWS, train_tiny_sentiment
-    from engine.models import spec
+    from fakes import TINY_REVIEWS, train_tiny_sentiment
+    from playbill.engine.models import spec
 
     train_tiny_sentiment(tmp_path / "home", tmp_path / "work")
     reviews = [(text, 1 if label == "positive" else 0) for text, label in TINY_REVIEWS[0] + TINY_REVIEWS[1]] * 300

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,21 @@ def playbill(installed: Path, cwd: Path, *args: str, module: bool = True, **env:
                           text=True, timeout=300)
 
 
+def test_the_wheel_installs_one_top_level_package_and_every_module(installed: Path) -> None:
+    top_level = {p.name for p in installed.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
+    assert top_level == {"playbill"}
+    mapping = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    expected = {installed.joinpath(*package.split("."), path.relative_to(CHECKOUT / folder))
+                for package, folder in mapping.items() for path in (CHECKOUT / folder).rglob("*.py")
+                if not any(path.is_relative_to(CHECKOUT / other) for other in mapping.values()
+                           if other != folder and (CHECKOUT / other).is_relative_to(CHECKOUT / folder))}
+    missing = sorted(str(p.relative_to(installed)) for p in expected if not p.exists())
+    assert not missing
+
+
 def test_the_installed_package_is_not_the_checkout(installed: Path, tmp_path: Path) -> None:
-    code = "import playbill, history, migrations; print(playbill.__file__, history.__file__, migrations.__file__)"
+    code = ("import playbill, playbill.history, playbill.migrations; "
+            "print(playbill.__file__, playbill.history.__file__, playbill.migrations.__file__)")
     site_packages = sysconfig.get_paths()["purelib"]
     out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": f"{installed}{os.pathsep}{site_packages}"}).stdout
@@ -73,7 +87,7 @@ def test_the_example_config_is_in_the_wheel(installed: Path, tmp_path: Path) -> 
 
 
 def test_db_upgrade_history_config_and_predict_from_the_wheel(installed: Path, tmp_path: Path) -> None:
-    from bot.testing import train_tiny_sentiment
+    from fakes import train_tiny_sentiment
 
     home = tmp_path / "home"
     train_tiny_sentiment(home, tmp_path / "work")

@@ -7,10 +7,10 @@ import pytest
 import json
 import logging
 
-from engine.checkpoints import CheckpointManager
-from engine.registry import CHECKSUMS_FILE, ModelRegistry
-from jobs import records, trainers
-from jobs.retrain import retrain_from_checkpoint
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.registry import CHECKSUMS_FILE, ModelRegistry
+from playbill.jobs import records, trainers
+from playbill.jobs.retrain import retrain_from_checkpoint
 from test_jobs_fakes import FAKE_SENTIMENT, FakeModel, control, make_initial_model, training_runs
 
 
@@ -91,7 +91,7 @@ def killed_run_left_behind(settings) -> str:
 def test_the_next_start_removes_a_killed_runs_candidate(settings, fake_job, caplog) -> None:
     stray = killed_run_left_behind(settings)
     control(settings.home, delta=-0.5)  # this run's own candidate is rejected: only the first version stays
-    with caplog.at_level(logging.WARNING, logger="jobs.retrain"):
+    with caplog.at_level(logging.WARNING, logger="playbill.jobs.retrain"):
         retrain_from_checkpoint("sentiment", settings)
     assert f"removing sentiment {stray}" in caplog.text
 

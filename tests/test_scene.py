@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.checkpoints import CheckpointManager
-from engine.errors import CheckpointError, DataUnavailable, InvalidInput
-from engine.scene import (
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import CheckpointError, DataUnavailable, InvalidInput
+from playbill.engine.scene import (
     Corpus,
     SceneConfig,
     SceneLimits,
@@ -30,7 +30,7 @@ from engine.scene import (
     quantized,
     train_scene,
 )
-from engine.scene.sampler import prime_batch, teacher_forced_loss
+from playbill.engine.scene.sampler import prime_batch, teacher_forced_loss
 
 LINES = [
     "ROMEO:\nBut soft, what light through yonder window breaks?\n\n",
@@ -534,7 +534,7 @@ def test_cli_train_errors(home: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_real_corpus_split(real_data_dir: Path) -> None:
-    from engine.datasets import SHAKESPEARE, locate
+    from playbill.engine.datasets import SHAKESPEARE, locate
 
     corpus = Corpus.load(locate(SHAKESPEARE, real_data_dir, download=False), 0.1, 100)
     assert len(corpus.vocabulary()) == 65

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.testing import TINY_PLAY
-from engine.models import spec
-from engine.scene import SceneConfig
-from jobs.retrain import retrain_from_checkpoint
+from fakes import TINY_PLAY
+from playbill.engine.models import spec
+from playbill.engine.scene import SceneConfig
+from playbill.jobs.retrain import retrain_from_checkpoint
 
 NEW_SCENE = ("ROMEO:\nThe moon is the sun of night, and Juliet its light.\n\n"
              "JULIET:\nThen let the night be long, and the light be thine.\n\n") * 12

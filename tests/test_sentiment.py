@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.checkpoints import CheckpointManager
-from engine.errors import CheckpointError, InvalidInput, ModelUnavailable
-from engine.imdb import load_csv, load_imdb
-from engine.registry import ModelRegistry
-from engine.sentiment import (
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import CheckpointError, InvalidInput, ModelUnavailable
+from playbill.engine.imdb import load_csv, load_imdb
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment import (
     CONFIG_FILE,
     MAX_CHARS,
     MODEL_FILE,
@@ -34,7 +34,7 @@ from engine.sentiment import (
     split_windows,
     train_sentiment,
 )
-from engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, standardize, tokenize
+from playbill.engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, standardize, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["wonderful", "superb", "delightful", "masterpiece", "loved", "brilliant"]

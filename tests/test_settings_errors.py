@@ -87,9 +87,9 @@ def test_history_limit_out_of_range_is_one_line(capsys, home: Path, limit: str) 
 
 
 def test_history_api_refuses_an_overflowing_limit(home: Path) -> None:
-    from history.api import query_interactions
-    from history.db import open_history
-    from history.errors import HistoryError
+    from playbill.history.api import query_interactions
+    from playbill.history.db import open_history
+    from playbill.history.errors import HistoryError
 
     engine, sessions = open_history(f"sqlite:///{home / 'h.db'}")
     try:

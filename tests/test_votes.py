@@ -1,4 +1,4 @@
-"""history.votes.settle: votes -> weighted labelled reviews (majority, trust, cap per member and night)."""
+"""playbill.history.votes.settle: votes -> weighted labelled reviews (majority, trust, cap per member and night)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from history.votes import Vote, settle
+from playbill.history.votes import Vote, settle
 
 NIGHT = date(2026, 12, 1)
 

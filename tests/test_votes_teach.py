@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.models import spec
-from jobs.bench import feedback_fixture, record_fixture_votes
-from jobs.gate import measure
-from jobs.retrain import retrain_from_checkpoint
+from playbill.engine.models import spec
+from playbill.jobs.bench import feedback_fixture, record_fixture_votes
+from playbill.jobs.gate import measure
+from playbill.jobs.retrain import retrain_from_checkpoint
 from tiny_imdb import write_imdb
 
 GOOD = "wonderful superb moving brilliant loved great good fun smiling beautiful".split()
@@ -77,7 +77,7 @@ def test_one_member_marking_200_reviews_wrong_changes_nothing_else(critic, setti
 
 
 def test_bench_feedback_reports_before_and_after_on_every_set(critic, settings) -> None:
-    from jobs.bench import bench_feedback
+    from playbill.jobs.bench import bench_feedback
 
     figures = bench_feedback(settings)  # a sandbox copy: the home's own critic is untouched
     assert (figures["outcome"], figures["voted_right"][1] >= 27, len(figures["test_accuracy_reported_only"]),

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import run_console
-from bot.testing import TINY_PLAY
-from engine.models import spec
-from engine.scene import SceneConfig
-from jobs.warmup import enrol, read_state, run_stage, run_warmup, start_warmup, status_line
+from playbill.bot.console import run_console
+from fakes import TINY_PLAY
+from playbill.engine.models import spec
+from playbill.engine.scene import SceneConfig
+from playbill.jobs.warmup import enrol, read_state, run_stage, run_warmup, start_warmup, status_line
 from playbill.settings import Settings
 
 SCENE = spec("scene")
@@ -120,7 +120,7 @@ def test_the_status_says_warming_up_and_when_it_should_be_done(warm_settings: Se
 
 def test_a_home_warms_up_once_at_a_time(warm_settings: Settings) -> None:
     first_model(warm_settings, epochs=1)
-    from jobs.warmup import warmup_lock
+    from playbill.jobs.warmup import warmup_lock
 
     with warmup_lock(warm_settings):
         assert start_warmup(warm_settings) is None

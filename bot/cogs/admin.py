@@ -13,9 +13,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import handlers
-from bot.cogs import MODEL_CHOICES
-from bot.discord_io import (
+from playbill.bot import handlers
+from playbill.bot.cogs import MODEL_CHOICES
+from playbill.bot.discord_io import (
     NO_MENTIONS,
     NotAdmin,
     NotOwner,
@@ -25,7 +25,7 @@ from bot.discord_io import (
     reply,
     request_from,
 )
-from engine.errors import InvalidInput
+from playbill.engine.errors import InvalidInput
 
 
 @app_commands.default_permissions(admin_default_permissions())

@@ -6,11 +6,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import handlers
-from bot.cogs import DISCORD_TEXT_OPTION_MAX
-from bot.discord_compat import set_option_bounds
-from bot.discord_io import reply, request_from
-from bot.views import feedback_view
+from playbill.bot import handlers
+from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX
+from playbill.bot.discord_compat import set_option_bounds
+from playbill.bot.discord_io import reply, request_from
+from playbill.bot.views import feedback_view
 
 
 class Critic(commands.Cog):

@@ -7,8 +7,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_io import reply
-from bot.messages import EmbedData, Field, Response
+from playbill.bot.discord_io import reply
+from playbill.bot.messages import EmbedData, Field, Response
 
 
 def command_lines(tree: app_commands.CommandTree) -> list[tuple[str, str]]:

@@ -8,11 +8,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import handlers
-from bot import text as fmt
-from bot.cogs import DISCORD_TEXT_OPTION_MAX
-from bot.discord_compat import set_option_bounds
-from bot.discord_io import NO_MENTIONS, request_from
+from playbill.bot import handlers
+from playbill.bot import text as fmt
+from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX
+from playbill.bot.discord_compat import set_option_bounds
+from playbill.bot.discord_io import NO_MENTIONS, request_from
 
 CURSOR = " \N{LEFT HALF BLACK CIRCLE}"
 MAX_MESSAGES = 4  # a scene never floods a channel; the rest is trimmed with a note

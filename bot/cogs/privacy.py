@@ -6,8 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_io import NO_MENTIONS
-from bot.views import forget_view
+from playbill.bot.discord_io import NO_MENTIONS
+from playbill.bot.views import forget_view
 
 QUESTION = (
     "This deletes everything Playbill stored about you: your reviews, prompts, the answers "

@@ -13,7 +13,7 @@ Importing the slice never imports TensorFlow: the serving modules do not need it
 training names below are the one hop to `engine.scene.train`, taken on first use.
 """
 
-from engine.scene.config import (
+from playbill.engine.scene.config import (
     BACKENDS,
     KERAS_FILE,
     NAME,
@@ -29,9 +29,9 @@ from engine.scene.config import (
     get_profile,
     unknown_characters_message,
 )
-from engine.scene.corpus import Corpus, Vocabulary, corpus_path, epoch_arrays, read_corpus, validation_arrays
-from engine.scene.evaluate import evaluate_scene, evaluate_text
-from engine.scene.writer import SceneWriter, cut_at_boundary
+from playbill.engine.scene.corpus import Corpus, Vocabulary, corpus_path, epoch_arrays, read_corpus, validation_arrays
+from playbill.engine.scene.evaluate import evaluate_scene, evaluate_text
+from playbill.engine.scene.writer import SceneWriter, cut_at_boundary
 
 _TRAINING = ("train_scene", "build_model", "export_weights")
 
@@ -46,7 +46,7 @@ __all__ = [
 def __getattr__(name: str):
     """The one hop to Keras: `train_scene` and friends load `engine.scene.train` when first asked for."""
     if name in _TRAINING:
-        from engine.scene import train
+        from playbill.engine.scene import train
 
         return getattr(train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

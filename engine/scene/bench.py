@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from engine.scene.config import PROFILES
-from engine.scene.quantized import QuantizedLSTM, convert
-from engine.scene.sampler import NumpyLSTM, sample
-from engine.scene.train import build_model, export_weights
+from playbill.engine.scene.config import PROFILES
+from playbill.engine.scene.quantized import QuantizedLSTM, convert
+from playbill.engine.scene.sampler import NumpyLSTM, sample
+from playbill.engine.scene.train import build_model, export_weights
 
 VOCAB = 65  # Tiny Shakespeare's characters
 

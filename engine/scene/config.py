@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.errors import InvalidInput
-from engine.fields import known_fields
+from playbill.engine.errors import InvalidInput
+from playbill.engine.fields import known_fields
 
 NAME = "scene"
 VOCABULARY_FILE = "vocabulary.json"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datasets import SHAKESPEARE, fingerprint, locate
-from engine.errors import DataUnavailable, InvalidInput
-from engine.scene.config import SceneConfig, unknown_characters_message
+from playbill.engine.datasets import SHAKESPEARE, fingerprint, locate
+from playbill.engine.errors import DataUnavailable, InvalidInput
+from playbill.engine.scene.config import SceneConfig, unknown_characters_message
 
 log = logging.getLogger(__name__)
 

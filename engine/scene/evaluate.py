@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InvalidInput
-from engine.registry import ModelRegistry
-from engine.scene.config import NAME, SceneConfig, char_list
-from engine.scene.corpus import Corpus, corpus_path, validation_arrays
-from engine.scene.sampler import compare_teacher_forced, teacher_forced_loss
-from engine.scene.writer import SceneWriter
+from playbill.engine.errors import InvalidInput
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.scene.config import NAME, SceneConfig, char_list
+from playbill.engine.scene.corpus import Corpus, corpus_path, validation_arrays
+from playbill.engine.scene.sampler import compare_teacher_forced, teacher_forced_loss
+from playbill.engine.scene.writer import SceneWriter
 
 
 def evaluate_text(writer: SceneWriter, text: str, seq_length: int = 100) -> dict[str, Any]:

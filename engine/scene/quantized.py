@@ -37,8 +37,8 @@ except ImportError as missing:  # pragma: no cover - only where the wheel is una
 else:
     LITERT_MISSING = ""
 
-from engine.datasets import hash_file
-from engine.scene.sampler import NumpyLSTM, State
+from playbill.engine.datasets import hash_file
+from playbill.engine.scene.sampler import NumpyLSTM, State
 
 log = logging.getLogger(__name__)
 

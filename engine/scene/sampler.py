@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.lstm import cell_step, fuse_gates, input_table
+from playbill.engine.lstm import cell_step, fuse_gates, input_table
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from engine.checkpoints import Checkpoint, CheckpointManager
-from engine.errors import CheckpointError, InvalidInput
-from engine.registry import ModelRegistry
-from engine.scene import quantized
-from engine.scene.config import KERAS_FILE, NAME, VOCABULARY_FILE, WEIGHTS_FILE, SceneConfig, char_list, get_profile
-from engine.scene.corpus import Corpus, Vocabulary, corpus_path, epoch_arrays, validation_arrays
-from engine.scene.sampler import NumpyLSTM
-from engine.training import TrainingResult
+from playbill.engine.checkpoints import Checkpoint, CheckpointManager
+from playbill.engine.errors import CheckpointError, InvalidInput
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.scene import quantized
+from playbill.engine.scene.config import KERAS_FILE, NAME, VOCABULARY_FILE, WEIGHTS_FILE, SceneConfig, char_list, get_profile
+from playbill.engine.scene.corpus import Corpus, Vocabulary, corpus_path, epoch_arrays, validation_arrays
+from playbill.engine.scene.sampler import NumpyLSTM
+from playbill.engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
 

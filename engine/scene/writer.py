@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InvalidInput, ModelUnavailable
-from engine.registry import ModelRegistry
-from engine.scene import quantized
-from engine.scene.config import (
+from playbill.engine.errors import InvalidInput, ModelUnavailable
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.scene import quantized
+from playbill.engine.scene.config import (
     NAME,
     VOCABULARY_FILE,
     WEIGHTS_FILE,
@@ -28,9 +28,9 @@ from engine.scene.config import (
     check_backend,
     unknown_characters_message,
 )
-from engine.scene.corpus import Vocabulary
-from engine.scene.sampler import NumpyLSTM, prime_batch, sample
-from engine.weights import read_arrays
+from playbill.engine.scene.corpus import Vocabulary
+from playbill.engine.scene.sampler import NumpyLSTM, prime_batch, sample
+from playbill.engine.weights import read_arrays
 
 log = logging.getLogger(__name__)
 

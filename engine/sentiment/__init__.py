@@ -14,7 +14,7 @@ Serving needs no TensorFlow, so importing this package loads none; the Keras nam
 `_TRAINING` come from `engine.sentiment.train` when first asked for (the one hop).
 """
 
-from engine.sentiment.config import (
+from playbill.engine.sentiment.config import (
     CONFIG_FILE,
     MAX_CHARS,
     MODEL_FILE,
@@ -27,11 +27,11 @@ from engine.sentiment.config import (
     SentimentLimits,
     get_profile,
 )
-from engine.sentiment.data import VALIDATION_SEED, validation_reviews
-from engine.sentiment.evaluate import accuracy, evaluate_sentiment, fit_blend
-from engine.sentiment.fit import train_ngrams
-from engine.sentiment.features import encode, features, pad_ngrams, pad_windows, split_windows
-from engine.sentiment.serving import SentimentModel, Verdict
+from playbill.engine.sentiment.data import VALIDATION_SEED, validation_reviews
+from playbill.engine.sentiment.evaluate import accuracy, evaluate_sentiment, fit_blend
+from playbill.engine.sentiment.fit import train_ngrams
+from playbill.engine.sentiment.features import encode, features, pad_ngrams, pad_windows, split_windows
+from playbill.engine.sentiment.serving import SentimentModel, Verdict
 
 _TRAINING = ("train_sentiment", "build_model", "export_weights", "nb_log_count_ratios")
 
@@ -46,7 +46,7 @@ __all__ = [
 def __getattr__(name: str):
     """The one hop to Keras: `train_sentiment` and friends load `engine.sentiment.train` when first asked for."""
     if name in _TRAINING:
-        from engine.sentiment import train
+        from playbill.engine.sentiment import train
 
         return getattr(train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

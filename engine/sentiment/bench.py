@@ -18,14 +18,14 @@ import keras
 import numpy as np
 from keras import layers
 
-from engine.imdb import load_imdb
-from engine.registry import ModelRegistry
-from engine.sentiment.config import NAME
-from engine.sentiment.evaluate import accuracy as model_accuracy
-from engine.sentiment.serving import SentimentModel
-from engine.sentiment.fit import train_ngrams
-from engine.sentiment.train import train_sentiment
-from engine.text import Vocabulary, tokenize
+from playbill.engine.imdb import load_imdb
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment.config import NAME
+from playbill.engine.sentiment.evaluate import accuracy as model_accuracy
+from playbill.engine.sentiment.serving import SentimentModel
+from playbill.engine.sentiment.fit import train_ngrams
+from playbill.engine.sentiment.train import train_sentiment
+from playbill.engine.text import Vocabulary, tokenize
 
 TUTORIAL_VOCAB = 88_584
 TUTORIAL_MAXLEN = 250

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.sentiment.ngrams import Rows, lbfgs, ngram_set, review_ids
+from playbill.engine.sentiment.ngrams import Rows, lbfgs, ngram_set, review_ids
 
 SET = "words"  # the n-grams the correction is written over
 ITERATIONS = 200

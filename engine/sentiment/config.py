@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.errors import InvalidInput
-from engine.fields import known_fields
+from playbill.engine.errors import InvalidInput
+from playbill.engine.fields import known_fields
 
 NAME = "sentiment"
 MEMORY_FILE = "memory.json"

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InvalidInput
-from engine.imdb import Reviews, load_csv, load_imdb
-from engine.sentiment.config import ReviewRequest, SentimentConfig, SentimentLimits
-from engine.text import standardize
+from playbill.engine.errors import InvalidInput
+from playbill.engine.imdb import Reviews, load_csv, load_imdb
+from playbill.engine.sentiment.config import ReviewRequest, SentimentConfig, SentimentLimits
+from playbill.engine.text import standardize
 
 log = logging.getLogger(__name__)
 

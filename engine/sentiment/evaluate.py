@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InvalidInput
-from engine.imdb import Reviews, load_csv, load_imdb
-from engine.registry import ModelRegistry
-from engine.sentiment.config import NAME, SentimentConfig
-from engine.sentiment.data import validation_reviews
-from engine.sentiment.ngrams import fit_blend as blend_columns
-from engine.sentiment.serving import SentimentModel
+from playbill.engine.errors import InvalidInput
+from playbill.engine.imdb import Reviews, load_csv, load_imdb
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment.config import NAME, SentimentConfig
+from playbill.engine.sentiment.data import validation_reviews
+from playbill.engine.sentiment.ngrams import fit_blend as blend_columns
+from playbill.engine.sentiment.serving import SentimentModel
 
 SPLITS = ("validation", "test")
 

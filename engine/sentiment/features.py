@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.sentiment.config import SentimentConfig
-from engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, token_hashes, tokenize
+from playbill.engine.sentiment.config import SentimentConfig
+from playbill.engine.text import OOV, Vocabulary, hashed_ngrams, ngram_ids, token_hashes, tokenize
 
 
 def encode(text: str, vocab: Vocabulary) -> np.ndarray:

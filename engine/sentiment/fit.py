@@ -18,17 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.checkpoints import Checkpoint, CheckpointManager
-from engine.errors import CheckpointError
-from engine.imdb import load_imdb
-from engine.registry import ModelRegistry
-from engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, WEIGHTS_FILE, SentimentConfig
-from engine.sentiment.data import memory_of, training_split
-from engine.sentiment.evaluate import accuracy, hit_rate, log_loss
-from engine.sentiment.community import community_ids, fit_correction
-from engine.sentiment.ngrams import NGRAM_SETS, Rows, fit, fit_blend, nb_ratios, review_ids
-from engine.sentiment.serving import COMMUNITY, SentimentModel, ngram_arrays
-from engine.training import TrainingResult
+from playbill.engine.checkpoints import Checkpoint, CheckpointManager
+from playbill.engine.errors import CheckpointError
+from playbill.engine.imdb import load_imdb
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, WEIGHTS_FILE, SentimentConfig
+from playbill.engine.sentiment.data import memory_of, training_split
+from playbill.engine.sentiment.evaluate import accuracy, hit_rate, log_loss
+from playbill.engine.sentiment.community import community_ids, fit_correction
+from playbill.engine.sentiment.ngrams import NGRAM_SETS, Rows, fit, fit_blend, nb_ratios, review_ids
+from playbill.engine.sentiment.serving import COMMUNITY, SentimentModel, ngram_arrays
+from playbill.engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
 

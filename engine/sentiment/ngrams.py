@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.text import char_ngrams, hashed_ngrams, tokenize, tokenize_punct
+from playbill.engine.text import char_ngrams, hashed_ngrams, tokenize, tokenize_punct
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.errors import ModelUnavailable
-from engine.lstm import cell_step, fuse_gates, input_table
-from engine.registry import ModelRegistry
-from engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
+from playbill.engine.errors import ModelUnavailable
+from playbill.engine.lstm import cell_step, fuse_gates, input_table
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
                                      SentimentConfig, SentimentLimits)
-from engine.sentiment.features import features, pad_windows, split_windows
-from engine.sentiment.community import community_ids, correction
-from engine.sentiment.ngrams import Rows, review_ids
-from engine.text import Vocabulary, standardize, tokenize
-from engine.weights import read_arrays
+from playbill.engine.sentiment.features import features, pad_windows, split_windows
+from playbill.engine.sentiment.community import community_ids, correction
+from playbill.engine.sentiment.ngrams import Rows, review_ids
+from playbill.engine.text import Vocabulary, standardize, tokenize
+from playbill.engine.weights import read_arrays
 
 COMMUNITY = "community"  # the stored name of the votes' correction table (engine.sentiment.community)
 MEMORY_LOGIT = 4.0  # a remembered review's answer: probability 0.982 for its settled label

@@ -35,18 +35,18 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from engine.checkpoints import CheckpointManager
-from engine.errors import CheckpointError
-from engine.imdb import load_imdb
-from engine.registry import ModelRegistry
-from engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE
-from engine.sentiment.config import SentimentConfig
-from engine.sentiment.data import training_split
-from engine.sentiment.evaluate import accuracy, fit_blend, hit_rate, log_loss
-from engine.sentiment.features import features, pad_ngrams, pad_windows, split_windows
-from engine.sentiment.serving import SentimentModel
-from engine.text import Vocabulary, tokenize
-from engine.training import TrainingResult
+from playbill.engine.checkpoints import CheckpointManager
+from playbill.engine.errors import CheckpointError
+from playbill.engine.imdb import load_imdb
+from playbill.engine.registry import ModelRegistry
+from playbill.engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE
+from playbill.engine.sentiment.config import SentimentConfig
+from playbill.engine.sentiment.data import training_split
+from playbill.engine.sentiment.evaluate import accuracy, fit_blend, hit_rate, log_loss
+from playbill.engine.sentiment.features import features, pad_ngrams, pad_windows, split_windows
+from playbill.engine.sentiment.serving import SentimentModel
+from playbill.engine.text import Vocabulary, tokenize
+from playbill.engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
 

@@ -108,10 +108,10 @@ def _run(args: argparse.Namespace, settings) -> int:
     import aiohttp
     import discord
 
-    from bot.client import DiscordUnavailable, StartRefused, serve
-    from bot.console import open_history
-    from bot.discord_io import http_error_line
-    from bot.services import Services, missing_models_message
+    from playbill.bot.client import DiscordUnavailable, StartRefused, serve
+    from playbill.bot.console import open_history
+    from playbill.bot.discord_io import http_error_line
+    from playbill.bot.services import Services, missing_models_message
 
     services = Services.create(settings, history=_open_history_or_fail(settings, open_history))
     missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
@@ -169,7 +169,7 @@ def _open_history_or_fail(settings, open_history):
 
 
 def _console(args: argparse.Namespace, settings) -> int:
-    from bot.console import console_member, run_console
+    from playbill.bot.console import console_member, run_console
 
     member = console_member(getattr(args, "user", None), getattr(args, "name", None))  # bad: one line, exit 2
     return asyncio.run(run_console(settings, member=member))
@@ -185,8 +185,8 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
     import aiohttp
     import discord
 
-    from bot.client import PlaybillBot
-    from bot.discord_io import http_error_line
+    from playbill.bot.client import PlaybillBot
+    from playbill.bot.discord_io import http_error_line
 
     async def main() -> int:
         bot = PlaybillBot(settings, load_models=False, sync_on_start=False)
@@ -216,7 +216,7 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
 def _train_missing(settings, args: argparse.Namespace) -> None:
     """Train a quick model (the spec's `first_profile`) for each missing one, the critic first,
     each in its own process; the warm-up then trains both on to their full default while serving."""
-    from jobs.warmup import train_first
+    from playbill.jobs.warmup import train_first
 
     for name, outcome in train_first(settings, say=lambda line: print(line, file=sys.stderr, flush=True)).items():
         if isinstance(outcome, str):  # still start: the other model and the console work
@@ -228,7 +228,7 @@ def _train_missing(settings, args: argparse.Namespace) -> None:
 def _start_warmup(settings) -> None:
     """The console path of `playbill run` (no Discord, so no schedule election): the warm-up's
     own lock keeps it to one per home. The bot starts it when it takes the schedule."""
-    from jobs.warmup import start_warmup
+    from playbill.jobs.warmup import start_warmup
 
     if start_warmup(settings) is not None:
         print("warming up: both models keep training in the background (`/model-status` shows how far)",
@@ -236,8 +236,8 @@ def _start_warmup(settings) -> None:
 
 
 def _bench(args: argparse.Namespace, settings) -> int:
-    from bot.bench import bench_serving
-    from engine.sentiment import SentimentModel
+    from playbill.bot.bench import bench_serving
+    from playbill.engine.sentiment import SentimentModel
     from playbill.cli.common import print_json
 
     if args.requests < 2 or args.chars < 1:
@@ -264,7 +264,7 @@ def _bench_first_start(args: argparse.Namespace, settings) -> int:
     import tempfile
     from pathlib import Path
 
-    from bot.bench_first_start import bench_first_start
+    from playbill.bot.bench_first_start import bench_first_start
     from playbill.settings import Settings
 
     if args.minutes <= 0:

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from engine.errors import EngineError
-from history.errors import HistoryError
+from playbill.engine.errors import EngineError
+from playbill.history.errors import HistoryError
 
 
 class CLIError(Exception):
@@ -50,7 +50,7 @@ def print_json(obj: Any) -> None:
 
 def model_spec(name: str):
     """The engine's spec of a model (imported when a command runs, not when the parser is built)."""
-    from engine.models import spec
+    from playbill.engine.models import spec
 
     return spec(name)
 
@@ -72,7 +72,7 @@ def continues(args: argparse.Namespace) -> bool:
 def gate_continued(name: str, settings: Any, result: Any, *, report_test: bool = False) -> str:
     """Gate a continued run's new version against the current one; the result says whether it
     became current. Returns the gate's one-line reason ("kept v0003 (the better version) ...")."""
-    from jobs.gate import promote_if_better
+    from playbill.jobs.gate import promote_if_better
 
     decision = promote_if_better(name, settings, result.version, report_test=report_test,
                                  why=f"playbill train {name} (continued)")

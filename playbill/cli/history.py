@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from history.models import KINDS, LABELS
+from playbill.history.models import KINDS, LABELS
 from playbill.cli.common import CLIError, CommandGroups
 
 FORMATS = ("table", "csv", "json")
@@ -59,8 +59,8 @@ def _discord_id(value: str) -> int:
 
 def _time(end_of_day: bool):
     def parse(value: str):
-        from history.errors import HistoryError
-        from history.timeparse import parse_time
+        from playbill.history.errors import HistoryError
+        from playbill.history.timeparse import parse_time
 
         try:
             return parse_time(value, end_of_day=end_of_day)
@@ -73,13 +73,13 @@ def _time(end_of_day: bool):
 
 def _positive_int(value: str) -> int:
     """A row count: history.api's rule (1 to MAX_ROWS), checked while parsing."""
-    from history.api import check_row_count
-    from history.errors import HistoryError
+    from playbill.history.api import check_row_count
+    from playbill.history.errors import HistoryError
 
     try:
         return check_row_count("it", int(value))
     except (ValueError, HistoryError):
-        from history.api import MAX_ROWS
+        from playbill.history.api import MAX_ROWS
 
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_ROWS:,}, not {value!r}") from None
 
@@ -88,7 +88,7 @@ def _positive_int(value: str) -> int:
 
 
 def _register_history(commands: argparse._SubParsersAction) -> None:
-    from history.timeparse import HELP as TIME_HELP
+    from playbill.history.timeparse import HELP as TIME_HELP
 
     p = commands.add_parser(
         "history",
@@ -154,14 +154,14 @@ def _options(names: set[str]) -> str:
 
 
 def _sessions(settings):
-    from history.db import open_history
+    from playbill.history.db import open_history
 
     engine, sessions = open_history(settings.database_url)
     return engine, sessions
 
 
 def _list(args: argparse.Namespace, settings) -> int:
-    from history.api import InteractionFilter, query_interactions
+    from playbill.history.api import InteractionFilter, query_interactions
 
     if args.since and args.until and args.since >= args.until:
         raise CLIError("--since must be before --until")
@@ -209,7 +209,7 @@ def csv_safe(value: Any) -> Any:
 def _write_csv(rows) -> None:
     from dataclasses import fields
 
-    from history.api import InteractionRecord
+    from playbill.history.api import InteractionRecord
 
     names = [f.name for f in fields(InteractionRecord)]
     writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\r\n")
@@ -276,7 +276,7 @@ def _print_table(rows) -> None:
 
 
 def _runs(args: argparse.Namespace, settings) -> int:
-    from history.api import list_training_runs
+    from playbill.history.api import list_training_runs
 
     engine, sessions = _sessions(settings)
     try:
@@ -340,7 +340,7 @@ def _where(row) -> str:
 
 
 def _stats(args: argparse.Namespace, settings) -> int:
-    from history.api import history_stats
+    from playbill.history.api import history_stats
 
     engine, sessions = _sessions(settings)
     try:
@@ -423,7 +423,7 @@ def _print_stats(stats: dict[str, Any]) -> None:
 
 
 def _forget(args: argparse.Namespace, settings) -> int:
-    from history.api import forget_user
+    from playbill.history.api import forget_user
 
     engine, sessions = _sessions(settings)
     try:
@@ -442,7 +442,7 @@ def _forget(args: argparse.Namespace, settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings) -> int:
-    from history.bench import run_bench
+    from playbill.history.bench import run_bench
 
     from playbill.cli.common import print_json
 
@@ -476,7 +476,7 @@ def _register_db(commands: argparse._SubParsersAction) -> None:
 
 
 def _db_upgrade(args: argparse.Namespace, settings) -> int:
-    from history.db import make_engine, safe_url, upgrade
+    from playbill.history.db import make_engine, safe_url, upgrade
 
     engine = make_engine(settings.database_url)
     try:
@@ -492,7 +492,7 @@ def _db_upgrade(args: argparse.Namespace, settings) -> int:
 
 
 def _db_downgrade(args: argparse.Namespace, settings) -> int:
-    from history.db import downgrade, make_engine, safe_url
+    from playbill.history.db import downgrade, make_engine, safe_url
 
     if args.revision == "base" and not args.yes:
         raise CLIError("downgrading to base drops every history table; add --yes if that is what you want")
@@ -506,7 +506,7 @@ def _db_downgrade(args: argparse.Namespace, settings) -> int:
 
 
 def _db_current(args: argparse.Namespace, settings) -> int:
-    from history.db import make_engine, safe_url, schema_status
+    from playbill.history.db import make_engine, safe_url, schema_status
 
     engine = make_engine(settings.database_url)
     try:
@@ -524,7 +524,7 @@ def _db_revision(args: argparse.Namespace, settings) -> int:
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    from history.db import alembic_config, make_engine, require_current_schema
+    from playbill.history.db import alembic_config, make_engine, require_current_schema
 
     engine = make_engine(settings.database_url)
     try:
@@ -558,7 +558,7 @@ def _db_revision(args: argparse.Namespace, settings) -> int:
 
 
 def _db_backup(args: argparse.Namespace, settings) -> int:
-    from history.backup import backup_sqlite
+    from playbill.history.backup import backup_sqlite
 
     made = backup_sqlite(settings.database_url, settings.backups_dir, settings.jobs.backups_keep)
     if made is None:

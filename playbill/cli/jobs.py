@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from engine.models import MODEL_NAMES, spec
+from playbill.engine.models import MODEL_NAMES, spec
 from playbill.cli.common import CLIError, CommandGroups, print_json
 
 
@@ -72,7 +72,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 
 
 def show_feedback(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.trainers import next_feedback
+    from playbill.jobs.trainers import next_feedback
 
     if args.reviews < 0:
         raise CLIError("--reviews must be 0 or more")
@@ -103,8 +103,8 @@ def _short(text: str, width: int = 50) -> str:
 
 
 def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.leader import ScheduleElection
-    from jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
+    from playbill.jobs.leader import ScheduleElection
+    from playbill.jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
 
     stop = _StopSignals()  # from the first line printed on, Ctrl-C stops cleanly
     if args.standby:  # like `playbill run`: hold the schedule whenever no other process does
@@ -147,7 +147,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
     def wait_then(self, shutdown: Any) -> int:
-        from jobs.retrain import terminate_training
+        from playbill.jobs.retrain import terminate_training
 
         try:
             while not self.event.wait(1.0):
@@ -166,8 +166,8 @@ def _when(moment: Any) -> str:
 
 
 def list_jobs(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.leader import schedule_holder
-    from jobs.scheduler import list_jobs as stored_jobs
+    from playbill.jobs.leader import schedule_holder
+    from playbill.jobs.scheduler import list_jobs as stored_jobs
 
     jobs = stored_jobs(settings)
     holder = schedule_holder(settings)  # {"host", "pid", "since"} of the process running the schedule, or None
@@ -191,8 +191,8 @@ def list_jobs(args: argparse.Namespace, settings: Any) -> int:
 
 
 def retrain(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.common import settings_values
-    from jobs.retrain import retrain_from_checkpoint
+    from playbill.jobs.common import settings_values
+    from playbill.jobs.retrain import retrain_from_checkpoint
 
     models = MODEL_NAMES if args.model == "all" else (args.model,)
     quiet = args.quiet or args.json
@@ -217,7 +217,7 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
 
 
 def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.bench import bench_retrain as bench
+    from playbill.jobs.bench import bench_retrain as bench
 
     figures = bench(settings, args.model, tiny=args.tiny)
     if args.json:
@@ -229,7 +229,7 @@ def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
 
 
 def bench_feedback(args: argparse.Namespace, settings: Any) -> int:
-    from jobs.bench import bench_feedback as bench
+    from playbill.jobs.bench import bench_feedback as bench
 
     figures = bench(settings)
     if args.json:
@@ -278,7 +278,7 @@ def _registry(settings: Any, name: str):
 def models_list(args: argparse.Namespace, settings: Any) -> int:
     """Every version with its figures, and what is wrong with any damaged one (one line per
     problem): the checks serving makes (`spec.verify`: checksums, readable finite weights)."""
-    from jobs.warmup import progress as warmup_progress, status_line as warmup_status_line
+    from playbill.jobs.warmup import progress as warmup_progress, status_line as warmup_status_line
 
     names = (args.model,) if args.model else MODEL_NAMES
     for name in names:
@@ -318,7 +318,7 @@ def _fmt(value: float) -> str:
 
 
 def models_promote(args: argparse.Namespace, settings: Any) -> int:
-    from engine.registry import DamagedVersion
+    from playbill.engine.registry import DamagedVersion
 
     model = spec(args.model)
     registry = model.registry(settings.home)

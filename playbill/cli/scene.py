@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from engine.scene.config import BACKENDS, PROFILES
+from playbill.engine.scene.config import BACKENDS, PROFILES
 from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, gate_continued, model_spec,
                                  print_json)
 
@@ -138,7 +138,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
 
 
 def _write(args: argparse.Namespace, settings) -> int:
-    from engine.scene import SceneRequest
+    from playbill.engine.scene import SceneRequest
 
     spec, section, s = model_spec(NAME), settings.section(NAME), settings.scene
     request = SceneRequest(
@@ -151,7 +151,7 @@ def _write(args: argparse.Namespace, settings) -> int:
     )
     limits = spec.limits_from(section)
     spec.check(request, limits)  # before the model loads; InvalidInput: the engine's one message
-    from engine.serving import load_model
+    from playbill.engine.serving import load_model
 
     serving = {**section, "backend": args.backend} if args.backend else section
     writer = load_model(spec, settings.home, serving, args.version)  # a damaged current: the previous good one
@@ -172,7 +172,7 @@ def _write(args: argparse.Namespace, settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings) -> int:
-    from engine.scene.bench import run_bench
+    from playbill.engine.scene.bench import run_bench
 
     if args.length < 1 or args.tutorial_length < 1 or args.batch < 1:
         raise CLIError("--length, --tutorial-length and --batch must be at least 1")

@@ -136,11 +136,11 @@ def _predict(args: argparse.Namespace, settings) -> int:
         raise CLIError('give a review as text (playbill predict "...") or --file FILE, one of the two')
     numbered = _read_lines(args.file) if args.file else [(None, args.text)]
     texts = [text for _, text in numbered]
-    from engine.sentiment import ReviewRequest
+    from playbill.engine.sentiment import ReviewRequest
 
     spec, section = model_spec(NAME), settings.section(NAME)
     limits = spec.limits_from(section)
-    from engine.errors import InvalidInput
+    from playbill.engine.errors import InvalidInput
 
     for line, text in numbered:  # every line before the model loads; InvalidInput: the engine's one message
         try:
@@ -149,7 +149,7 @@ def _predict(args: argparse.Namespace, settings) -> int:
             if line is None:
                 raise
             raise CLIError(f"{args.file}, line {line}: {exc}") from None
-    from engine.serving import load_model
+    from playbill.engine.serving import load_model
 
     model = load_model(spec, settings.home, section, args.version)  # a damaged current: the previous good one
     for start in range(0, len(texts), 1024):
@@ -180,7 +180,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
 def _bench(args: argparse.Namespace, settings) -> int:
     if args.epochs < 1:
         raise CLIError("--epochs must be at least 1")
-    from engine.sentiment.bench import run_bench
+    from playbill.engine.sentiment.bench import run_bench
 
     model = model_spec(NAME)
     report = run_bench(model.config_from(settings.section(NAME)), settings.home, settings.data_dir, tutorial_epochs=args.epochs,

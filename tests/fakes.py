@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidInput
-from engine.models import spec
-from engine.scene import SceneConfig, SceneLimits, SceneRequest, unknown_characters_message
-from engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits
-from engine.serving import ModelHolder
-from history import api
+from playbill.engine.errors import InvalidInput
+from playbill.engine.models import spec
+from playbill.engine.scene import SceneConfig, SceneLimits, SceneRequest, unknown_characters_message
+from playbill.engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits
+from playbill.engine.serving import ModelHolder
+from playbill.history import api
 
 POSITIVE_WORDS = {"good", "great", "superb", "loved", "wonderful", "best"}
 NEGATIVE_WORDS = {"bad", "awful", "boring", "hated", "worst", "dull"}
@@ -165,8 +165,8 @@ def publish_numpy_scene(home: Path, metrics: dict[str, float] | None = None, *, 
     (no TensorFlow, milliseconds): for tests of the registry and serving, not of writing well."""
     import numpy as np
 
-    from engine.scene.config import VOCABULARY_FILE, WEIGHTS_FILE
-    from engine.scene.corpus import Vocabulary
+    from playbill.engine.scene.config import VOCABULARY_FILE, WEIGHTS_FILE
+    from playbill.engine.scene.corpus import Vocabulary
 
     vocabulary = Vocabulary.from_text(TINY_PLAY)
     rng = np.random.default_rng(seed)
