@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -18,15 +19,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from playbill import metrics
 from playbill.bot.cogs import EXTENSIONS
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
 from playbill.bot.discord_io import NO_MENTIONS, http_error_line, report_error
 from playbill.bot.errors import describe
+from playbill.bot.health import watch_client, watch_services
 from playbill.bot.services import Services, missing_models_message
 from playbill.bot.views import FeedbackButton, ForgetButton
 from playbill.jobs.leader import ScheduleElection
 from playbill.jobs.scheduler import create_scheduler, run_now
 from playbill.jobs.warmup import start_warmup
+from playbill.logs import bind_request
 
 log = logging.getLogger("playbill.bot")
 
@@ -36,6 +40,12 @@ class PlaybillTree(app_commands.CommandTree):
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await report_error(interaction, error)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Name the interaction in every log line written while answering it (`[logging] format = "json"`)."""
+        count = self.client.shard_count or 1
+        bind_request(interaction.id, (interaction.guild_id >> 22) % count if interaction.guild_id else 0)
+        return True
 
 
 class PlaybillBot(commands.AutoShardedBot):
@@ -68,8 +78,11 @@ class PlaybillBot(commands.AutoShardedBot):
         self.gave_up_event = asyncio.Event()
         self._refresher: asyncio.Task | None = None
         self._election: ScheduleElection | None = None
+        self._unwatch: list[Callable[[], None]] = []  # metrics and readiness (bot.health)
+        self._heartbeat: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
+        self.watch_health()
         if self.load_models:
             await self.services.refresh_models_async()  # TensorFlow loads in a worker thread
             missing = self.services.missing_models()
@@ -161,7 +174,17 @@ class PlaybillBot(commands.AutoShardedBot):
         log.info("logged in as %s (%s) in %d servers on shards %s of %s", self.user, getattr(self.user, "id", "?"),
                  len(self.guilds), ",".join(map(str, sorted(self.shards))), self.shard_count)
 
+    def watch_health(self) -> None:
+        """Metrics and readiness of this process (`[metrics] port`): its services and shards, and
+        the event loop's heartbeat for /healthz."""
+        self._unwatch = [watch_services(self.services), watch_client(self)]
+        self._heartbeat = asyncio.get_running_loop().create_task(metrics.keep_heartbeat(), name="heartbeat")
+
     async def close(self) -> None:
+        for stop in self._unwatch:
+            stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self._refresher is not None:
             self._refresher.cancel()
         election, self._election = self._election, None

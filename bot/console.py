@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from playbill import metrics
 from playbill.bot import handlers
 from playbill.bot.errors import describe
+from playbill.bot.health import watch_services
 from playbill.bot.messages import Request, Response
 from playbill.bot.recording import HistoryGateway
 from playbill.bot.services import Services, missing_models_message
@@ -279,6 +281,8 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
     if services is None:
         services = Services.create(settings, history=open_history(settings, out))
     refresher = None
+    unwatch = watch_services(services)  # metrics and readiness (`[metrics] port`)
+    heartbeat = asyncio.get_running_loop().create_task(metrics.keep_heartbeat(), name="heartbeat")
     try:
         await services.refresh_models_async()
         refresher = asyncio.get_running_loop().create_task(_refresh_forever(services), name="model-refresh")
@@ -286,6 +290,8 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
             services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
         return await Console(services, out, interactive=interactive, member=member).run(source)
     finally:
+        unwatch()
+        heartbeat.cancel()
         if refresher is not None:
             refresher.cancel()
         if isinstance(source, TerminalLines):

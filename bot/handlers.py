@@ -21,6 +21,7 @@ from typing import Any
 from playbill.bot import charts
 from playbill.bot import text as fmt
 from playbill.bot.errors import Busy, NotAllowed, UserFacingError, describe
+from playbill.bot.health import observe_request
 from playbill.bot.messages import EmbedData, Field, FileData, Request, Response
 from playbill.bot.recording import parse_time
 from playbill.bot.services import Services
@@ -69,12 +70,14 @@ class _Recording:
     async def done(self, **extra: Any) -> int | None:
         """The row's id, or None if the database has not answered within `history_wait_seconds`
         (the write then finishes in the background: a locked database delays no reply)."""
+        observe_request(self.kind, None, time.perf_counter() - self.started)
         write = self.services.spawn(self.services.history.record_interaction(**self._fields(status="ok", **extra)))
         finished, _ = await asyncio.wait({write}, timeout=self.services.settings.bot.history_wait_seconds)
         return write.result() if finished else None
 
     def failed(self, exc: BaseException) -> None:
         """Record the failure in the background: a slow database must not delay the reply."""
+        observe_request(self.kind, exc, time.perf_counter() - self.started)
         if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
             error = "cancelled before the answer was complete"
         else:

@@ -67,6 +67,10 @@ class SentimentWorker:
         answer can still be an ephemeral reply)."""
         return not self._queue.full()
 
+    def depth(self) -> int:
+        """Requests waiting for the model now (playbill_queue_depth)."""
+        return self._queue.qsize()
+
     async def predict(self, request: ReviewRequest) -> tuple[Any, str | None]:
         """(verdict, model version) for one review; raises Busy when the queue is full."""
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -152,6 +156,10 @@ class SceneWorker:
     def has_room(self) -> bool:
         with self._lock:
             return self._pending < self._limit
+
+    def depth(self) -> int:
+        """Scenes being written or waiting now (playbill_queue_depth)."""
+        return self._pending
 
     def start(self, request: SceneRequest) -> SceneStream:
         """The scene from the version served now (a hot swap mid-scene does not mix versions)."""

@@ -16,7 +16,7 @@ from typing import Any
 from playbill.engine import scene, sentiment
 from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.errors import EngineError, InvalidInput
-from playbill.engine.registry import ModelRegistry
+from playbill.engine.registry import ModelRegistry, open_registry
 from playbill.engine.training import TrainingResult
 
 
@@ -135,7 +135,7 @@ class ModelSpec:
         return self._evaluate(Path(home), Path(data_dir), version=version, data=data, split=split, **options)
 
     def registry(self, home: Path) -> ModelRegistry:
-        return ModelRegistry(Path(home) / "models", self.name)
+        return open_registry(Path(home) / "models", self.name)
 
     def checkpoints(self, home: Path) -> CheckpointManager:
         return CheckpointManager(Path(home) / "checkpoints", self.name)

@@ -14,6 +14,13 @@ newest older version that was once current and verifies (`current_good`) is, wit
 The pointer: a CURRENT that is empty, not UTF-8 or names a missing version counts as the
 last version promoted in promotions.jsonl (after a rollback: the one rolled back to), with a
 warning; only a registry with no promotion record at all counts its newest version.
+
+Two kinds of registry share this interface (`Registry`): this file-based one (the default, and
+the local store of an embedded SQLite install) and a database-backed one
+(`playbill.history.model_store`, for a fleet on a server database) whose versions and pointer
+live in the database and whose folder here is only a checksum-verified cache. The engine opens
+registries through `open_registry`, so a front end decides which kind a models folder gets
+(`use_registry_opener`) without the engine knowing about databases.
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+import fcntl
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from playbill.engine.datasets import hash_file
 from playbill.engine.errors import ModelUnavailable
@@ -49,6 +57,20 @@ class DamagedVersion(ModelUnavailable):
         self.version, self.problems = version, list(problems)
         lines = [f"{name} {version} is damaged{action}:", *(f"  {problem}" for problem in problems)]
         super().__init__("\n".join(lines))
+
+
+class PromotionConflict(ModelUnavailable):
+    """A compare-and-swap promotion found another version current than the one it expected:
+    another process promoted (or rolled back) first. Nothing was changed."""
+
+    def __init__(self, name: str, version: str, expected: str | None, found: str | None) -> None:
+        self.expected, self.found = expected, found
+        super().__init__(f"{name} {version} was not promoted: the current version changed to {found or 'none'} "
+                         f"(expected {expected or 'none'}); another process promoted first. "
+                         f"`playbill models list` shows what is current now")
+
+
+ANY_CURRENT: Any = object()  # promote(expected=ANY_CURRENT): promote whatever is current now
 
 
 @dataclass(frozen=True)
@@ -328,19 +350,37 @@ class ModelRegistry:
         path = found.path / METADATA_FILE
         _write_atomic(path, json.dumps(data, indent=2, default=str))
 
-    def promote(self, version: str, reason: str = "") -> None:
+    def promote(self, version: str, reason: str = "", *, expected: str | None = ANY_CURRENT) -> None:
         """Make `version` the current one (atomically) and remember the step for rollback.
-        A damaged version (`verify`) is refused: DamagedVersion names each problem."""
+        A damaged version (`verify`) is refused: DamagedVersion names each problem.
+
+        `expected`: compare-and-swap. The promotion happens only if the current version is still
+        `expected` (None: there is none yet); otherwise PromotionConflict and nothing changes.
+        The check and the pointer's replacement hold the registry's lock (one host's processes)."""
         self.get(version)  # must exist
         problems = self.verify(version)
         if problems:
             raise DamagedVersion(self.name, version, problems, ", not promoted")
-        previous = self.current_version()
-        if previous == version:
-            previous = None  # the first version: nothing to roll back to
-        _write_atomic(self.root / POINTER_FILE, version + "\n")
-        with (self.root / PROMOTIONS_FILE).open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"at": _utcnow(), "version": version, "previous": previous, "reason": reason}) + "\n")
+        with self._promotion_lock():
+            previous = self.current_version()
+            if expected is not ANY_CURRENT and previous != expected:
+                raise PromotionConflict(self.name, version, expected, previous)
+            if previous == version:
+                previous = None  # the first version: nothing to roll back to
+            _write_atomic(self.root / POINTER_FILE, version + "\n")
+            with (self.root / PROMOTIONS_FILE).open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"at": _utcnow(), "version": version, "previous": previous, "reason": reason}) + "\n")
+
+    @contextmanager
+    def _promotion_lock(self) -> Iterator[None]:
+        """An exclusive flock on <root>/.promote.lock: one promotion at a time on this host."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / _PROMOTE_LOCK, "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def rollback(self) -> str:
         """Go back to the version that was current before the last promotion."""
@@ -354,9 +394,15 @@ class ModelRegistry:
                     raise DamagedVersion(self.name, step["previous"], problems,
                                          " (the version before the current one), so it is not rolled back to; "
                                          "`playbill models promote` a good version instead")
-                self.promote(step["previous"], reason=f"rollback from {current}")
+                self.promote(step["previous"], reason=f"rollback from {current}", expected=current)
                 return step["previous"]
         raise ModelUnavailable(f"{self.name}: there is no earlier version to roll back to")
+
+    def restore_checkpoint(self) -> bool:
+        """Bring the checkpoint the current version was published from to this host when there
+        is no resume point here (a registry that stores them: the database's). Files: nothing
+        to bring, the checkpoints are where training ran. True if one was written."""
+        return False
 
     def copy_in(self, version: ModelVersion) -> None:
         """Copy a version of another registry of this model here (a sandbox), as it is."""
@@ -389,6 +435,7 @@ class ModelRegistry:
 
 
 _STAGING = ".incoming-"  # + host-pid-random: a version being written
+_PROMOTE_LOCK = ".promote.lock"
 _REMOVING = ".removing-"  # + version: a version being deleted
 _HOST = socket.gethostname().replace("-", "_") or "host"
 
@@ -426,3 +473,54 @@ def _checksums(staged: StagedVersion) -> dict[str, str]:
         for path in sorted(staged.path.rglob("*"))
         if path.is_file() and path.relative_to(staged.path).as_posix() not in skip
     }
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What every registry offers (the file-based `ModelRegistry`, the database-backed one of
+    `playbill.history.model_store`). `root` is where a version's files are read from: the
+    registry itself for files, the local cache for the database."""
+
+    name: str
+    root: Path
+
+    def versions(self) -> list[ModelVersion]: ...
+    def get(self, version: str) -> ModelVersion: ...
+    def current_version(self) -> str | None: ...
+    def current(self) -> ModelVersion: ...
+    def current_good(self) -> ModelVersion | None: ...
+    def fallbacks(self) -> list[str]: ...
+    def promotions(self) -> list[dict[str, Any]]: ...
+    def verify(self, version: str) -> list[str]: ...
+    def lineage(self) -> dict[str, str]: ...
+    def pinned(self) -> bool: ...
+    def pin_current(self) -> str | None: ...
+    def new_version(self, metadata: dict[str, Any]) -> Any: ...
+    def update_metadata(self, version: str, **fields: Any) -> None: ...
+    def promote(self, version: str, reason: str = "", *, expected: str | None = ANY_CURRENT) -> None: ...
+    def rollback(self) -> str: ...
+    def restore_checkpoint(self) -> bool: ...
+    def remove(self, version: str) -> None: ...
+    def prune(self, keep: int) -> list[str]: ...
+    def remove_leftovers(self) -> list[str]: ...
+
+
+RegistryOpener = Callable[[Path, str], ModelRegistry]
+_OPENERS: dict[Path, RegistryOpener] = {}  # models folder (resolved) -> who opens its registries
+
+
+def use_registry_opener(models_dir: Path, opener: RegistryOpener | None) -> None:
+    """Let `opener(models_dir, name)` open the registries of `models_dir` in this process (None:
+    the file-based registry again). A front end calls this once it knows its settings."""
+    key = Path(models_dir).resolve()
+    if opener is None:
+        _OPENERS.pop(key, None)
+    else:
+        _OPENERS[key] = opener
+
+
+def open_registry(models_dir: Path, name: str) -> ModelRegistry:
+    """The registry of model `name` under `models_dir`: the one every part of Playbill opens.
+    File-based unless a front end chose another kind for this folder (`use_registry_opener`)."""
+    opener = _OPENERS.get(Path(models_dir).resolve()) if _OPENERS else None
+    return opener(Path(models_dir), name) if opener else ModelRegistry(models_dir, name)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -204,3 +205,60 @@ class JobRequest(Base):
     requested_by: Mapped[str] = mapped_column(String(255))  # "pid@host"
     taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)  # "queued", or why it was not
+
+
+# --- the model store (history/model_store.py): published model versions in the database -----
+
+
+class StoredModelVersion(Base):
+    """One published version of a model: its metadata here, its files in `model_files`."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)  # the version's metadata.json
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(255))  # "pid@host"
+
+
+class StoredModelFile(Base):
+    """One file of a published version, with the SHA-256 it was published with."""
+
+    __tablename__ = "model_files"
+
+    version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)  # relative, "/"-separated
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CurrentModel(Base):
+    """The version each model serves: one row per model, changed in the promotion's transaction."""
+
+    __tablename__ = "model_current"
+
+    model_name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)  # +1 per promotion or rollback
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelPromotion(Base):
+    """One promotion (or rollback) step: what became current, what was before, why, by whom."""
+
+    __tablename__ = "model_promotions"
+    __table_args__ = (Index("ix_model_promotions_model_name_id", "model_name", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    previous: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    promoted_by: Mapped[str] = mapped_column(String(255))  # "pid@host"

@@ -23,7 +23,7 @@ from typing import Any
 
 from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.errors import ModelUnavailable
-from playbill.engine.registry import ModelRegistry
+from playbill.engine.registry import ModelRegistry, open_registry
 from playbill.jobs.common import settings_values
 from playbill.jobs.retrain import resume_checkpoint, retrain_from_checkpoint
 from playbill.jobs.trainers import VOTED_MODELS
@@ -65,7 +65,7 @@ def _sandbox(settings: Settings, model: str, root: Path, tiny: bool) -> Settings
         if process.exitcode:
             raise RuntimeError("making the tiny model failed")
         return sandbox
-    registry = ModelRegistry(settings.models_dir, model)
+    registry = open_registry(settings.models_dir, model)
     checkpoints = CheckpointManager(settings.checkpoints_dir, model)
     current = registry.current()  # ModelUnavailable names `playbill train MODEL`
     start = resume_checkpoint(registry, checkpoints)

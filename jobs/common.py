@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from playbill.engine.errors import EngineError
+from playbill.history.model_store import use_model_store
 from playbill.settings import Settings
 
 
@@ -71,7 +72,9 @@ def restore_settings(values: dict[str, Any] | Settings | None) -> Settings:
         from playbill.settings import load_settings
 
         return load_settings()
-    return Settings(**values)
+    settings = Settings(**values)
+    use_model_store(settings)  # a spawned process opens the registries its parent does
+    return settings
 
 
 class FileLock:

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from playbill import metrics
 from playbill.engine.models import spec
 from playbill.settings import Settings
 
@@ -118,7 +119,9 @@ def promote_if_better(model_name: str, settings: Settings, candidate: str, *, ho
                for version in (candidate, current)}
     decision = judge(model_name, figures[candidate], figures[current], allowed_drop=tolerance(settings, model_name))
     if decision.promote:
-        registry.promote(candidate, reason=f"{why}: {decision.reason}")
+        registry.promote(candidate, reason=f"{why}: {decision.reason}", expected=current)
+        metrics.count_promotion(model_name)
         return Decision(True, f"{candidate} is now current over {current}: {decision.reason}", decision.checks)
+    metrics.count_rejected_candidate(model_name)
     return Decision(False, f"kept {current} (the better version); {candidate} is saved, not current: "
                     f"{decision.reason}", decision.checks)

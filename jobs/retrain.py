@@ -40,10 +40,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from playbill import metrics
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
 from playbill.engine.errors import EngineError
 from playbill.engine.models import spec
-from playbill.engine.registry import ModelRegistry
+from playbill.engine.registry import ModelRegistry, open_registry
 from playbill.jobs import gate, records, trainers
 from playbill.jobs.common import JobBusy, locks_dir, restore_settings, retrain_lock, settings_values
 from playbill.settings import Settings
@@ -119,7 +120,7 @@ def retrain_from_checkpoint(
 
 def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, say: Report) -> RetrainOutcome:
     started = time.monotonic()
-    registry = ModelRegistry(settings.models_dir, job.name)
+    registry = open_registry(settings.models_dir, job.name)
     checkpoints = CheckpointManager(settings.checkpoints_dir, job.name)
     history = records.open_run_log(settings.database_url)
     marker = locks_dir(settings) / f"retrain-{job.name}.run"
@@ -134,6 +135,8 @@ def _retrain_locked(job: trainers.ModelJob, settings: Settings, progress: bool, 
         registry.pin_current()  # the newest version must not become current by a candidate appearing
         baseline = served_version(registry, current)
         start = resume_checkpoint(registry, checkpoints)
+        if start is None and registry.restore_checkpoint():  # a host that never trained it (model store)
+            start = resume_checkpoint(registry, checkpoints)
         if start is None and baseline not in (None, current):  # the damaged current's line is gone too
             start = checkpoints.resume_point(registry.lineage(), baseline)
         epochs = int(getattr(settings.jobs, job.epochs_key))
@@ -239,10 +242,12 @@ def _train_evaluate_decide(
     if better:
         registry.update_metadata(candidate, checkpoint_runs=new_runs, retrain={
             "started_from": start.label() if start else None, "previous": current, "figures": _jsonable(figures)})
-        registry.promote(candidate, reason=f"retrain: {reason}")
+        registry.promote(candidate, reason=f"retrain: {reason}", expected=current)
+        metrics.count_promotion(job.name)
         outcome.status, outcome.message = "promoted", f"promoted {candidate} over {current}: {reason}"
         history.finish(outcome.run_id, status="promoted", promoted=True, **finish)
     else:
+        metrics.count_rejected_candidate(job.name)
         _discard(registry, checkpoints, candidate, new_runs)
         outcome.status, outcome.message = "rejected", f"kept {current}, rejected {candidate}: {reason}"
         history.finish(outcome.run_id, status="rejected", promoted=False, **finish)
@@ -404,7 +409,7 @@ def prune_model(settings: Settings, name: str) -> dict[str, list[str]]:
     """Keep `keep_versions` versions (the current one always) and the checkpoints that matter:
     those of the versions kept, the newest `keep_versions` runs and where the next retrain starts."""
     keep = settings.jobs.keep_versions
-    registry = ModelRegistry(settings.models_dir, name)
+    registry = open_registry(settings.models_dir, name)
     checkpoints = CheckpointManager(settings.checkpoints_dir, name)
     removed_versions = registry.prune(keep)
     live = {v.version for v in registry.versions()}

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from playbill import metrics
 from playbill.engine.errors import EngineError
 from playbill.engine.models import MODEL_NAMES, spec
 from playbill.jobs import gate
@@ -115,8 +116,10 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
         decision = gate.judge(name, figures["candidate"], figures["current"], allowed_drop=gate.tolerance(settings, name))
         promote = decision.promote and registry.current_version() == current
         if promote:
-            registry.promote(candidate, reason=f"warm-up: {decision.reason}")
+            registry.promote(candidate, reason=f"warm-up: {decision.reason}", expected=current)
+            metrics.count_promotion(name)
         else:
+            metrics.count_rejected_candidate(name)
             registry.remove(candidate)  # its checkpoints stay: the next stage continues from them
     metric = model.gate_metric
     record = {

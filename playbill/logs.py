@@ -1,15 +1,28 @@
-"""Logging: readable on the console, full detail in <home>/logs/playbill.log, secrets redacted."""
+"""Logging: each process to stderr and, optionally, to a file of its own; secrets redacted.
+
+Every process writes only its own file (`<home>/logs/playbill-<host>-<pid>.log`, `[logging]
+file`), so processes sharing a home (or a log folder) never rotate one file under each other.
+`[logging] format = "json"` makes every line one JSON object with the time, level, logger,
+message, the process (host:pid), and the shard and request id of what is being answered
+(`bind_request`, set by the bot per interaction), for a log collector.
+"""
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import io
+import json
 import logging
 import logging.handlers
 import os
 import re
+import socket
 import sys
 import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 from playbill.settings import TOKEN_ENV_VARS, Settings
 
@@ -29,33 +42,114 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+_REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("playbill_request", default=None)
+_SHARD: contextvars.ContextVar[int | None] = contextvars.ContextVar("playbill_shard", default=None)
+HOST = socket.gethostname() or "host"
+OLD_FILES_DAYS = 14  # per-process files of this host's finished processes are removed after this long
+
+
+def bind_request(request_id: str | int | None, shard: int | None = None) -> None:
+    """Name the request (and the shard it came through) that this task is answering: every log
+    line written while answering it carries them (asyncio tasks each keep their own)."""
+    _REQUEST.set(None if request_id is None else str(request_id))
+    _SHARD.set(shard)
+
+
+class ProcessContext(logging.Filter):
+    """Adds `where` (host:pid), `shard` and `request` to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.where = f"{HOST}:{os.getpid()}"
+        record.shard = _SHARD.get()
+        record.request = _REQUEST.get()
+        return True
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, process, shard, request (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": getattr(record, "where", f"{HOST}:{os.getpid()}"),
+            "shard": getattr(record, "shard", None),
+            "request": getattr(record, "request", None),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def process_log_file(logs_dir: Path, pid: int | None = None) -> Path:
+    """This process's own log file: <logs_dir>/playbill-<host>-<pid>.log."""
+    return Path(logs_dir) / f"playbill-{_safe(HOST)}-{pid or os.getpid()}.log"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)
+
+
 def configure_logging(settings: Settings, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    as_json = settings.logging.format == "json"
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
         if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
+            handler.close()
     console = logging.StreamHandler()
-    console.setLevel(max(level, logging.WARNING) if not verbose else level)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # text for a person: warnings and worse unless -v; JSON for a collector: everything at log_level
+    console.setLevel(level if verbose or as_json else max(level, logging.WARNING))
+    console.setFormatter(JsonLines() if as_json else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [console]
-    try:
-        settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            settings.logs_dir / "playbill.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-        )
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        file_handler.setLevel(level)
-        handlers.append(file_handler)
-    except OSError:
-        pass  # a read-only home still lets read-only commands run
+    if settings.logging.file:
+        try:
+            settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            _remove_finished_files(settings.logs_dir)
+            file_handler = logging.handlers.RotatingFileHandler(
+                process_log_file(settings.logs_dir), maxBytes=5_000_000, backupCount=3, encoding="utf-8", delay=True
+            )
+            file_handler.setFormatter(JsonLines() if as_json else logging.Formatter(
+                "%(asctime)s %(levelname)s %(where)s %(name)s: %(message)s"))
+            file_handler.setLevel(level)
+            handlers.append(file_handler)
+        except OSError:
+            pass  # a read-only home still lets read-only commands run
     for handler in handlers:
         handler.set_name(HANDLER_NAME)
         handler.addFilter(RedactSecrets())
+        handler.addFilter(ProcessContext())
         root.addHandler(handler)
     for noisy in ("discord.http", "discord.gateway", "apscheduler.executors", "absl"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _remove_finished_files(logs_dir: Path) -> None:
+    """Remove this host's per-process files (and their rotations) of processes that are gone and
+    wrote nothing for OLD_FILES_DAYS; other hosts' files are theirs to clean."""
+    prefix = f"playbill-{_safe(HOST)}-"
+    cutoff = time.time() - OLD_FILES_DAYS * 86400
+    for path in logs_dir.glob(f"{prefix}*.log*"):
+        pid = path.name[len(prefix):].split(".", 1)[0]
+        try:
+            if pid.isdigit() and not _alive(int(pid)) and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # Native (C++) log lines of TensorFlow and LiteRT that say nothing a person can act on: absl's

@@ -187,6 +187,28 @@ class JobsSettings(Section):
         return value
 
 
+class ModelStoreSettings(Section):
+    """Where published model versions live: files under <home>/models, or the database (a fleet
+    on a server database: every host downloads from it into its own <home>/models cache)."""
+
+    kind: Literal["auto", "files", "database"] = "auto"  # auto: the database for a server URL, files for SQLite
+    max_version_mb: float = Field(256.0, gt=0.0, le=1000.0)  # largest version the database takes (bytea holds < 1 GB)
+
+
+class MetricsSettings(Section):
+    """The metrics and health endpoint of each long-running process (playbill.metrics)."""
+
+    port: int | None = Field(None, ge=0, le=65535)  # None: off; each process on one host needs its own port
+    host: str = "127.0.0.1"  # "0.0.0.0" to let a Prometheus or an orchestrator on another host reach it
+
+
+class LoggingSettings(Section):
+    """Where and how each process logs (playbill.logs): always to stderr, optionally to a file of its own."""
+
+    format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, message, process, shard, request)
+    file: bool = True  # also <home>/logs/playbill-<host>-<pid>.log (never a file another process writes)
+
+
 class Settings(BaseSettings):
     """All of Playbill's settings. State lives under `home`; datasets under `data_dir`."""
 
@@ -210,6 +232,9 @@ class Settings(BaseSettings):
     scene: SceneSettings = Field(default_factory=SceneSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    model_store: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @field_validator("log_level")
     @classmethod

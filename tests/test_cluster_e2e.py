@@ -108,15 +108,19 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
                 for ids in PROCESSES]
             for shard in range(SHARDS):
                 await discord.wait_ready(shard, timeout=120)
-            log = trained_home / "logs" / "playbill.log"  # the shared home's: every process writes it
-            await eventually(lambda: asyncio.to_thread(lambda: log.read_text().count("logged in as") == len(bots)),
+            logs = trained_home / "logs"  # each process writes a file of its own: playbill-<host>-<pid>.log
+
+            def logged() -> str:
+                return "".join(path.read_text() for path in sorted(logs.glob("playbill-*.log")))
+
+            await eventually(lambda: asyncio.to_thread(lambda: logged().count("logged in as") == len(bots)),
                              timeout=60)  # each process's on_ready: all of its shards past their guilds
 
             try:
                 answers = [await review(discord, guild["id"]) for guild in GUILDS]
             except BaseException:  # show what the processes said
                 print("\n=====\n".join(b.output[-4000:] for b in bots))
-                print(log.read_text()[-6000:])
+                print(logged()[-6000:])
                 raise
             reviews = len(answers)
             expected = [((shard_of(g["id"], SHARDS), SHARDS), 1, []) for g in GUILDS]

@@ -23,7 +23,7 @@ import numpy as np
 
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
 from playbill.engine.errors import CheckpointError, InvalidInput
-from playbill.engine.registry import ModelRegistry
+from playbill.engine.registry import open_registry
 from playbill.engine.scene import quantized
 from playbill.engine.scene.config import KERAS_FILE, NAME, VOCABULARY_FILE, WEIGHTS_FILE, SceneConfig, char_list, get_profile
 from playbill.engine.scene.corpus import Corpus, Vocabulary, corpus_path, epoch_arrays, validation_arrays
@@ -176,7 +176,7 @@ def train_scene(
     arrays = export_weights(model)
     val_loss = NumpyLSTM.from_arrays(arrays).teacher_forced_loss(val_x, val_y)
     metrics = {"val_loss": val_loss, "bits_per_char": val_loss / np.log(2), "train_loss": history[-1].get("loss", float("nan"))}
-    registry = ModelRegistry(home / "models", NAME)
+    registry = open_registry(home / "models", NAME)
     metadata = {
         "metrics": metrics,
         "profile": config.name,

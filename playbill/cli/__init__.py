@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from playbill import __version__
 from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
+from playbill.history.model_store import use_model_store
 from playbill.logs import configure_logging, hide_native_logs
 from playbill.settings import load_settings
 
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hide_native_logs()  # before logging binds sys.stderr
     configure_logging(settings, verbose=args.verbose)
     try:
+        use_model_store(settings)  # files or the database: every registry this process opens
         return int(args.handler(args, settings) or 0)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from playbill.cli.common import CLIError, CommandGroups
+from playbill.cli.common import CLIError, CommandGroups, serve_metrics
 from playbill.settings import TOKEN_ENV_VARS, discord_token
 
 log = logging.getLogger("playbill.bot")
@@ -96,6 +96,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 
 def _run(args: argparse.Namespace, settings) -> int:
     settings = with_shards(settings, args.shard_count, args.shard_ids)
+    serve_metrics(settings)  # [metrics] port: /metrics, /healthz, /readyz
     if args.train_missing:
         _train_missing(settings, args)
     token = discord_token()
@@ -172,6 +173,7 @@ def _console(args: argparse.Namespace, settings) -> int:
     from playbill.bot.console import console_member, run_console
 
     member = console_member(getattr(args, "user", None), getattr(args, "name", None))  # bad: one line, exit 2
+    serve_metrics(settings)
     return asyncio.run(run_console(settings, member=member))
 
 

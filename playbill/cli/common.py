@@ -106,3 +106,25 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+_METRICS: list[Any] = []  # this process's metrics endpoint, once started
+
+
+def serve_metrics(settings: Any) -> Any:
+    """Start this process's metrics and health endpoint if `[metrics] port` is set (once per
+    process; `playbill run` without a token goes on to the console). A port that cannot be bound
+    is one line naming the setting."""
+    from playbill.metrics import start_metrics_server
+
+    if _METRICS or settings.metrics.port is None:
+        return _METRICS[0] if _METRICS else None
+    host, port = settings.metrics.host, settings.metrics.port
+    try:
+        server = start_metrics_server(host, port)
+    except OSError as exc:
+        raise CLIError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); choose another "
+                       f"[metrics] port (PLAYBILL_METRICS__PORT), or leave it unset") from None
+    _METRICS.append(server)
+    print(f"metrics on http://{server.host}:{server.port}/metrics (/healthz, /readyz)", file=sys.stderr, flush=True)
+    return server

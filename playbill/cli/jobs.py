@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from playbill.engine.models import MODEL_NAMES, spec
-from playbill.cli.common import CLIError, CommandGroups, print_json
+from playbill import metrics
+from playbill.cli.common import CLIError, CommandGroups, print_json, serve_metrics
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -106,6 +107,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     from playbill.jobs.leader import ScheduleElection
     from playbill.jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
 
+    watch_scheduler(settings)
     stop = _StopSignals()  # from the first line printed on, Ctrl-C stops cleanly
     if args.standby:  # like `playbill run`: hold the schedule whenever no other process does
         def on_change(scheduler: Any) -> None:
@@ -113,6 +115,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
                   flush=True)
 
         election = ScheduleElection(settings, lambda: create_scheduler(settings), on_change, run_now=run_now)
+        metrics.watch("playbill_schedule_holder", lambda: 1 if election.scheduler is not None else 0)
         election.start()
         if election.scheduler is None:
             print("waiting to hold the schedule (another process holds it)", flush=True)
@@ -123,10 +126,34 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     except BaseException:
         stop.restore()
         raise
+    metrics.watch("playbill_schedule_holder", lambda: 1)
     print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
     for job in stored_jobs(settings):
         print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
     return stop.wait_then(lambda: scheduler.shutdown(wait=True))
+
+
+def watch_scheduler(settings: Any) -> None:
+    """`playbill scheduler`'s endpoint (`[metrics] port`): the process is alive while it runs
+    (it has no event loop); ready while the database answers."""
+    import sqlalchemy as sa
+
+    from playbill.history.db import make_engine
+
+    serve_metrics(settings)
+    if settings.metrics.port is None:
+        return
+    engine = make_engine(settings.database_url)
+
+    def database() -> str | None:
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            return f"the database does not answer ({type(exc).__name__})"
+        return None
+
+    metrics.watch_readiness("database", database)
 
 
 class _StopSignals:
@@ -327,7 +354,7 @@ def models_promote(args: argparse.Namespace, settings: Any) -> int:
     problems = model.verify(settings.home, args.version)
     if problems:
         raise DamagedVersion(args.model, args.version, problems, ", not promoted")
-    registry.promote(args.version, reason="promoted by hand (playbill models promote)")
+    registry.promote(args.version, reason="promoted by hand (playbill models promote)", expected=previous)
     print(f"{args.model}: {args.version} is now current (was {previous}); a running bot swaps it in on its next refresh")
     return 0
 
