@@ -1,4 +1,4 @@
-"""The plain request and response the handlers speak; cogs and the console adapt them."""
+"""The plain request and response the features speak; Discord and the console adapt them."""
 
 from __future__ import annotations
 
@@ -46,13 +46,12 @@ class FileData:
 
 @dataclass
 class Response:
-    """What a handler answers. `feedback_for` is the history id the right/wrong buttons vote on."""
+    """What a feature says to a person: Discord sends it (discord_io.reply), the console prints `plain()`."""
 
     text: str = ""
     embed: EmbedData | None = None
     files: list[FileData] = field(default_factory=list)
     ephemeral: bool = False
-    feedback_for: int | None = None
 
     def plain(self) -> str:
         """The response as terminal text (the console)."""

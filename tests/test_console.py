@@ -44,7 +44,7 @@ async def test_cooldown_throttles_a_person_at_the_terminal_not_a_script(settings
     assert out.getvalue().count("The critic says") == 2 - refused
 
 
-async def test_console_answers_through_the_shared_handlers(settings) -> None:
+async def test_console_answers_through_the_shared_features(settings) -> None:
     settings.bot.cooldown_seconds = 0
     services = Services.create(settings, holders=fake_holders(settings),
                                history=HistoryGateway.open(settings.database_url))
