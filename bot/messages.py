@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from playbill.terminal import strip_controls
+
 Source = Literal["discord", "console", "cli"]
 
 
@@ -71,8 +73,10 @@ _ESCAPED = re.compile(r"\\([*_~|`>\\#\-\[\]()])")
 
 
 def terminal_text(text: str) -> str:
-    """Discord-safe text made readable at a terminal: escapes, zero-width spaces and bold
-    markers removed (a terminal renders no markdown and pings nobody)."""
-    text = text.replace("\u200b", "").replace("**", "")
+    """Discord-safe text made readable and harmless at a terminal: escapes, zero-width spaces and
+    bold markers removed (a terminal renders no markdown and pings nobody), and whatever could
+    drive the terminal (escape sequences, control and bidi characters a member typed) dropped
+    by the one terminal rule, `playbill.terminal.strip_controls`."""
+    text = strip_controls(text).replace("\u200b", "").replace("**", "")
     text = re.sub(r"`([^`\n]*)`", r"\1", text)
     return _ESCAPED.sub(r"\1", text)

@@ -31,7 +31,7 @@ from playbill.bot.recording import parse_time
 from playbill.bot.services import Services
 from playbill.engine.errors import InvalidInput
 from playbill.engine.models import MODEL_NAMES, spec
-from playbill.history.api import InteractionFilter, InteractionRecord
+from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord
 from playbill.jobs.leader import request_job, schedule_holder
 from playbill.jobs.scheduler import next_run_time, run_now
 from playbill.jobs.warmup import status_line as warmup_status_line
@@ -84,38 +84,30 @@ def _history_line(row: InteractionRecord) -> str:
 async def stats(services: Services, request: Request, *, since: str | None = "7d") -> Response:
     require_admin(request.is_admin)
     figures = await services.history.history_stats(parse_time(since))
-    embed = EmbedData(title=f"History since {since or 'the beginning'}: {figures.get('total', 0)} interaction(s)")
+    embed = EmbedData(title=f"History since {since or 'the beginning'}: {figures.total} interaction(s)")
     for name, value in _stats_fields(figures):
         embed.fields.append(Field(name, fmt.trim(value, fmt.EMBED_FIELD_LIMIT), inline=False))
     return Response(embed=embed, ephemeral=True)
 
 
-def _stats_fields(stats: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    by_kind = stats.get("by_kind") or {}
-    out.append(("By kind", ", ".join(f"{k} {v}" for k, v in by_kind.items()) + f"; errors {stats.get('errors', 0)}"))
-    labels = stats.get("labels") or {}
-    if any(labels.values()):
-        out.append(("Verdicts", ", ".join(f"{k} {v}" for k, v in labels.items())))
-    latency = stats.get("latency") or {}
-    lat = [f"{k}: median {_ms(v.get('median_ms'))}, p95 {_ms(v.get('p95_ms'))} (n={v.get('n', 0)})"
-           for k, v in latency.items() if v.get("n")]
+def _stats_fields(stats: HistoryStats) -> list[tuple[str, str]]:
+    out = [("By kind", ", ".join(f"{k} {v}" for k, v in stats.by_kind.items()) + f"; errors {stats.errors}")]
+    if any(stats.labels.values()):
+        out.append(("Verdicts", ", ".join(f"{k} {v}" for k, v in stats.labels.items())))
+    lat = [f"{k}: median {_ms(v.median_ms)}, p95 {_ms(v.p95_ms)} (n={v.n})" for k, v in stats.latency.items() if v.n]
     if lat:
         out.append(("Latency", "\n".join(lat)))
-    users = stats.get("busiest_users") or []
-    if users:
+    if stats.busiest_users:
         out.append(("Busiest users", "\n".join(
-            f"{fmt.safe(str(u.get('user_name') or u.get('user_id')))}: {u.get('count')}" for u in users)))
-    channels = stats.get("busiest_channels") or []
-    if channels:
-        out.append(("Busiest channels", "\n".join(f"channel {c.get('channel_id')}: {c.get('count')}" for c in channels)))
-    fb = stats.get("feedback") or {}
-    if fb.get("votes"):
-        out.append(("Feedback", f"{fb['right']} right, {fb['wrong']} wrong: people agreed with the critic "
-                                f"{fb['agreement']:.0%} of the time"))
-    per_day = stats.get("per_day") or []
-    if per_day:
-        out.append(("Per day", "\n".join(f"{d['day']} {d['kind']}: {d['count']}" for d in per_day[-14:])))
+            f"{fmt.safe(str(u.user_name or u.user_id))}: {u.count}" for u in stats.busiest_users)))
+    if stats.busiest_channels:
+        out.append(("Busiest channels", "\n".join(f"channel {c.channel_id}: {c.count}" for c in stats.busiest_channels)))
+    fb = stats.feedback
+    if fb.votes:
+        out.append(("Feedback", f"{fb.right} right, {fb.wrong} wrong: people agreed with the critic "
+                                f"{fb.agreement:.0%} of the time"))
+    if stats.per_day:
+        out.append(("Per day", "\n".join(f"{d.day} {d.kind}: {d.count}" for d in stats.per_day[-14:])))
     return out
 
 
