@@ -1,8 +1,10 @@
 """Three `playbill run` processes (shards 0-1, 2 and 3 of 4) against the Discord stand-in and one
-fresh PostgreSQL database, sharing one PLAYBILL_HOME with tiny real models: every interaction is
-answered once by the process whose shard owns its server; a promotion is served by all three;
-kill -9 of the schedule's holder and another process holds it; /admin retrain on a process
-without the schedule reaches the new holder; no history row is lost.
+fresh PostgreSQL database, each with a PLAYBILL_HOME of its own (nothing shared but the database:
+tiny real models are published to it, and each process downloads them): all of them started at
+the same moment connect without an identify refused; every interaction is answered once by the
+process whose shard owns its server; a promotion is served by all three; kill -9 of the
+schedule's holder and another process holds it; /admin retrain on a process without the
+schedule reaches the new holder; no history row is lost.
 
 Nothing of Playbill is patched: the processes get settings from the environment only. The
 issue's bounds (30 s failover, 60 s rollout) are only used, generously, as timeouts.
@@ -27,8 +29,10 @@ from test_cluster import pg_url  # noqa: F401 - the fixture: a fresh database
 from fakes import train_tiny_scene, train_tiny_sentiment
 from playbill.engine.models import spec
 from playbill.history import db
+from playbill.history.model_store import use_model_store
 from playbill.history.models import Interaction, JobRequest
 from playbill.jobs.leader import schedule_holder_on
+from playbill.settings import load_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -95,8 +99,18 @@ async def review(discord: StandIn, guild_id: int) -> tuple:
     return handle.shard, handle.kinds().count("response"), handle.refused, json.dumps(list(handle.followups.values()))
 
 
+def publish_to_database(trained_home: Path, url: str) -> None:
+    """The trained models into the database (the folder's versions are adopted when the database
+    has none); this process then opens the database's registries for `trained_home`."""
+    use_model_store(load_settings(home=trained_home, database_url=url))
+    for name in ("sentiment", "scene"):
+        assert spec(name).registry(trained_home).current_version() is not None
+
+
 async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(trained_home, pg_url) -> None:
-    env = cluster_env(trained_home, pg_url)
+    homes = [trained_home.parent / f"host-{i}-{pg_url.rsplit('/', 1)[-1]}" for i in range(len(PROCESSES))]
+    await asyncio.to_thread(publish_to_database, trained_home, pg_url)
+    env = cluster_env(homes[0], pg_url)
     history = db.make_engine(pg_url)
     async with StandIn(guilds=GUILDS, shards=SHARDS, response_deadline_s=30.0) as discord:  # a busy CI machine
         sync = await asyncio.create_subprocess_exec(PLAYBILL, "sync-commands", "--global",
@@ -104,14 +118,14 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
         assert await sync.wait() == 0
         async with contextlib.AsyncExitStack() as running:
             bots = [await running.enter_async_context(
-                bot_process(discord, PLAYBILL, "run", "--shard-count", str(SHARDS), "--shard-ids", ids, env=env))
-                for ids in PROCESSES]
+                bot_process(discord, PLAYBILL, "run", "--shard-count", str(SHARDS), "--shard-ids", ids,
+                            env=cluster_env(home, pg_url)))
+                for ids, home in zip(PROCESSES, homes, strict=True)]
             for shard in range(SHARDS):
                 await discord.wait_ready(shard, timeout=120)
-            logs = trained_home / "logs"  # each process writes a file of its own: playbill-<host>-<pid>.log
 
-            def logged() -> str:
-                return "".join(path.read_text() for path in sorted(logs.glob("playbill-*.log")))
+            def logged() -> str:  # each process writes a file of its own in its own home
+                return "".join(path.read_text() for home in homes for path in sorted(home.glob("logs/playbill-*.log")))
 
             await eventually(lambda: asyncio.to_thread(lambda: logged().count("logged in as") == len(bots)),
                              timeout=60)  # each process's on_ready: all of its shards past their guilds
@@ -162,13 +176,14 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
             with history.connect() as conn:
                 rows = conn.execute(sa.select(sa.func.count()).select_from(Interaction)).scalar()
     history.dispose()
+    use_model_store(load_settings(home=trained_home))  # this process back to the folder's files
     if os.environ.get(FIGURES_ENV):  # `playbill bench cluster` runs this test for its figures
         Path(os.environ[FIGURES_ENV]).write_text(json.dumps({
             "processes": len(bots), "shards": SHARDS, "servers": len(GUILDS),
             "answered_once_by_owner": sum(a[:3] == e for a, e in zip(answers, expected)), "interactions": len(answers),
             "rollout_s": round(rollout_s, 2), "refresh_interval_s": float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]),
             "failover_s": round(failover_s, 2), "leader_poll_s": float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]),
-            "history_rows": rows, "answers": reviews,
+            "history_rows": rows, "answers": reviews, "homes": len(homes), "shared_folder": False,
             "rollout_vs_refresh_interval": round(rollout_s / float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]), 2),
             "failover_vs_leader_poll": round(failover_s / float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]), 2)}))
     assert [a[:3] for a in answers] == expected, "\n".join(b.output[-3000:] for b in bots)

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from playbill import metrics
-from playbill.bot import handlers
+from playbill.bot.cogs import critic
 from playbill.bot.errors import OnCooldown
 from playbill.bot.health import watch_services
 from playbill.bot.messages import Request
@@ -81,11 +81,11 @@ async def test_the_console_services_are_counted_and_watched(services, server) ->
     heartbeat = asyncio.get_running_loop().create_task(metrics.keep_heartbeat(0.05))
     try:
         before = samples(get(server, "/metrics")[1])
-        await handlers.review_sentiment(services, ALICE, "a wonderful film")
+        await critic.review_sentiment(services, ALICE, "a wonderful film")
         services.cooldowns.seconds = 60
-        await handlers.review_sentiment(services, ALICE, "a second wonderful film")
+        await critic.review_sentiment(services, ALICE, "a second wonderful film")
         with pytest.raises(OnCooldown):
-            await handlers.review_sentiment(services, ALICE, "and a third")
+            await critic.review_sentiment(services, ALICE, "and a third")
         await services.drain()
         status, text = await asyncio.to_thread(get, server, "/metrics")
         assert status == 200
