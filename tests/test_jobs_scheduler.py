@@ -13,7 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import create_engine, text
 
 from playbill.engine.errors import InvalidInput
-from playbill.jobs import trainers
+from playbill.engine import models
 from playbill.jobs.common import JobBusy
 from playbill.jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, next_run_time, run_now
 from test_jobs_fakes import FAKE_SENTIMENT, calls, control, make_initial_model, training_runs
@@ -38,7 +38,7 @@ def stored_rows(settings) -> dict[str, float | None]:
 
 @pytest.fixture
 def fake_trainer(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
 
 

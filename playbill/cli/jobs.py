@@ -147,7 +147,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
     def wait_then(self, shutdown: Any) -> int:
-        from playbill.jobs.retrain import terminate_training
+        from playbill.jobs.runner import terminate_training
 
         try:
             while not self.event.wait(1.0):
