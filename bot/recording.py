@@ -21,10 +21,11 @@ from typing import Any
 
 from playbill.bot.errors import UserFacingError, new_error_id
 from playbill.history import api, db
-from playbill.history.api import InteractionFilter, InteractionRecord, TrainingRunRecord
+from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord, TrainingRunRecord
 from playbill.history.errors import DatabaseBusy, HistoryError
 from playbill.history.models import utcnow
 from playbill.history.timeparse import parse_time as _parse_time
+from playbill.settings import Settings
 
 log = logging.getLogger("playbill.bot.history")
 
@@ -71,7 +72,7 @@ class HistoryGateway:
                 raise
             raise shown from exc
 
-    async def next_feedback(self, settings: Any) -> Any:
+    async def next_feedback(self, settings: Settings) -> Any:
         """What the next retrain learns from the votes (jobs.trainers.next_feedback: ExtraData)."""
         from playbill.jobs.trainers import next_feedback
 
@@ -132,7 +133,7 @@ class HistoryGateway:
     async def query_interactions(self, filters: InteractionFilter) -> list[InteractionRecord]:
         return await self._call(api.query_interactions, filters)
 
-    async def history_stats(self, since: datetime | None) -> dict:
+    async def history_stats(self, since: datetime | None) -> HistoryStats:
         return await self._call(api.history_stats, since)
 
     async def training_runs(self, model_name: str, limit: int = 1) -> list[TrainingRunRecord]:

@@ -111,6 +111,88 @@ class TrainingRunRecord:
         return data
 
 
+@dataclass(frozen=True)
+class DayCount:
+    day: str  # YYYY-MM-DD, UTC
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Latency of the answered requests (failures left out)."""
+
+    n: int
+    median_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class UserCount:
+    user_id: int
+    user_name: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class ChannelCount:
+    guild_id: int | None
+    channel_id: int
+    count: int
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    right: int
+    wrong: int
+
+    @property
+    def votes(self) -> int:
+        return self.right + self.wrong
+
+    @property
+    def agreement(self) -> float | None:
+        """The share of 'right' votes (people agreeing with the model); None without votes."""
+        return self.right / self.votes if self.votes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"right": self.right, "wrong": self.wrong, "votes": self.votes, "agreement": self.agreement}
+
+
+@dataclass(frozen=True)
+class HistoryStats:
+    """What `history_stats` measured over a window: one object that the CLI (`playbill history
+    stats`) and the bot's admin stats both read, so neither guesses at the keys of a dict."""
+
+    since: datetime | None
+    until: datetime | None
+    total: int
+    errors: int
+    by_kind: dict[str, int]  # every kind, 0 included
+    per_day: list[DayCount]  # oldest day first
+    labels: dict[str, int]  # every label, 0 included
+    latency: dict[str, LatencySummary]  # per kind, and "all"
+    busiest_users: list[UserCount]
+    busiest_channels: list[ChannelCount]
+    feedback: FeedbackSummary
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (`playbill history stats --format json`): times as ISO 8601 UTC."""
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "total": self.total,
+            "errors": self.errors,
+            "by_kind": dict(self.by_kind),
+            "per_day": [asdict(row) for row in self.per_day],
+            "labels": dict(self.labels),
+            "latency": {kind: asdict(row) for kind, row in self.latency.items()},
+            "busiest_users": [asdict(row) for row in self.busiest_users],
+            "busiest_channels": [asdict(row) for row in self.busiest_channels],
+            "feedback": self.feedback.to_dict(),
+        }
+
+
 @dataclass
 class InteractionFilter:
     """What `query_interactions` selects. Times are aware datetimes (see history.timeparse)."""
@@ -524,7 +606,7 @@ def history_stats(
     until: datetime | None = None,
     guild_id: int | None = None,
     top: int = 5,
-) -> dict[str, Any]:
+) -> HistoryStats:
     """Interactions per day and kind, label mix, latency median/p95, busiest users and
     channels, and feedback agreement (the share of 'right' votes) over a time window."""
     check_row_count("top", top)
@@ -556,21 +638,17 @@ def history_stats(
             ).all()
         )
 
-        latency: dict[str, dict[str, Any]] = {}
+        latency: dict[str, LatencySummary] = {}
         for kind in (*KINDS, None):
             query = select(Interaction.latency_ms).where(in_window, Interaction.latency_ms.is_not(None), Interaction.status == "ok")
             if kind is not None:
                 query = query.where(Interaction.kind == kind)
             values = list(session.scalars(query.order_by(Interaction.latency_ms)))
-            latency[kind or "all"] = {
-                "n": len(values),
-                "median_ms": _percentile(values, 0.5),
-                "p95_ms": _percentile(values, 0.95),
-            }
+            latency[kind or "all"] = LatencySummary(len(values), _percentile(values, 0.5), _percentile(values, 0.95))
 
         count = func.count().label("n")
         users = [
-            {"user_id": uid, "user_name": name, "count": n}
+            UserCount(uid, name, n)
             for uid, name, n in session.execute(
                 select(Interaction.user_id, func.max(Interaction.user_name), count)
                 .where(in_window, Interaction.user_id.is_not(None))
@@ -580,7 +658,7 @@ def history_stats(
             )
         ]
         channels = [
-            {"guild_id": gid, "channel_id": cid, "count": n}
+            ChannelCount(gid, cid, n)
             for gid, cid, n in session.execute(
                 select(Interaction.guild_id, Interaction.channel_id, count)
                 .where(in_window, Interaction.channel_id.is_not(None))
@@ -598,27 +676,19 @@ def history_stats(
             ).all()
         )
 
-    right, wrong = votes.get("right", 0), votes.get("wrong", 0)
-    return {
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "total": total,
-        "errors": statuses.get("error", 0),
-        "by_kind": {kind: kinds.get(kind, 0) for kind in KINDS},
-        "per_day": [
-            {"day": d, "kind": kind, "count": n} for (d, kind), n in sorted(per_day.items())
-        ],
-        "labels": {label: labels.get(label, 0) for label in LABELS},
-        "latency": latency,
-        "busiest_users": users,
-        "busiest_channels": channels,
-        "feedback": {
-            "right": right,
-            "wrong": wrong,
-            "votes": right + wrong,
-            "agreement": right / (right + wrong) if right + wrong else None,
-        },
-    }
+    return HistoryStats(
+        since=since,
+        until=until,
+        total=total,
+        errors=statuses.get("error", 0),
+        by_kind={kind: kinds.get(kind, 0) for kind in KINDS},
+        per_day=[DayCount(d, kind, n) for (d, kind), n in sorted(per_day.items())],
+        labels={label: labels.get(label, 0) for label in LABELS},
+        latency=latency,
+        busiest_users=users,
+        busiest_channels=channels,
+        feedback=FeedbackSummary(right=votes.get("right", 0), wrong=votes.get("wrong", 0)),
+    )
 
 
 @_guard

@@ -120,6 +120,32 @@ def test_table_strips_terminal_control_sequences(capsys, history_url: str) -> No
         0, False, False, False, False, True)
 
 
+def test_csv_writes_terminal_controls_out_visibly(capsys, history_url: str) -> None:
+    write_rows(history_url, ["nice\x1b]0;pwned\x07 film\x1b[2J\u202e\x9b1m\nline two\ttab"])
+    code, out, _ = run(capsys, "history", "--format", "csv")
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert (code, row["prompt"]) == (0, "nice\\x1b]0;pwned\\x07 film\\x1b[2J\\u202e\\x9b1m\nline two\ttab")
+    assert not any(ch in out for ch in "\x1b\x07\u202e\x9b")
+
+
+def test_json_keeps_the_exact_text_and_escapes_it(capsys, history_url: str) -> None:
+    prompt = "nice\x1b[2J film\u202e"
+    write_rows(history_url, [prompt])
+    code, out, _ = run(capsys, "history", "--format", "json")
+    assert (code, json.loads(out)[0]["prompt"], "\x1b" in out, "\u202e" in out) == (0, prompt, False, False)
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(history_url: str, home: Path) -> None:
+    write_rows(history_url, [f"review {i}" for i in range(50)])
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head -1`) has gone before the first line
+    env = {**os.environ, "PLAYBILL_HOME": str(home), "PLAYBILL_DATABASE_URL": history_url}
+    done = subprocess.run([sys.executable, "-m", "playbill", "history", "--format", "csv"], stdout=write,
+                          stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (141, b"")
+
+
 def test_search_finds_non_ascii_capitals_on_sqlite(history_url: str) -> None:
     write_rows(history_url, ["ÉLÉGANT ET ÉMOUVANT", "ΚΑΛΗ ΤΑΙΝΙΑ", "plain"])
     engine, sessions = db.open_history(history_url)

@@ -255,21 +255,21 @@ def test_stats(sessions) -> None:
     api.record_feedback(sessions, iid, 3, "wrong")
 
     stats = api.history_stats(sessions)
-    assert stats["total"] == 7 and stats["errors"] == 1
-    assert stats["per_day"] == [
-        {"day": "2026-03-01", "kind": "sentiment", "count": 5},
-        {"day": "2026-03-02", "kind": "scene", "count": 2},
-    ]
-    assert stats["labels"] == {"positive": 3, "negative": 2}
-    assert stats["latency"]["sentiment"] == {"n": 5, "median_ms": 30.0, "p95_ms": pytest.approx(808.0)}
-    assert stats["latency"]["scene"]["n"] == 1  # the failed request's latency is left out
-    assert stats["busiest_users"][0] == {"user_id": 5, "user_name": "five", "count": 5}
-    assert stats["busiest_channels"][0] == {"guild_id": 9, "channel_id": 90, "count": 5}
-    assert stats["feedback"] == {"right": 2, "wrong": 1, "votes": 3, "agreement": pytest.approx(2 / 3)}
+    assert (stats.total, stats.errors) == (7, 1)
+    assert stats.per_day == [api.DayCount("2026-03-01", "sentiment", 5), api.DayCount("2026-03-02", "scene", 2)]
+    assert stats.labels == {"positive": 3, "negative": 2}
+    assert (stats.latency["sentiment"].n, stats.latency["sentiment"].median_ms) == (5, 30.0)
+    assert stats.latency["sentiment"].p95_ms == pytest.approx(808.0)
+    assert stats.latency["scene"].n == 1  # the failed request's latency is left out
+    assert stats.busiest_users[0] == api.UserCount(user_id=5, user_name="five", count=5)
+    assert stats.busiest_channels[0] == api.ChannelCount(guild_id=9, channel_id=90, count=5)
+    assert (stats.feedback.right, stats.feedback.wrong, stats.feedback.votes) == (2, 1, 3)
+    assert stats.feedback.agreement == pytest.approx(2 / 3)
+    assert stats.to_dict()["feedback"] == {"right": 2, "wrong": 1, "votes": 3, "agreement": pytest.approx(2 / 3)}
 
     later = api.history_stats(sessions, since=datetime(2026, 3, 2, tzinfo=UTC))
-    assert later["total"] == 2 and later["by_kind"] == {"sentiment": 0, "scene": 2}
-    assert api.history_stats(sessions, guild_id=9)["total"] == 5
+    assert later.total == 2 and later.by_kind == {"sentiment": 0, "scene": 2}
+    assert api.history_stats(sessions, guild_id=9).total == 5
 
 
 # --- two processes writing at once -------------------------------------------------------

@@ -22,7 +22,8 @@ from playbill.settings import load_settings
 COMMAND_MODULES = (
     "playbill.cli.sentiment",  # train/evaluate/bench sentiment, predict
     "playbill.cli.scene",  # train/evaluate/bench/checkpoints scene, write
-    "playbill.cli.history",  # db upgrade/current, history ...
+    "playbill.cli.history",  # history list/stats/runs/forget, bench history
+    "playbill.cli.db",  # db upgrade/current/downgrade/revision/backup
     "playbill.cli.bot",  # run, console, sync-commands
     "playbill.cli.jobs",  # scheduler, jobs, retrain, models ...
 )
@@ -38,7 +39,22 @@ def example_config() -> str:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a mistake on the command line is one `error:` line (exit 2), not a usage dump."""
+    """argparse, but a mistake on the command line is one `error:` line (exit 2), not a usage dump,
+    naming the subcommand it belongs to. A command with actions may name a default one
+    (`default_action`): `playbill history --user 1` is `playbill history list --user 1`."""
+
+    default_action: str | None = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.default_action is not None and args is not None:
+            args = list(args)
+            actions = next(a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction))
+            if not args or args[0] not in (*actions, "-h", "--help"):
+                args.insert(0, self.default_action)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and " " in self.prog:  # a subcommand: say which one did not take them
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (`{self.prog} --help` lists the options)\n")
@@ -83,13 +99,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         hide_native_logs()  # before logging binds sys.stderr
     configure_logging(settings, verbose=args.verbose)
     try:
-        return int(args.handler(args, settings) or 0)
+        code = int(args.handler(args, settings) or 0)
+        sys.stdout.flush()  # a reader that has gone shows up here at the latest, not as a message at exit
+        return code
+    except BrokenPipeError:  # `playbill ... | head -1`: the reader has what it wanted
+        _discard_stdout()
+        return BROKEN_PIPE_EXIT
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+BROKEN_PIPE_EXIT = 141  # what a shell reports for a process a closed pipe stopped (128 + SIGPIPE)
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not fail again loudly."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing is flushed at exit
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
