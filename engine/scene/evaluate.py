@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from playbill.engine.errors import InvalidInput
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.scene.config import NAME, SceneConfig, char_list
 from playbill.engine.scene.corpus import Corpus, corpus_path, validation_arrays
 from playbill.engine.scene.sampler import compare_teacher_forced, teacher_forced_loss
@@ -51,7 +51,7 @@ def evaluate_scene(home: Path, data_dir: Path, *, version: str | None = None, co
     the model's own corpus, Tiny Shakespeare if it had none). `backend` "float32" (default)
     is the figure training records; see `evaluate_text` for "int8".
     """
-    registry = open_registry(Path(home) / "models", NAME)
+    registry = ModelRegistry.in_home(home, NAME)
     found = registry.get(version) if version else registry.current()
     writer = SceneWriter.load(found.path, backend=backend)
     config = SceneConfig.from_dict(found.metadata.get("config", {}))

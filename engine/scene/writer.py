@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from playbill.engine.errors import InvalidInput, ModelUnavailable
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.scene import quantized
 from playbill.engine.scene.config import (
     NAME,
@@ -89,7 +89,7 @@ class SceneWriter:
 
     @classmethod
     def load_current(cls, home: Path, limits: SceneLimits | None = None, **options: Any) -> SceneWriter:
-        return cls.load(open_registry(Path(home) / "models", NAME).current().path, limits, **options)
+        return cls.load(ModelRegistry.in_home(home, NAME).current().path, limits, **options)
 
     def net_for(self, batch: int):
         """The stepper for `batch` streams: int8 unless the backend is float32 (measured faster

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from playbill.engine.imdb import load_imdb
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME
 from playbill.engine.sentiment.evaluate import accuracy as model_accuracy
 from playbill.engine.sentiment.serving import SentimentModel
@@ -80,7 +80,7 @@ def bench_tutorial(train, test, epochs: int, progress: bool) -> dict:
 
 def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, progress: bool) -> dict:
     if skip_train:
-        version = open_registry(Path(home) / "models", NAME).current()
+        version = ModelRegistry.in_home(home, NAME).current()
         train_seconds = float(version.metadata.get("training_seconds", float("nan")))
         epochs = version.metadata.get("epochs_run")
     else:
@@ -89,7 +89,7 @@ def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, pr
         else:
             result = train_ngrams(config, home, data_dir, start=None, data=None, extra=(), promote=True,
                                   progress=progress, evaluate_test=True, keep_runs=2)
-        version = open_registry(Path(home) / "models", NAME).get(result.version)
+        version = ModelRegistry.in_home(home, NAME).get(result.version)
         train_seconds, epochs = result.extra["training_seconds"], result.epochs_run
     model = SentimentModel.load(version.path)
     accuracy = version.metrics.get("test_accuracy") if not skip_train else None

@@ -15,7 +15,7 @@ import numpy as np
 
 from playbill.engine.errors import InvalidInput
 from playbill.engine.imdb import Reviews, load_csv, load_imdb
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME, SentimentConfig
 from playbill.engine.sentiment.data import validation_reviews
 from playbill.engine.sentiment.ngrams import fit_blend as blend_columns
@@ -73,7 +73,7 @@ def evaluate_sentiment(home: Path, data_dir: Path, *, version: str | None = None
     """
     if split is not None and split not in SPLITS:
         raise InvalidInput(f"split must be one of {', '.join(SPLITS)}")
-    registry = open_registry(Path(home) / "models", NAME)
+    registry = ModelRegistry.in_home(home, NAME)
     chosen = registry.get(version) if version else registry.current()
     model = SentimentModel.load(chosen.path)
     reviews, used = _reviews(Path(data_dir), data, split, model.config)

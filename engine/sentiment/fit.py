@@ -21,7 +21,7 @@ import numpy as np
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
 from playbill.engine.errors import CheckpointError
 from playbill.engine.imdb import load_imdb
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, WEIGHTS_FILE, SentimentConfig
 from playbill.engine.sentiment.data import memory_of, training_split
 from playbill.engine.sentiment.evaluate import accuracy, hit_rate, log_loss
@@ -116,7 +116,7 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
     run = manager.new_run()
     manager.save(FitState(corrections), run, 1, metrics, config=asdict(config), data=split.fingerprint,
                  epochs_total=1)  # one fit is the whole budget
-    registry = open_registry(home / "models", NAME)
+    registry = ModelRegistry.in_home(home, NAME)
     meta = {
         "metrics": metrics,
         "profile": config.name,

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from playbill.engine.errors import ModelUnavailable
 from playbill.engine.lstm import cell_step, fuse_gates, input_table
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
                                      SentimentConfig, SentimentLimits)
 from playbill.engine.sentiment.features import features, pad_windows, split_windows
@@ -106,7 +106,7 @@ class SentimentModel:
 
     @classmethod
     def load_current(cls, home: Path, limits: SentimentLimits | None = None) -> SentimentModel:
-        return cls.load(open_registry(Path(home) / "models", NAME).current().path, limits)
+        return cls.load(ModelRegistry.in_home(home, NAME).current().path, limits)
 
     def check(self, request: ReviewRequest) -> ReviewRequest:
         """The request as it will be judged, or InvalidInput with the one message for a person."""

@@ -38,7 +38,7 @@ from keras import layers, ops
 from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.errors import CheckpointError
 from playbill.engine.imdb import load_imdb
-from playbill.engine.registry import open_registry
+from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import CONFIG_FILE, MODEL_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE
 from playbill.engine.sentiment.config import SentimentConfig
 from playbill.engine.sentiment.data import training_split
@@ -314,7 +314,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
         metrics["test_accuracy"] = accuracy(serving, test.texts, test.labels)
         metrics["test_n"] = len(test)
 
-    registry = open_registry(home / "models", NAME)
+    registry = ModelRegistry.in_home(home, NAME)
     meta = {
         "metrics": metrics,
         "config": asdict(config),
