@@ -379,14 +379,15 @@ class ModelRegistry:
 
     @contextmanager
     def _promotion_lock(self) -> Iterator[None]:
-        """An exclusive flock on <root>/.promote.lock: one promotion at a time on this host."""
+        """An exclusive flock on the registry's folder itself (no lock file is left behind): one
+        promotion at a time among the processes sharing this folder."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / _PROMOTE_LOCK, "a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def rollback(self) -> str:
         """Go back to the version that was current before the last promotion."""
@@ -441,7 +442,6 @@ class ModelRegistry:
 
 
 _STAGING = ".incoming-"  # + host-pid-random: a version being written
-_PROMOTE_LOCK = ".promote.lock"
 _REMOVING = ".removing-"  # + version: a version being deleted
 _HOST = socket.gethostname().replace("-", "_") or "host"
 
