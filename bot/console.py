@@ -24,6 +24,8 @@ from playbill.bot.messages import Request, Response
 from playbill.bot.recording import HistoryGateway
 from playbill.bot.services import Services, missing_models_message
 from playbill.engine.errors import InvalidInput
+from playbill.history.errors import DamagedDatabase, SchemaOutdated
+from playbill.terminal import strip_controls
 
 PROMPT = "playbill> "
 _SCENE_OPTION = re.compile(r"\s+(length|temperature)=(\S+)\s*$")
@@ -103,7 +105,7 @@ class Console:
         self.request = Request(source="console", user_id=user_id, display_name=name, is_admin=True)
 
     def say(self, text: str = "") -> None:
-        self.out.write(text + "\n")
+        self.out.write(strip_controls(text) + "\n")  # member text never drives the terminal
         self.out.flush()
 
     def banner(self) -> None:
@@ -182,11 +184,11 @@ class Console:
                 self.say(f"(playwright {update.model_version})")
             elif self.interactive:  # at a terminal, show the scene as it is written
                 if not streamed:
-                    self.out.write(update.text)
+                    self.out.write(strip_controls(update.text))
                     streamed_len = len(update.text)
                     streamed = True
                 else:
-                    self.out.write(update.text[streamed_len:])
+                    self.out.write(strip_controls(update.text[streamed_len:]))
                     streamed_len = len(update.text)
                 self.out.flush()
 
@@ -304,7 +306,9 @@ async def _refresh_forever(services: Services) -> None:
 def open_history(settings: Any, out: TextIO | None = None) -> Any:
     """The history gateway (schema upgraded to head); a disabled one if it cannot be opened."""
     try:
-        gateway = HistoryGateway.open(settings.database_url)
+        gateway = HistoryGateway.open(settings.database_url, settings.spool_dir)
+    except (SchemaOutdated, DamagedDatabase):  # refuse to start: the line says what to do
+        raise
     except Exception as exc:  # the console still answers without a database
         message, _ = describe(exc, context="opening the history database")
     else:
