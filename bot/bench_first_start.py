@@ -12,19 +12,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playbill.bot import handlers
+from playbill.bot.cogs.critic import review_sentiment, verdict_response
+from playbill.bot.cogs.playwright import write_scene
 from playbill.bot.bench import LagMeter, percentile
 from playbill.bot.messages import Request
 from playbill.bot.services import Services
 from playbill.engine.models import MODEL_NAMES, spec
 from playbill.jobs.warmup import pending, read_state, start_warmup, train_first
+from playbill.settings import Settings
 
 REVIEW = "A warm, funny and beautifully acted film; the story kept me hooked until the very end."
 PROMPT = "ROMEO:"
 ASKER = Request(source="console", user_id=1, display_name="bench", is_admin=True)
 
 
-def _figures(settings: Any, name: str) -> dict[str, Any]:
+def _figures(settings: Settings, name: str) -> dict[str, Any]:
     registry = spec(name).registry(settings.home)
     current = registry.current_version()
     metrics = registry.get(current).metrics if current else {}
@@ -32,14 +34,14 @@ def _figures(settings: Any, name: str) -> dict[str, Any]:
 
 
 async def _answer(services: Services) -> dict[str, Any]:
-    review = await handlers.review_sentiment(services, ASKER, REVIEW)
+    review = verdict_response(await review_sentiment(services, ASKER, REVIEW))
     scene, version = "", None
-    async for update in handlers.write_scene(services, ASKER, PROMPT, 200, None):
+    async for update in write_scene(services, ASKER, PROMPT, 200, None):
         scene, version = update.text, update.model_version
     return {"review": review.plain()[:120], "scene": scene, "scene_version": version}
 
 
-async def bench_first_start(settings: Any, *, minutes: float, say: Callable[[str], None] = print,
+async def bench_first_start(settings: Settings, *, minutes: float, say: Callable[[str], None] = print,
                             answer_every: float = 5.0) -> dict[str, Any]:
     """Run the first start in `settings.home` (must hold no model), then warm up for `minutes`."""
     if any(spec(n).registry(settings.home).current_version() for n in MODEL_NAMES):
@@ -105,7 +107,7 @@ async def bench_first_start(settings: Any, *, minutes: float, say: Callable[[str
     }
 
 
-async def _answer_after_refresh(settings: Any) -> dict[str, Any]:
+async def _answer_after_refresh(settings: Settings) -> dict[str, Any]:
     services = Services.create(settings)
     services.cooldowns.seconds = 0
     try:

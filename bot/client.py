@@ -11,22 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
-
 import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from playbill.bot.cogs import EXTENSIONS
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
-from playbill.bot.discord_io import NO_MENTIONS, http_error_line, report_error
+from playbill.bot.discord_io import NO_MENTIONS, http_error_line, report_error, sync_commands
 from playbill.bot.errors import describe
+from playbill.bot.features import DYNAMIC_ITEMS, feature_cogs
 from playbill.bot.services import Services, missing_models_message
-from playbill.bot.views import FeedbackButton, ForgetButton
 from playbill.jobs.leader import ScheduleElection
 from playbill.jobs.scheduler import create_scheduler, run_now
 from playbill.jobs.warmup import start_warmup
+from playbill.settings import BotSettings, Settings
 
 log = logging.getLogger("playbill.bot")
 
@@ -39,7 +37,7 @@ class PlaybillTree(app_commands.CommandTree):
 
 
 class PlaybillBot(commands.AutoShardedBot):
-    def __init__(self, settings: Any, *, services: Services | None = None, load_models: bool = True,
+    def __init__(self, settings: Settings, *, services: Services | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
         point_at(settings.discord_api_base, settings.discord_gateway_url)
         discord.VoiceClient.warn_nacl = False  # Playbill has no voice: no warning about voice libraries
@@ -75,17 +73,15 @@ class PlaybillBot(commands.AutoShardedBot):
             missing = self.services.missing_models()
             if missing:
                 log.warning("%s The other commands work meanwhile.", missing_models_message(missing, self.services.holders))
-            self._refresher = asyncio.create_task(self._refresh_models_forever(), name="model-refresh")
+            self._refresher = asyncio.create_task(self.services.keep_models_fresh(), name="model-refresh")
         await self.add_cogs()
         if self.start_scheduler:
             await self.start_jobs()
         await self._fetch_owners()
         guild_id = self.settings.bot.dev_guild_id
         if self.sync_on_start and guild_id:
-            guild = discord.Object(id=guild_id)
-            self.tree.copy_global_to(guild=guild)
             try:
-                synced = await self.tree.sync(guild=guild)
+                synced = await sync_commands(self.tree, guild_id)
             except discord.DiscordServerError:
                 raise  # Discord is unavailable: `serve` tries again
             except discord.HTTPException as exc:
@@ -94,10 +90,10 @@ class PlaybillBot(commands.AutoShardedBot):
             log.info("synced %d commands to the development guild %s", len(synced), guild_id)
 
     async def add_cogs(self) -> None:
-        """Load every cog and register the dynamic buttons (no network needed)."""
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
-        self.add_dynamic_items(FeedbackButton, ForgetButton)
+        """Add every feature's cog and register the dynamic buttons (no network needed)."""
+        for cog in feature_cogs(self.services):
+            await self.add_cog(cog)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def _fetch_owners(self) -> None:
         """The application's owners as discord.py counts them (`Bot.is_owner`: the owner, or a
@@ -137,15 +133,6 @@ class PlaybillBot(commands.AutoShardedBot):
             log.warning("the job scheduler did not start, the bot runs without it: %s", message)
             self._election = None
 
-    async def _refresh_models_forever(self) -> None:
-        """Pick up a newly promoted model (nightly retrain, rollback from the CLI) without a restart."""
-        while True:
-            await asyncio.sleep(self.settings.bot.model_refresh_seconds)
-            swapped = await self.services.refresh_models_async()
-            for name, changed in swapped.items():
-                if changed:
-                    log.info("now serving %s %s", name, self.services.holders[name].version)
-
     def gateway_failed(self, exc: BaseException) -> None:
         """Bound the first connection: discord.py would retry the gateway forever; a bot that has
         never been connected gives up after `[bot] connect_retries` more failures."""
@@ -183,7 +170,7 @@ class DiscordUnavailable(Exception):
 RETRYABLE = (discord.DiscordServerError, aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)
 
 
-def retry_delays(bot_settings: Any) -> list[float]:
+def retry_delays(bot_settings: BotSettings) -> list[float]:
     """Seconds before each retry of the first connection: doubling from connect_backoff_seconds,
     at most connect_backoff_max_seconds, connect_retries of them."""
     base, top = bot_settings.connect_backoff_seconds, bot_settings.connect_backoff_max_seconds
@@ -196,7 +183,7 @@ def unavailable_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def serve(settings: Any, services: Services, token: str, *, start_scheduler: bool,
+async def serve(settings: Settings, services: Services, token: str, *, start_scheduler: bool,
                 stop: asyncio.Event | None = None) -> None:
     """`playbill run`: log in and stay connected until `stop` is set (or the bot is closed). While
     Discord answers 5xx or cannot be reached before the bot first connects, try again with backoff

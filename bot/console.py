@@ -1,7 +1,7 @@
-"""`playbill console`: the bot's commands at a terminal, through the same handlers and database.
+"""`playbill console`: the bot's commands at a terminal, through the same features and database.
 
-Reads one command a line (interactive or from a pipe) until /quit or end of input, and
-prints each answer. Requests are recorded with source "console". The person at the
+Reads one command a line (interactive or from a pipe) until /quit or end of input, and runs
+it through the one command table (each feature's `CONSOLE` commands), printing each answer. Requests are recorded with source "console". The person at the
 terminal owns the files, so the admin commands are open to them.
 """
 
@@ -11,26 +11,20 @@ import asyncio
 import getpass
 import io
 import os
-import re
-import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from playbill.bot import handlers
+from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.errors import describe
 from playbill.bot.messages import Request, Response
-from playbill.bot.recording import HistoryGateway
-from playbill.bot.services import Services, missing_models_message
+from playbill.bot.services import Services, missing_models_message, open_history
 from playbill.engine.errors import InvalidInput
-from playbill.history.errors import DamagedDatabase, SchemaOutdated
-from playbill.terminal import strip_controls
+from playbill.settings import Settings
 
 PROMPT = "playbill> "
-_SCENE_OPTION = re.compile(r"\s+(length|temperature)=(\S+)\s*$")
-HISTORY_OPTIONS = {"user": int, "guild": int, "kind": str, "since": str, "until": str, "search": str,
-                   "label": str, "limit": int}
+HELP_COLUMN = 30  # where the help's summaries start
 
 
 MAX_NAME_CHARS = 100  # as a Discord display name (and the history's user_name column)
@@ -96,16 +90,26 @@ def console_member(user_id: int | str | None = None, name: str | None = None) ->
 
 
 class Console:
+    """One person at the terminal: runs each line through the command table and prints the
+    answers. Its surface for the features' console commands: `services`, `request` (who acts),
+    `interactive`, `say`, `write`, `show`."""
+
     def __init__(self, services: Services, out: TextIO = sys.stdout, *, interactive: bool = False,
-                 member: tuple[int, str] | None = None) -> None:
+                 member: tuple[int, str] | None = None,
+                 commands: tuple[ConsoleCommand, ...] | None = None) -> None:
         self.services = services
         self.out = out
         self.interactive = interactive
         user_id, name = member or console_member()
         self.request = Request(source="console", user_id=user_id, display_name=name, is_admin=True)
+        self.commands = commands if commands is not None else command_table()
+        self.done = False  # set by /quit
 
     def say(self, text: str = "") -> None:
-        self.out.write(strip_controls(text) + "\n")  # member text never drives the terminal
+        self.write(text + "\n")
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
         self.out.flush()
 
     def banner(self) -> None:
@@ -120,10 +124,9 @@ class Console:
 
     async def run(self, lines: TextIO | TerminalLines) -> int:
         self.banner()
-        while True:
+        while not self.done:
             if self.interactive:
-                self.out.write(PROMPT)
-                self.out.flush()
+                self.write(PROMPT)
             if isinstance(lines, TerminalLines):
                 line = await lines.readline()
             else:
@@ -133,70 +136,39 @@ class Console:
             line = readable_text(line).strip()
             if not line:
                 continue
-            if line in ("/quit", "/exit"):
-                break
             await self.execute(line)
             await self.services.drain()  # the history rows of this command are written before the next
         return 0
 
+    def find(self, name: str, rest: str) -> ConsoleCommand | None:
+        return next((c for c in self.commands if c.name == name and c.accepts(rest)), None)
+
     async def execute(self, line: str) -> None:
-        command, _, rest = line.partition(" ")
-        rest = rest.strip()
+        name, _, rest = line.partition(" ")
+        command = self.find(name, rest.strip())
+        if command is None:
+            self.say(f"unknown command {name[:40]!r}; type /help for the list")
+            return
         try:
-            if command == "/help":
-                self.say(handlers.HELP)
-            elif command == "/review-sentiment":
-                self.show(await handlers.review_sentiment(self.services, self.request, rest))
-            elif command == "/write-scene":
-                await self.write_scene(rest)
-            elif command == "/history":
-                self.show(await handlers.admin_history(self.services, self.request, **_history_options(rest)))
-            elif command == "/stats":
-                since = _key_values(rest, {"since": str}).get("since", "7d")
-                self.show(await handlers.admin_stats(self.services, self.request, since=since))
-            elif command == "/model-status":
-                self.show(await handlers.model_status(self.services, self.request))
-            elif command == "/rollback":
-                self.show(await handlers.rollback(self.services, self.request, rest))
-            elif command == "/retrain":
-                self.show(await handlers.retrain(self.services, self.request, rest or "all"))
-            elif command == "/feedback" and not rest:
-                self.show(await handlers.admin_feedback(self.services, self.request))
-            elif command == "/feedback":
-                self.show(await handlers.give_feedback(self.services, self.request, *_feedback_options(rest)))
-            elif command == "/forget-me":
-                self.show(await handlers.forget_me(self.services, self.request))
-            else:
-                self.say(f"unknown command {command[:40]!r}; type /help for the list")
+            await command.run(self, rest.strip())
         except Exception as exc:
-            message, _ = describe(exc, context=f"console {command[:40]}")
+            message, _ = describe(exc, context=f"console {name[:40]}")
             self.say(f"error: {message}")
 
-    async def write_scene(self, rest: str) -> None:
-        prompt, length, temperature = _scene_options(rest)
-        streamed = False
-        async for update in handlers.write_scene(self.services, self.request, prompt, length, temperature):
-            if update.done:
-                if streamed:
-                    self.say()
-                else:
-                    self.say(update.text)
-                self.say(f"(playwright {update.model_version})")
-            elif self.interactive:  # at a terminal, show the scene as it is written
-                if not streamed:
-                    self.out.write(strip_controls(update.text))
-                    streamed_len = len(update.text)
-                    streamed = True
-                else:
-                    self.out.write(strip_controls(update.text[streamed_len:]))
-                    streamed_len = len(update.text)
-                self.out.flush()
+    def help_text(self) -> str:
+        """The command table as help: `name usage` and its summary, admin commands marked."""
+        lines = []
+        for c in self.commands:
+            if not c.summary:  # an alias
+                continue
+            usage = f"{c.name} {c.usage}".rstrip()
+            summary = c.summary + (" (admin)" if c.admin else "")
+            lines.append(f"{usage:<{HELP_COLUMN}}{summary}" if len(usage) < HELP_COLUMN
+                         else f"{usage}\n{'':<{HELP_COLUMN}}{summary}")
+        return "\n".join(lines)
 
     def show(self, response: Response) -> None:
-        text = response.plain()
-        if response.feedback_for:
-            text += f"\n(right or wrong? /feedback {response.feedback_for} right|wrong)"
-        self.say(text)
+        self.say(response.plain())
         for f in response.files:
             folder = Path(self.services.settings.home) / "console"
             folder.mkdir(parents=True, exist_ok=True)
@@ -205,53 +177,12 @@ class Console:
             self.say(f"saved {path}")
 
 
-def _scene_options(rest: str) -> tuple[str, int | None, float | None]:
-    """(prompt, length, temperature) from `PROMPT [length=N] [temperature=T]`."""
-    options: dict[str, Any] = {}
-    while True:
-        m = _SCENE_OPTION.search(" " + rest)
-        if not m:
-            break
-        key, value = m.group(1), m.group(2)
-        try:
-            options[key] = int(value) if key == "length" else float(value)
-        except ValueError:
-            raise InvalidInput(f"{key} must be a number (got {value!r})") from None
-        rest = (" " + rest)[: m.start()].strip()
-    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
-        rest = rest[1:-1]
-    return rest, options.get("length"), options.get("temperature")
+def command_table() -> tuple[ConsoleCommand, ...]:
+    """Every feature's console commands, in the features' order (imported here, when a console
+    starts, so the features may import this module's types)."""
+    from playbill.bot.features import CONSOLE_COMMANDS
 
-
-def _key_values(rest: str, allowed: dict[str, type]) -> dict[str, Any]:
-    try:
-        tokens = shlex.split(rest)
-    except ValueError as exc:
-        raise InvalidInput(f"could not read the options: {exc}") from None
-    values: dict[str, Any] = {}
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if not sep or key not in allowed:
-            raise InvalidInput(f"unknown option {token!r}; options are {', '.join(k + '=' for k in allowed)}")
-        try:
-            values[key] = allowed[key](value)
-        except ValueError:
-            raise InvalidInput(f"{key} must be a number (got {value!r})") from None
-    return values
-
-
-def _feedback_options(rest: str) -> tuple[int, str]:
-    parts = rest.split()
-    if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in handlers.VERDICTS:
-        raise InvalidInput("usage: /feedback ID right|wrong (the id is shown under each verdict)")
-    return int(parts[0]), parts[1]
-
-
-def _history_options(rest: str) -> dict[str, Any]:
-    values = _key_values(rest, HISTORY_OPTIONS)
-    if "limit" in values and not 1 <= values["limit"] <= 1000:
-        raise InvalidInput("limit must be between 1 and 1000")
-    return values
+    return CONSOLE_COMMANDS
 
 
 def _console_user_id() -> int:
@@ -265,7 +196,7 @@ def _console_user_name() -> str:
         return "console"
 
 
-async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | None = None,
+async def run_console(settings: Settings, lines: TextIO | None = None, out: TextIO | None = None,
                       *, services: Services | None = None, member: tuple[int, str] | None = None) -> int:
     """The console loop; `member` (from `console_member`) is who it acts as, default the OS user."""
     lines = lines if lines is not None else sys.stdin
@@ -283,7 +214,7 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
     refresher = None
     try:
         await services.refresh_models_async()
-        refresher = asyncio.get_running_loop().create_task(_refresh_forever(services), name="model-refresh")
+        refresher = asyncio.get_running_loop().create_task(services.keep_models_fresh(), name="model-refresh")
         if not interactive:
             services.cooldowns.seconds = 0  # a script's commands are not a member spamming the bot
         return await Console(services, out, interactive=interactive, member=member).run(source)
@@ -294,25 +225,3 @@ async def run_console(settings: Any, lines: TextIO | None = None, out: TextIO | 
             source.close()
         if own_services:
             services.close()
-
-
-async def _refresh_forever(services: Services) -> None:
-    """Swap in a newly promoted version (the warm-up's, a retrain's) while the console is open."""
-    while True:
-        await asyncio.sleep(services.settings.bot.model_refresh_seconds)
-        await services.refresh_models_async()
-
-
-def open_history(settings: Any, out: TextIO | None = None) -> Any:
-    """The history gateway (schema upgraded to head); a disabled one if it cannot be opened."""
-    try:
-        gateway = HistoryGateway.open(settings.database_url, settings.spool_dir)
-    except (SchemaOutdated, DamagedDatabase):  # refuse to start: the line says what to do
-        raise
-    except Exception as exc:  # the console still answers without a database
-        message, _ = describe(exc, context="opening the history database")
-    else:
-        return gateway
-    if out is not None:
-        out.write(f"warning: history database unavailable: {message}\n")
-    return HistoryGateway(None)

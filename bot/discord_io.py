@@ -1,4 +1,4 @@
-"""Adapting handlers' plain requests and responses to discord.py interactions.
+"""Adapting the features' plain requests and responses to discord.py interactions.
 
 Every send and edit goes through here, with AllowedMentions.none(): no reply can ping.
 `report_error` is the one error path for commands, buttons and views.
@@ -95,6 +95,17 @@ async def reply(interaction: discord.Interaction, response: Response, *, view: d
         await interaction.response.send_message(**kwargs)
 
 
+async def sync_commands(tree: app_commands.CommandTree, guild_id: int | None) -> list[app_commands.AppCommand]:
+    """Publish the tree's slash commands: to one server at once (the global ones copied there),
+    or globally with `guild_id` None (Discord can take up to an hour to show them). The one sync,
+    for the start (`[bot] dev_guild_id`), `/admin sync` and `playbill sync-commands`."""
+    if guild_id is None:
+        return await tree.sync()
+    guild = discord.Object(id=guild_id)
+    tree.copy_global_to(guild=guild)
+    return await tree.sync(guild=guild)
+
+
 def http_error_line(exc: discord.HTTPException, *, doing: str) -> str:
     """One line for a person at the command line: what Discord refused, and what to do."""
     if exc.status == 403 and exc.code == 50001:
@@ -111,8 +122,6 @@ def error_message(error: BaseException) -> str:
     """The short text a member sees for any error (unexpected ones get a logged error id)."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down a little: try again in {error.retry_after:.1f} s."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works only in a server."
     if isinstance(error, (NotAdmin, NotOwner)):

@@ -1,4 +1,4 @@
-"""Errors the bot's handlers raise, and the one place that turns any error into a reply.
+"""Errors the features raise, and the one place that turns any error into a reply.
 
 Users see a short message; anything unexpected gets an error id that is logged together
 with the full traceback, so an admin can find it in <home>/logs/playbill.log.
@@ -32,6 +32,16 @@ class OnCooldown(UserFacingError):
 
 class NotAllowed(UserFacingError):
     pass
+
+
+ADMIN_ONLY = "Only server administrators (or Playbill's owners) can use the admin commands."
+
+
+def require_admin(is_admin: bool) -> None:
+    """The admin rule, for every front end: who is an admin is decided by the adapter (Discord:
+    `discord_io.is_admin`; the console: the person at the terminal, who owns the files)."""
+    if not is_admin:
+        raise NotAllowed(ADMIN_ONLY)
 
 
 def new_error_id() -> str:

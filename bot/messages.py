@@ -1,10 +1,12 @@
-"""The plain request and response the handlers speak; cogs and the console adapt them."""
+"""The plain request and response the features speak; Discord and the console adapt them."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from playbill.terminal import strip_controls
 
 Source = Literal["discord", "console", "cli"]
 
@@ -46,13 +48,12 @@ class FileData:
 
 @dataclass
 class Response:
-    """What a handler answers. `feedback_for` is the history id the right/wrong buttons vote on."""
+    """What a feature says to a person: Discord sends it (discord_io.reply), the console prints `plain()`."""
 
     text: str = ""
     embed: EmbedData | None = None
     files: list[FileData] = field(default_factory=list)
     ephemeral: bool = False
-    feedback_for: int | None = None
 
     def plain(self) -> str:
         """The response as terminal text (the console)."""
@@ -72,8 +73,10 @@ _ESCAPED = re.compile(r"\\([*_~|`>\\#\-\[\]()])")
 
 
 def terminal_text(text: str) -> str:
-    """Discord-safe text made readable at a terminal: escapes, zero-width spaces and bold
-    markers removed (a terminal renders no markdown and pings nobody)."""
-    text = text.replace("\u200b", "").replace("**", "")
+    """Discord-safe text made readable and harmless at a terminal: escapes, zero-width spaces and
+    bold markers removed (a terminal renders no markdown and pings nobody), and whatever could
+    drive the terminal (escape sequences, control and bidi characters a member typed) dropped
+    by the one terminal rule, `playbill.terminal.strip_controls`."""
+    text = strip_controls(text).replace("\u200b", "").replace("**", "")
     text = re.sub(r"`([^`\n]*)`", r"\1", text)
     return _ESCAPED.sub(r"\1", text)

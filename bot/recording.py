@@ -26,6 +26,7 @@ from playbill.history.errors import DatabaseBusy, HistoryError, RetryLater
 from playbill.history.spool import InteractionWriter
 from playbill.history.models import utcnow
 from playbill.history.timeparse import parse_time as _parse_time
+from playbill.settings import Settings
 
 log = logging.getLogger("playbill.bot.history")
 
@@ -83,7 +84,7 @@ class HistoryGateway:
                 raise
             raise shown from exc
 
-    async def next_feedback(self, settings: Any) -> Any:
+    async def next_feedback(self, settings: Settings) -> Any:
         """What the next retrain learns from the votes (jobs.trainers.next_feedback: ExtraData)."""
         from playbill.jobs.trainers import next_feedback
 

@@ -7,13 +7,15 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
-from playbill.bot.errors import OnCooldown
+from playbill.bot.errors import OnCooldown, describe
 from playbill.bot.inference import SceneWorker, SentimentWorker
+from playbill.bot.messages import Request
 from playbill.bot.recording import HistoryGateway
 from playbill.engine.models import MODELS, spec
 from playbill.engine.serving import ModelHolder
+from playbill.settings import Settings
 
 log = logging.getLogger("playbill.bot.services")
 
@@ -40,9 +42,54 @@ class Cooldowns:
             self._last = {k: t for k, t in self._last.items() if now - t < self.seconds}
 
 
+class RequestRecord:
+    """One history row per request: ok with the output, or error with the message. Started
+    before the work, so its latency covers the whole answer."""
+
+    def __init__(self, services: Services, request: Request, kind: str, prompt: str,
+                 parameters: dict[str, Any]) -> None:
+        self.services, self.request = services, request
+        self.kind, self.prompt, self.parameters = kind, prompt, parameters
+        self.started = time.perf_counter()
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        r = self.request
+        return {
+            "kind": self.kind,
+            "source": r.source,
+            "user_id": r.user_id,
+            "guild_id": r.guild_id,
+            "channel_id": r.channel_id,
+            "user_name": r.display_name or None,
+            "prompt": self.prompt,
+            "params": self.parameters,
+            "model_name": self.kind,
+            "latency_ms": (time.perf_counter() - self.started) * 1000.0,
+            **extra,
+        }
+
+    async def done(self, **extra: Any) -> int | None:
+        """The row's id, or None if the database has not answered within `history_wait_seconds`
+        (the write then finishes in the background: a locked database delays no reply)."""
+        write = self.services.spawn(self.services.history.record_interaction(**self._fields(status="ok", **extra)))
+        finished, _ = await asyncio.wait({write}, timeout=self.services.settings.bot.history_wait_seconds)
+        return write.result() if finished else None
+
+    def failed(self, exc: BaseException) -> None:
+        """Record the failure in the background: a slow database must not delay the reply."""
+        if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            error = "cancelled before the answer was complete"
+        else:
+            message, error_id = describe(exc, context=f"/{self.kind}")
+            error = message if error_id is None else f"error id {error_id}: {type(exc).__name__}: {exc}"
+        version = self.services.holders[self.kind].version
+        self.services.spawn(self.services.history.record_interaction(
+            **self._fields(status="error", error=error[:2000], model_version=version)))
+
+
 @dataclass
 class Services:
-    settings: Any
+    settings: Settings
     holders: dict[str, ModelHolder]  # one per engine.models spec, in the spec list's order
     history: HistoryGateway
     cooldowns: Cooldowns
@@ -52,7 +99,7 @@ class Services:
     background: set[asyncio.Task] = field(default_factory=set)  # the process's one set of background tasks
 
     @classmethod
-    def create(cls, settings: Any, *, holders: dict[str, ModelHolder] | None = None,
+    def create(cls, settings: Settings, *, holders: dict[str, ModelHolder] | None = None,
                history: HistoryGateway | None = None, scheduler: Any | None = None) -> Services:
         """Wire the parts; models are loaded later by `refresh_models` (in a worker thread)."""
         b = settings.bot
@@ -68,6 +115,10 @@ class Services:
                                      chunk_chars=settings.scene.stream_chunk_chars),
             scheduler=scheduler,
         )
+
+    def record(self, request: Request, kind: str, prompt: str, parameters: dict[str, Any]) -> RequestRecord:
+        """Start the history row of one request to the model `kind` (its `done` or `failed` ends it)."""
+        return RequestRecord(self, request, kind, prompt, parameters)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         """Run a coroutine in the background (a history write, a model refresh), kept referenced
@@ -97,7 +148,20 @@ class Services:
     async def refresh_models_async(self) -> dict[str, bool]:
         return await asyncio.to_thread(self.refresh_models)
 
+    async def keep_models_fresh(self) -> None:
+        """Swap in newly promoted versions (a nightly retrain, the warm-up, a rollback from the
+        CLI) every `[bot] model_refresh_seconds`, without a restart; runs until cancelled. The
+        one refresh loop, for the bot and the console alike."""
+        while True:
+            await asyncio.sleep(self.settings.bot.model_refresh_seconds)
+            swapped = await self.refresh_models_async()
+            for name, changed in swapped.items():
+                if changed:
+                    log.info("now serving %s %s", name, self.holders[name].version)
+
     def missing_models(self) -> list[str]:
+        """The models that serve nothing now (never trained, or every version damaged): the one
+        definition of "a model is missing"; `missing_models_message` says why and what to do."""
         return [name for name, holder in self.holders.items() if not holder.loaded]
 
     def close(self) -> None:
@@ -106,7 +170,7 @@ class Services:
         self.history.close()
 
 
-def default_holders(settings: Any) -> dict[str, ModelHolder]:
+def default_holders(settings: Settings) -> dict[str, ModelHolder]:
     """A holder per model spec; TensorFlow is never imported to serve."""
     return {s.name: ModelHolder(s, settings.home, settings.section(s.name)) for s in MODELS}
 
@@ -123,3 +187,16 @@ def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] |
         parts.append(f"Every {name} version is damaged (`playbill models list` says what was found); "
                      f"train a new one with `{spec(name).train_command}`.")
     return " ".join(parts)
+
+
+def open_history(settings: Settings, out: TextIO | None = None) -> HistoryGateway:
+    """The history gateway (an SQLite schema brought to head; a server database whose schema is
+    behind is refused, `playbill db upgrade` says how); a disabled one if it cannot be opened,
+    with a warning line on `out`. The console and the bot still answer without a database."""
+    try:
+        return HistoryGateway.open(settings.database_url)
+    except Exception as exc:
+        message, _ = describe(exc, context="opening the history database")
+    if out is not None:
+        out.write(f"warning: history database unavailable: {message}\n")
+    return HistoryGateway(None)

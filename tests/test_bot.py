@@ -18,7 +18,7 @@ from playbill.bot.cogs import playwright
 from playbill.bot.recording import HistoryGateway
 from playbill.bot.services import Services, default_holders
 from fakes import FakeSceneWriter, engine_refusal, fake_holders, history_rows, train_tiny_scene
-from playbill.bot.views import FEEDBACK_TEMPLATE
+from playbill.bot.cogs.critic import FEEDBACK_TEMPLATE
 from playbill.engine.models import MODEL_NAMES
 from playbill.jobs import scheduler as scheduler_module
 from standin import ADMINISTRATOR, StandIn

@@ -1,4 +1,4 @@
-"""The front-end-neutral parts of the bot: handlers, the inference worker, safe text."""
+"""The front-end-neutral parts of the bot: what each feature does (bot/cogs/*), the inference worker, safe text."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from playbill.bot import handlers
+from playbill.bot.cogs import admin, critic, playwright, privacy
 from playbill.bot import text as fmt
-from playbill.bot.errors import Busy, OnCooldown
+from playbill.bot.errors import ADMIN_ONLY, Busy, NotAllowed, OnCooldown
 from playbill.bot.messages import Request
 from playbill.bot.recording import HistoryGateway
 from playbill.bot.services import Services
@@ -26,6 +26,7 @@ from playbill.history.errors import HistoryError
 
 ALICE = Request(source="discord", user_id=111, guild_id=5, channel_id=6, display_name="alice")
 BOB = Request(source="discord", user_id=222, guild_id=5, channel_id=6, display_name="bob")
+ADMIN = Request(source="console", user_id=1, is_admin=True)
 
 
 
@@ -57,22 +58,25 @@ def test_bar() -> None:
 
 
 # --------------------------------------------------------------------------- the critic
-async def test_review_answers_with_label_bar_version_and_records_it(services) -> None:
-    response = await handlers.review_sentiment(services, ALICE, "A great film, I loved it")
+async def test_review_answers_with_label_probability_version_and_records_it(services) -> None:
+    verdict = await critic.review_sentiment(services, ALICE, "A great film, I loved it")
     version = services.holders["sentiment"].version
-    assert response.embed.title.endswith("positive")
-    assert "%" in response.embed.fields[0].value
-    assert version in response.embed.fields[1].value
+    assert (verdict.label, verdict.model_version) == ("positive", version)
+    assert 0.5 < verdict.positive_probability <= 1
     [row] = history_rows(services.history)
-    assert response.feedback_for == row.id
+    assert verdict.interaction_id == row.id
     assert row.status == "ok" and row.source == "discord" and row.model_version == version
     assert row.label == "positive" and row.latency_ms >= 0 and row.prompt == "A great film, I loved it"
     assert (row.user_id, row.guild_id, row.channel_id, row.user_name) == (111, 5, 6, "alice")
 
 
-async def test_review_shows_user_text_escaped(services) -> None:
-    response = await handlers.review_sentiment(services, ALICE, "@everyone this is **awful** <@42>")
-    assert "@everyone" not in response.embed.description and "<@42>" not in response.embed.description
+async def test_a_verdict_is_shown_with_its_bar_and_version_and_the_user_text_escaped(services) -> None:
+    verdict = await critic.review_sentiment(services, ALICE, "@everyone this is **so** awful <@42>")
+    embed = critic.verdict_response(verdict).embed
+    assert embed.title == "The critic says: negative"
+    assert embed.fields[0].value == f"`{fmt.bar(verdict.positive_probability)}`"
+    assert embed.fields[1].value == f"sentiment {verdict.model_version}"
+    assert "@everyone" not in embed.description and "<@42>" not in embed.description
 
 
 @pytest.mark.parametrize("too_long", [False, True])
@@ -81,7 +85,7 @@ async def test_bad_reviews_get_the_engines_message_and_are_recorded(services, to
     text = "x" * (limits.max_chars + 1) if too_long else "   "
     message = engine_refusal(limits.check, ReviewRequest(text))
     with pytest.raises(InvalidInput) as refused:
-        await handlers.review_sentiment(services, ALICE, text)
+        await critic.review_sentiment(services, ALICE, text)
     assert str(refused.value) == message
     await services.drain()
     [row] = history_rows(services.history)
@@ -91,14 +95,14 @@ async def test_bad_reviews_get_the_engines_message_and_are_recorded(services, to
 
 async def test_cooldown_is_per_user_and_applies_to_the_console(services) -> None:
     services.cooldowns.seconds = 30
-    await handlers.review_sentiment(services, ALICE, "good")
+    await critic.review_sentiment(services, ALICE, "good")
     with pytest.raises(OnCooldown, match="try again in"):
-        await handlers.review_sentiment(services, ALICE, "good")
-    await handlers.review_sentiment(services, BOB, "good")  # someone else is not slowed down
+        await critic.review_sentiment(services, ALICE, "good")
+    await critic.review_sentiment(services, BOB, "good")  # someone else is not slowed down
     console = Request(source="console", user_id=7)
-    await handlers.review_sentiment(services, console, "good")
+    await critic.review_sentiment(services, console, "good")
     with pytest.raises(OnCooldown):
-        await handlers.review_sentiment(services, console, "good")
+        await critic.review_sentiment(services, console, "good")
 
 
 async def test_concurrent_reviews_are_micro_batched(services) -> None:
@@ -147,9 +151,9 @@ async def test_a_locked_database_never_breaks_the_reply(services, settings) -> N
     locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
     try:
         started = time.perf_counter()
-        response = await handlers.review_sentiment(services, ALICE, "good")
+        verdict = await critic.review_sentiment(services, ALICE, "good")
         assert time.perf_counter() - started < 2
-        assert response.embed is not None and response.feedback_for is None  # answered, just no buttons
+        assert verdict.label == "positive" and verdict.interaction_id is None  # answered, just no buttons
     finally:
         locker.execute("ROLLBACK")
         locker.close()
@@ -163,9 +167,9 @@ async def test_missing_model_names_the_training_command(settings) -> None:
     s.refresh_models()
     try:
         with pytest.raises(ModelUnavailable, match="playbill train sentiment"):
-            await handlers.review_sentiment(s, ALICE, "good")
+            await critic.review_sentiment(s, ALICE, "good")
         with pytest.raises(ModelUnavailable, match="playbill train scene"):
-            async for _ in handlers.write_scene(s, ALICE, "ROMEO:"):
+            async for _ in playwright.write_scene(s, ALICE, "ROMEO:"):
                 pass
     finally:
         s.close()
@@ -183,7 +187,7 @@ async def test_hot_swap_serves_the_new_version(services, settings) -> None:
 
 # --------------------------------------------------------------------------- the playwright
 async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services) -> None:
-    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:", length=150, temperature=0.7)]
+    updates = [u async for u in playwright.write_scene(services, ALICE, "ROMEO:", length=150, temperature=0.7)]
     assert len(updates) > 3 and updates[-1].done and not any(u.done for u in updates[:-1])
     final = updates[-1].text
     assert final.startswith("ROMEO:") and final.rstrip()[-1] in ".?!:;"
@@ -195,7 +199,7 @@ async def test_scene_streams_then_ends_at_a_boundary_and_is_recorded(services) -
 async def test_the_settings_defaults_reach_the_writer_as_a_typed_request(services, settings) -> None:
     settings.scene.top_k = 5
     settings.scene.stop_at_boundary = False
-    updates = [u async for u in handlers.write_scene(services, ALICE, "ROMEO:")]
+    updates = [u async for u in playwright.write_scene(services, ALICE, "ROMEO:")]
     [request] = services.holders["scene"].model.requests
     assert request == SceneRequest("ROMEO:", settings.scene.default_length, settings.scene.temperature, top_k=5,
                                    stop_at_boundary=False)
@@ -207,14 +211,14 @@ async def test_a_configured_default_temperature_is_checked_by_the_engine_rule(se
     settings.scene.temperature = limits.max_temperature + 1
     message = engine_refusal(limits.check_temperature, settings.scene.temperature)
     with pytest.raises(InvalidInput) as refused:
-        async for _ in handlers.write_scene(services, ALICE, "ROMEO:"):
+        async for _ in playwright.write_scene(services, ALICE, "ROMEO:"):
             pass
     assert str(refused.value) == message
 
 
 async def test_unknown_characters_get_the_engines_message(services) -> None:
     with pytest.raises(InvalidInput) as refused:
-        async for _ in handlers.write_scene(services, ALICE, "Romeo é \N{GRINNING FACE}"):
+        async for _ in playwright.write_scene(services, ALICE, "Romeo é \N{GRINNING FACE}"):
             pass
     assert str(refused.value) == unknown_characters_message(sorted("é\N{GRINNING FACE}"))
 
@@ -230,7 +234,7 @@ async def test_scene_options_get_the_engines_messages(services, option) -> None:
     }[option]
     message = engine_refusal(limits.check, request)
     with pytest.raises(InvalidInput) as refused:
-        async for _ in handlers.write_scene(services, ALICE, request.prompt, request.length, request.temperature):
+        async for _ in playwright.write_scene(services, ALICE, request.prompt, request.length, request.temperature):
             pass
     assert str(refused.value) == message
 
@@ -239,7 +243,7 @@ async def test_scene_failure_midway_is_recorded(services) -> None:
     FakeSceneWriter.fail_after = 2
     try:
         with pytest.raises(RuntimeError):
-            async for _ in handlers.write_scene(services, ALICE, "ROMEO:", length=200):
+            async for _ in playwright.write_scene(services, ALICE, "ROMEO:", length=200):
                 pass
     finally:
         FakeSceneWriter.fail_after = None
@@ -250,84 +254,84 @@ async def test_scene_failure_midway_is_recorded(services) -> None:
 
 # --------------------------------------------------------------------------- feedback, privacy, admin
 async def test_feedback_one_vote_per_user_changeable(services) -> None:
-    response = await handlers.review_sentiment(services, ALICE, "good")
-    first = await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
-    again = await handlers.give_feedback(services, BOB, response.feedback_for, "wrong")
-    changed = await handlers.give_feedback(services, BOB, response.feedback_for, "right")
-    assert first.text.startswith("Thanks") and "already" in again.text and changed.text.startswith("Changed")
+    verdict = await critic.review_sentiment(services, ALICE, "good")
+    votes = [await critic.vote(services, BOB, verdict.interaction_id, v) for v in ("wrong", "wrong", "right")]
+    assert [v.outcome for v in votes] == ["created", "unchanged", "updated"]
+    said = [critic.vote_response(v).text for v in votes]
+    assert said[0].startswith("Thanks") and "already" in said[1] and said[2].startswith("Changed")
     [row] = history_rows(services.history)
     assert (row.feedback_right, row.feedback_wrong) == (1, 0)
 
 
 async def test_a_vote_from_another_guild_is_refused(services) -> None:
-    response = await handlers.review_sentiment(services, ALICE, "good")
+    verdict = await critic.review_sentiment(services, ALICE, "good")
     elsewhere = Request(source="discord", user_id=222, guild_id=99, channel_id=7, display_name="bob")
     with pytest.raises(HistoryError, match="another place"):
-        await handlers.give_feedback(services, elsewhere, response.feedback_for, "right")
+        await critic.vote(services, elsewhere, verdict.interaction_id, "right")
 
 
 async def test_feedback_on_a_forgotten_interaction_is_explained(services) -> None:
-    response = await handlers.review_sentiment(services, ALICE, "good")
-    await handlers.forget_me(services, ALICE)
+    verdict = await critic.review_sentiment(services, ALICE, "good")
+    await privacy.forget_me(services, ALICE)
     with pytest.raises(HistoryError, match="forgotten or purged"):
-        await handlers.give_feedback(services, BOB, response.feedback_for, "right")
+        await critic.vote(services, BOB, verdict.interaction_id, "right")
 
 
 async def test_forget_me_deletes_only_the_callers_rows(services) -> None:
-    await handlers.review_sentiment(services, ALICE, "good")
-    await handlers.review_sentiment(services, BOB, "bad")
-    reply = await handlers.forget_me(services, ALICE)
-    assert reply.ephemeral and "1 interactions" in reply.text
+    await critic.review_sentiment(services, ALICE, "good")
+    await critic.review_sentiment(services, BOB, "bad")
+    forgotten = await privacy.forget_me(services, ALICE)
+    assert forgotten.counts == {"interactions": 1, "feedback": 0}
+    assert privacy.forgotten_response(forgotten).ephemeral
     assert [r.user_id for r in history_rows(services.history)] == [BOB.user_id]
 
 
-async def test_admin_handlers_refuse_non_admins(services) -> None:
-    for call in (handlers.admin_history(services, ALICE), handlers.admin_stats(services, ALICE),
-                 handlers.model_status(services, ALICE), handlers.rollback(services, ALICE, "scene")):
-        with pytest.raises(handlers.NotAllowed):
+async def test_admin_commands_refuse_non_admins_with_the_one_message(services) -> None:
+    for call in (admin.history(services, ALICE), admin.stats(services, ALICE), admin.model_status(services, ALICE),
+                 admin.feedback(services, ALICE), admin.retrain(services, ALICE, "all"),
+                 admin.rollback(services, ALICE, "scene")):
+        with pytest.raises(NotAllowed) as refused:
             await call
+        assert str(refused.value) == ADMIN_ONLY
 
 
 async def test_retrain_and_rollback_take_the_names_of_the_spec_list(services) -> None:
-    admin = Request(source="console", user_id=1, is_admin=True)
     with pytest.raises(InvalidInput) as retrain:
-        await handlers.retrain(services, admin, "critic")
+        await admin.retrain(services, ADMIN, "critic")
     assert str(retrain.value) == "model must be one of sentiment, scene or all"
     with pytest.raises(InvalidInput) as rollback:
-        await handlers.rollback(services, admin, "critic")
+        await admin.rollback(services, ADMIN, "critic")
     assert str(rollback.value) == engine_refusal(spec, "critic")
 
 
 async def test_model_status_has_versions_metrics_next_run_and_a_png(services) -> None:
-    admin = Request(source="console", user_id=1, is_admin=True)
-    response = await handlers.model_status(services, admin)
+    response = await admin.model_status(services, ADMIN)
     fields = {f.name: f.value for f in response.embed.fields}
     assert "accuracy 0.81" in fields["sentiment"] and "next run:" in fields["sentiment"]
     assert response.files[0].data.startswith(b"\x89PNG")
 
 
 async def test_rollback_serves_the_previous_version(services, settings) -> None:
-    admin = Request(source="console", user_id=1, is_admin=True)
     old = services.holders["scene"].version
     registry = services.holders["scene"].registry
     registry.promote(old)  # as `playbill train` does: every trained version is promoted
     registry.promote(publish_fake_version(settings.home, "scene", {"val_loss": 1.5}))
     services.refresh_models()
     assert services.holders["scene"].version != old
-    reply = await handlers.rollback(services, admin, "scene")
-    assert services.holders["scene"].version == old and old in reply.text
+    done = await admin.rollback(services, ADMIN, "scene")
+    assert done == admin.Rollback("scene", previous=old, serving=old)
+    assert services.holders["scene"].version == old
 
 
 async def test_admin_history_and_stats_use_the_history_filters(services) -> None:
-    admin = Request(source="console", user_id=1, is_admin=True)
-    await handlers.review_sentiment(services, ALICE, "a great film")
-    await handlers.review_sentiment(services, BOB, "an awful film")
-    listed = await handlers.admin_history(services, admin, label="negative", since="1h")
+    await critic.review_sentiment(services, ALICE, "a great film")
+    await critic.review_sentiment(services, BOB, "an awful film")
+    listed = await admin.history(services, ADMIN, label="negative", since="1h")
     assert "awful" in listed.embed.description and "great" not in listed.embed.description
-    assert (await handlers.admin_history(services, admin, until="2000-01-01")).text == "No interactions match."
+    assert (await admin.history(services, ADMIN, until="2000-01-01")).text == "No interactions match."
     with pytest.raises(HistoryError, match="not a time"):
-        await handlers.admin_history(services, admin, since="last tuesday")
-    stats = await handlers.admin_stats(services, admin, since="7d")
+        await admin.history(services, ADMIN, since="last tuesday")
+    stats = await admin.stats(services, ADMIN, since="7d")
     fields = {f.name: f.value for f in stats.embed.fields}
     assert "2 interaction(s)" in stats.embed.title and "sentiment 2" in fields["By kind"]
     assert "positive 1, negative 1" in fields["Verdicts"] and "median" in fields["Latency"]
@@ -375,9 +379,9 @@ async def test_event_loop_keeps_responding_while_training_and_serving(services) 
 
     async def load() -> None:
         for i in range(5):
-            await asyncio.gather(*(handlers.review_sentiment(services, Request("discord", user_id=n), f"good {n}")
+            await asyncio.gather(*(critic.review_sentiment(services, Request("discord", user_id=n), f"good {n}")
                                    for n in range(20)))
-            async for _ in handlers.write_scene(services, Request("discord", user_id=99 + i), "ROMEO:", length=200):
+            async for _ in playwright.write_scene(services, Request("discord", user_id=99 + i), "ROMEO:", length=200):
                 pass
 
     loop_thread = threading.get_ident()

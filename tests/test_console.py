@@ -44,7 +44,7 @@ async def test_cooldown_throttles_a_person_at_the_terminal_not_a_script(settings
     assert out.getvalue().count("The critic says") == 2 - refused
 
 
-async def test_console_answers_through_the_shared_handlers(settings) -> None:
+async def test_console_answers_through_the_shared_features(settings) -> None:
     settings.bot.cooldown_seconds = 0
     services = Services.create(settings, holders=fake_holders(settings),
                                history=HistoryGateway.open(settings.database_url))
@@ -175,3 +175,15 @@ async def test_console_acts_as_the_member_given(settings) -> None:
 def test_console_refuses_a_bad_member_in_one_line(home: Path, args, message) -> None:
     result = playbill("console", *args, stdin="/help\n")
     assert (result.returncode, message in result.stderr, "Traceback" in result.stderr) == (2, True, False)
+
+
+async def test_member_text_cannot_drive_the_terminal(services, settings) -> None:
+    """A review carrying escape sequences (retitle, clear screen) and a bidi override is shown,
+    in its answer and in /history, without them."""
+    review = "a great film\x1b]0;pwned\x07\x1b[2J \u202eevil"
+    out = io.StringIO()
+    await run_console(settings, io.StringIO(f"/review-sentiment {review}\n/history\n"), out, services=services)
+    text = out.getvalue()
+    assert "The critic says: positive" in text and text.count("a great film") == 2
+    assert not any(c in text for c in "\x1b\x07\u202e")
+    assert history_rows(services.history)[0].prompt == review  # stored as typed

@@ -1,12 +1,26 @@
-"""One cog per feature; each module has the `setup(bot)` that discord.py's load_extension calls."""
+"""The bot sliced by feature: one module per feature (critic, playwright, privacy, admin, help),
+each with what the feature does (for every front end), its cog (`COG`), its dynamic buttons
+(`DYNAMIC_ITEMS`) and its console commands with their help lines (`CONSOLE`). The one list of
+them is `playbill.bot.features.FEATURES`."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from discord import app_commands
 
 from playbill.engine.models import MODEL_NAMES
 
-EXTENSIONS = ("playbill.bot.cogs.critic", "playbill.bot.cogs.playwright", "playbill.bot.cogs.privacy", "playbill.bot.cogs.admin", "playbill.bot.cogs.help")
-
 MODEL_CHOICES = [app_commands.Choice(name=name, value=name) for name in MODEL_NAMES]  # from the one spec list
 DISCORD_TEXT_OPTION_MAX = 6000  # Discord's own limit for a string option's length
+
+BeforeWork = Callable[[], Awaitable[Any]] | None
+"""Called once the quick checks passed, before the slow work (Discord: defer the interaction)."""
+
+
+def services_of(client: Any) -> Any:
+    """The Services of the bot a button press reached (buttons are built by discord.py from
+    their custom_id, so they find Playbill through the client)."""
+    return client.services
+

@@ -1,32 +1,41 @@
-"""/help: every slash command with its description, read from the command tree itself (so the
-list can never drift from what Discord shows), as one ephemeral embed."""
+"""Help: /help on Discord, read from the command tree itself, and the console's /help, generated
+from the console's command table; neither list is written by hand, so neither can drift."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_io import reply
 from playbill.bot.messages import EmbedData, Field, Response
+from playbill.bot.services import Services
+
+if TYPE_CHECKING:
+    from playbill.bot.console import Console
+
+DESCRIPTION = "What Playbill can do: every command, in one short list."
 
 
-def command_lines(tree: app_commands.CommandTree) -> list[tuple[str, str]]:
-    """(`/name sub`, description) for every command and subcommand, in the tree's order."""
+def command_lines(commands_: list[app_commands.Command | app_commands.Group]) -> list[tuple[str, str]]:
+    """(`/name sub`, description) for every command and subcommand, in the given order."""
     lines: list[tuple[str, str]] = []
-    for command in tree.get_commands(type=discord.AppCommandType.chat_input):
+    for command in commands_:
         children = command.walk_commands() if isinstance(command, app_commands.Group) else [command]
         lines.extend((f"/{c.qualified_name}", c.description) for c in children)
     return lines
 
 
 class Help(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    @app_commands.command(name="help", description="What Playbill can do: every command, in one short list.")
+    @app_commands.command(name="help", description=DESCRIPTION)
     async def help(self, interaction: discord.Interaction) -> None:
-        lines = command_lines(self.bot.tree)
+        lines = command_lines(interaction.client.tree.get_commands(type=discord.AppCommandType.chat_input))
         members = [(n, d) for n, d in lines if not n.startswith("/admin ")]
         admin = [(n, d) for n, d in lines if n.startswith("/admin ")]
         embed = EmbedData(title="Playbill: the critic and the playwright",
@@ -36,5 +45,20 @@ class Help(commands.Cog):
         await reply(interaction, Response(embed=embed, ephemeral=True))
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Help(bot))
+COG = Help
+DYNAMIC_ITEMS = ()
+
+
+async def _console_help(console: Console, rest: str) -> None:
+    console.say(console.help_text())
+
+
+async def _console_quit(console: Console, rest: str) -> None:
+    console.done = True
+
+
+CONSOLE = (
+    ConsoleCommand("/help", "", DESCRIPTION, _console_help),
+    ConsoleCommand("/quit", "", "Leave (end of input works too; /exit too).", _console_quit),
+    ConsoleCommand("/exit", "", "", _console_quit),  # an alias: not in the help
+)

@@ -1,34 +1,93 @@
-"""/write-scene: a scene streamed into the channel, edited about once a second."""
+"""The playwright: /write-scene streamed into the channel (edited about once a second) and the
+console's /write-scene, in one place.
+
+`write_scene` is what the feature does, for every front end: it yields `SceneUpdate`s as the
+text arrives, then one `done` update; the request is recorded in the history, answered or not.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from playbill.bot import handlers
 from playbill.bot import text as fmt
-from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX
+from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
+from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
 from playbill.bot.discord_io import NO_MENTIONS, request_from
+from playbill.bot.errors import Busy
+from playbill.bot.messages import Request
+from playbill.bot.services import Services
+from playbill.engine.errors import InvalidInput
+from playbill.engine.scene import SceneRequest
 
+if TYPE_CHECKING:
+    from playbill.bot.console import Console
+
+DESCRIPTION = "The playwright writes a scene from your opening words."
 CURSOR = " \N{LEFT HALF BLACK CIRCLE}"
 MAX_MESSAGES = 4  # a scene never floods a channel; the rest is trimmed with a note
 TRIMMED = "\n-# (trimmed: the scene was longer than Discord allows here)"
 
 
+# --------------------------------------------------------------------------- what it does
+@dataclass
+class SceneUpdate:
+    """The scene so far (prompt included); `done` on the last one, with the final text."""
+
+    text: str
+    done: bool = False
+    model_version: str | None = None
+
+
+async def write_scene(services: Services, request: Request, prompt: str, length: int | None = None,
+                      temperature: float | None = None, *, before_work: BeforeWork = None) -> AsyncIterator[SceneUpdate]:
+    """Stream a scene: updates as text arrives, then one `done` update. Options left out come
+    from the settings, and are checked by the same engine rule as the member's own."""
+    scene = services.settings.scene
+    ask = SceneRequest(prompt, scene.default_length if length is None else length,
+                       scene.temperature if temperature is None else temperature,
+                       top_k=scene.top_k, stop_at_boundary=scene.stop_at_boundary)
+    record = services.record(request, "scene", prompt,
+                             {"length": ask.length, "temperature": ask.temperature, "top_k": ask.top_k})
+    worker = services.scene_worker
+    try:
+        ask = worker.check(ask)
+        if not worker.has_room():
+            raise Busy("The playwright")
+        services.cooldowns.hit(request.user_id, "write-scene")
+        if before_work is not None:
+            await before_work()
+        stream = worker.start(ask)
+        text = prompt  # the writer yields the continuation only
+        async for piece in stream.pieces:
+            text += piece
+            yield SceneUpdate(text, model_version=stream.version)
+    except BaseException as exc:
+        record.failed(exc)
+        raise
+    await record.done(output=text, model_version=stream.version)
+    yield SceneUpdate(text, done=True, model_version=stream.version)
+
+
+# --------------------------------------------------------------------------- on Discord
 class Playwright(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
-        limits = bot.services.holders["scene"].limits  # the engine's, shown to Discord's client too
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        limits = services.holders["scene"].limits  # the engine's, shown to Discord's client too
         set_option_bounds(self.write_scene, "prompt", max_value=min(limits.max_prompt_chars, DISCORD_TEXT_OPTION_MAX))
         set_option_bounds(self.write_scene, "length", max_value=limits.max_length)
         set_option_bounds(self.write_scene, "temperature", min_value=limits.min_temperature,
                           max_value=limits.max_temperature)
 
-    @app_commands.command(name="write-scene", description="The playwright writes a scene from your opening words.")
+    @app_commands.command(name="write-scene", description=DESCRIPTION)
     @app_commands.describe(
         prompt="The opening words, e.g. ROMEO: (plain letters and punctuation).",
         length="Characters to write (default from the settings).",
@@ -41,13 +100,11 @@ class Playwright(commands.Cog):
         length: app_commands.Range[int, 1, None] | None = None,
         temperature: float | None = None,
     ) -> None:
-        services = self.bot.services
         out = StreamedMessages(interaction)
-        interval = services.settings.bot.stream_edit_interval
+        interval = self.services.settings.bot.stream_edit_interval
         last = 0.0
-        async for update in handlers.write_scene(
-            services, request_from(interaction), prompt, length, temperature, before_work=interaction.response.defer
-        ):
+        async for update in write_scene(self.services, request_from(interaction), prompt, length, temperature,
+                                        before_work=interaction.response.defer):
             if update.done:
                 footer = f"\n-# playwright {update.model_version}" if update.model_version else ""
                 await out.show(update.text, footer=footer)
@@ -87,5 +144,45 @@ class StreamedMessages:
             await self.messages.pop().delete()
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Playwright(bot))
+COG = Playwright
+DYNAMIC_ITEMS = ()
+
+
+# --------------------------------------------------------------------------- at the console
+_SCENE_OPTION = re.compile(r"\s+(length|temperature)=(\S+)\s*$")
+
+
+def scene_options(rest: str) -> tuple[str, int | None, float | None]:
+    """(prompt, length, temperature) from `PROMPT [length=N] [temperature=T]`."""
+    options: dict[str, Any] = {}
+    while True:
+        m = _SCENE_OPTION.search(" " + rest)
+        if not m:
+            break
+        key, value = m.group(1), m.group(2)
+        try:
+            options[key] = int(value) if key == "length" else float(value)
+        except ValueError:
+            raise InvalidInput(f"{key} must be a number (got {value!r})") from None
+        rest = (" " + rest)[: m.start()].strip()
+    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
+        rest = rest[1:-1]
+    return rest, options.get("length"), options.get("temperature")
+
+
+async def _console_scene(console: Console, rest: str) -> None:
+    """At a terminal the scene shows as it is written; from a pipe, once, when it is done."""
+    prompt, length, temperature = scene_options(rest)
+    shown = 0  # characters already written to the terminal
+    async for update in write_scene(console.services, console.request, prompt, length, temperature):
+        if update.done:
+            console.say("" if shown else update.text)  # after a streamed scene: its line's end
+            console.say(f"(playwright {update.model_version})")
+        elif console.interactive:
+            console.write(update.text[shown:])
+            shown = len(update.text)
+
+
+CONSOLE = (
+    ConsoleCommand("/write-scene", "PROMPT [length=N] [temperature=T]", DESCRIPTION, _console_scene),
+)

@@ -109,15 +109,15 @@ def _run(args: argparse.Namespace, settings) -> int:
     import discord
 
     from playbill.bot.client import DiscordUnavailable, StartRefused, serve
-    from playbill.bot.console import open_history
     from playbill.bot.discord_io import http_error_line
-    from playbill.bot.services import Services, missing_models_message
+    from playbill.bot.services import Services, missing_models_message, open_history
 
     services = Services.create(settings, history=_open_history_or_fail(settings, open_history))
-    missing = [n for n, h in services.holders.items() if h.registry.current_version() is None]
+    services.refresh_models()  # before connecting: the models are ready when the commands are
+    missing = services.missing_models()
     if missing:
-        print(f"warning: {missing_models_message(missing)} (or start with `playbill run --train-missing`)",
-              file=sys.stderr)
+        print(f"warning: {missing_models_message(missing, services.holders)} "
+              "(or start with `playbill run --train-missing`)", file=sys.stderr)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -186,18 +186,13 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
     import discord
 
     from playbill.bot.client import PlaybillBot
-    from playbill.bot.discord_io import http_error_line
+    from playbill.bot.discord_io import http_error_line, sync_commands
 
     async def main() -> int:
         bot = PlaybillBot(settings, load_models=False, sync_on_start=False)
         async with bot:
             await bot.login(token.get_secret_value())  # runs setup_hook: cogs, no models, no gateway
-            if guild_id is not None:
-                guild = discord.Object(id=guild_id)
-                bot.tree.copy_global_to(guild=guild)
-                synced = await bot.tree.sync(guild=guild)
-            else:
-                synced = await bot.tree.sync()
+            synced = await sync_commands(bot.tree, guild_id)
         print(f"synced {len(synced)} commands {'to server ' + str(guild_id) if guild_id else 'globally'}: "
               + ", ".join(sorted(c.name for c in synced)))
         return 0
