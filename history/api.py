@@ -315,20 +315,16 @@ def record_interaction(
         error=_clip(error),
         request_key=None if request_key is None else str(request_key)[:36],
     )
-    if row.request_key is not None:
-        stored = _interaction_with_key(sessions, row.request_key)
-        if stored is not None:
-            return stored
     try:
         with sessions() as session, session.begin():
             session.add(row)
             session.flush()
             return int(row.id)
-    except IntegrityError:
+    except IntegrityError:  # the unique request key: this row is stored already (no extra query otherwise)
         stored = _interaction_with_key(sessions, row.request_key) if row.request_key is not None else None
         if stored is None:
             raise
-        return stored  # another process wrote the same row a moment before
+        return stored
 
 
 def _interaction_with_key(sessions: Sessions, request_key: str) -> int | None:

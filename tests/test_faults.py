@@ -253,7 +253,7 @@ async def test_rows_still_queued_at_shutdown_go_to_the_spool(tmp_path: Path) -> 
     holder.execute("ROLLBACK")
     for task in pending:
         task.cancel()
-    assert (gateway.pending, writer.pending(), writer.replay()) == (0, 3, 3)
+    assert (gateway.pending, gateway.spooled, writer.replay()) == (0, 3, 3)
     assert prompts(writer.sessions) == ["queued 0", "queued 1", "queued 2"]
     writer.engine.dispose()
 
