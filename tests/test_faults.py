@@ -410,3 +410,11 @@ def test_stats_show_the_spool_backlog(capsys, home: Path) -> None:
     assert (code, "1 interaction(s) wait in the spool" in out) == (0, True)
     code, out, err = run(capsys, "history")
     assert (code, "1 interaction(s) wait in the spool" in err) == (0, True)
+
+
+def test_log_lines_never_carry_terminal_controls() -> None:
+    from playbill.logs import RedactSecrets
+
+    record = logging.LogRecord("playbill.bot", logging.WARNING, __file__, 1, "review from %s: %s", ("ann", HOSTILE), None)
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "review from ann: nice film"
