@@ -23,8 +23,8 @@ from playbill.bot import charts
 from playbill.bot import text as fmt
 from playbill.bot.cogs import MODEL_CHOICES
 from playbill.bot.console_command import ConsoleCommand
-from playbill.bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, admin_default_permissions, is_admin, \
-    owner_ids, reply, request_from, sync_commands
+from playbill.bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, ReportsOwnErrors, admin_default_permissions, \
+    is_admin, owner_ids, reply, request_from, sync_commands
 from playbill.bot.errors import ADMIN_ONLY, UserFacingError, require_admin
 from playbill.bot.messages import EmbedData, Field, FileData, Request, Response
 from playbill.bot.recording import parse_time
@@ -253,7 +253,7 @@ def rollback_response(done: Rollback) -> Response:
 # --------------------------------------------------------------------------- on Discord
 @app_commands.default_permissions(admin_default_permissions())
 @app_commands.guild_only()
-class Admin(commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
+class Admin(ReportsOwnErrors, commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
     def __init__(self, services: Services) -> None:
         self.services = services
         super().__init__()
