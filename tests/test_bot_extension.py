@@ -188,3 +188,28 @@ async def test_a_command_name_the_host_already_has_is_one_clear_error(settings, 
         kept = [c.name for c in bot.tree.get_commands()]
     assert "already has a /help command: set [bot] command_group" in str(failed.value.original)
     assert left == [] and sorted(kept) == ["help", "ping"]
+
+
+async def test_the_example_host_bot_in_the_docs_works(settings, standin, guilds, monkeypatch) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "host_bot.py"
+    spec = importlib.util.spec_from_file_location("host_bot_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.setenv("SYNC_GUILD", str(guilds[0]))
+    bot = example.HostBot()
+    playbill.bot.configure(bot, settings=settings, holders=fake_holders(settings), start_scheduler=False)
+    task = asyncio.create_task(bot.start(standin.token))
+    try:
+        await standin.wait_ready(0)
+        ping = await standin.slash(guilds[0], "ping")
+        pong = await ping.response()
+        answer, _ = await review_and_vote(standin, guilds[0])
+    finally:
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    assert pong["data"]["content"] == "pong"
+    assert answer["embeds"][0]["title"] == "The critic says: positive"
