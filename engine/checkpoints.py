@@ -24,6 +24,7 @@ from playbill.engine.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
+FOLDER = "checkpoints"  # under a Playbill home
 SUFFIX = ".keras"
 RUN_GLOB = "run-*"
 REJECTED_MARK = "REJECTED"  # in a run whose candidate was turned down: never resumed from
@@ -59,6 +60,12 @@ class CheckpointManager:
 
     def __init__(self, checkpoints_dir: Path, model: str) -> None:
         self.root = Path(checkpoints_dir) / model
+
+    @classmethod
+    def in_home(cls, home: Path, model: str) -> CheckpointManager:
+        """The checkpoints of `model` in a Playbill home: `<home>/checkpoints/<model>/` (the one
+        place that folder is named)."""
+        return cls(Path(home) / FOLDER, model)
 
     def new_run(self) -> str:
         run = datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S%f")
@@ -196,14 +203,15 @@ class CheckpointManager:
         return (self.root / run / REJECTED_MARK).exists()
 
     def reject_runs(self, runs: Iterable[str], version: str) -> None:
-        """Turn down the runs that produced `version`: marked first (so a failed deletion is still
-        never resumed from), then deleted."""
+        """Turn down the runs that produced `version` (a rejected candidate): marked, so a retrain
+        never resumes from them (`resume_point`) and the next `prune` deletes them. Until then
+        they can still be continued on purpose (`--checkpoint`, the warm-up's next stage)."""
         for run in runs:
             try:
                 (self.root / run / REJECTED_MARK).write_text(version, "utf-8")
-            except OSError:
-                pass
-            shutil.rmtree(self.root / run, ignore_errors=True)
+            except OSError as exc:
+                log.warning("could not mark checkpoint run %s rejected (%s); deleting it", run, exc)
+                shutil.rmtree(self.root / run, ignore_errors=True)
 
     def prune(self, keep: int, protected: Iterable[str] = ()) -> list[str]:
         """Delete all runs but the newest `keep` and the `protected` ones; rejected runs always go.
@@ -223,14 +231,3 @@ class CheckpointManager:
 def _loss(ckpt: Checkpoint) -> float:
     loss = ckpt.val_loss
     return float(loss) if loss is not None and loss == loss else float("inf")
-
-
-def make_keras_callback(manager: CheckpointManager, run: str, **extra: Any):
-    """A Keras callback that checkpoints at the end of every epoch (epochs counted from 1)."""
-    import keras
-
-    class EpochCheckpoint(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            manager.save(self.model, run, epoch + 1, dict(logs or {}), **extra)
-
-    return EpochCheckpoint()

@@ -32,6 +32,7 @@ class ModelSpec:
     gate_metric: str  # the held-out figure (a key of `evaluate`'s result) that decides promotion
     higher_is_better: bool
     held_out: str  # what `gate_metric` is measured on, for messages
+    has_test_split: bool  # `evaluate(split="test")` exists (the critic's IMDB test set): reported, never gated on
     extra_kind: str  # what a retrain may add: "labelled_texts" ((text, 0|1[, weight]) rows) or "texts"
     keep_runs: int | None  # checkpoint runs `playbill train` keeps (None: all)
     profiles: tuple[str, ...]  # named configs (`config_from(values, profile=...)`); "default" is the full model
@@ -47,10 +48,6 @@ class ModelSpec:
     @property
     def train_command(self) -> str:
         return f"playbill train {self.name}"
-
-    def no_worse(self, candidate: float, current: float) -> bool:
-        """May a candidate with this gate figure replace the current version?"""
-        return candidate >= current if self.higher_is_better else candidate <= current
 
     def check(self, request: Any, limits: Any = None) -> Any:
         """A request checked against the limits (default: the model's defaults) without a model
@@ -135,10 +132,10 @@ class ModelSpec:
         return self._evaluate(Path(home), Path(data_dir), version=version, data=data, split=split, **options)
 
     def registry(self, home: Path) -> ModelRegistry:
-        return ModelRegistry(Path(home) / "models", self.name)
+        return ModelRegistry.in_home(home, self.name)
 
     def checkpoints(self, home: Path) -> CheckpointManager:
-        return CheckpointManager(Path(home) / "checkpoints", self.name)
+        return CheckpointManager.in_home(home, self.name)
 
 
 def _same_profile(config: Any) -> Callable[[Any], bool]:
@@ -150,7 +147,7 @@ def _train_sentiment(config, home, data_dir, *, data, extra, resume, checkpoint,
                      **options) -> TrainingResult:
     """The n-gram profiles fit with numpy (engine.sentiment.fit); the wide-and-deep layout
     trains with Keras (the hop). A checkpoint's own layout decides when continuing one."""
-    manager = CheckpointManager(Path(home) / "checkpoints", sentiment.NAME)
+    manager = CheckpointManager.in_home(home, sentiment.NAME)
     start = manager.resolve(checkpoint) if checkpoint is not None else manager.best_valid() if resume else None
     layout = sentiment.SentimentConfig.from_dict(start.extra["config"]) if start and start.extra.get("config") else config
     if layout.wide_deep:
@@ -197,7 +194,7 @@ MODELS: tuple[ModelSpec, ...] = (
         config_type=sentiment.SentimentConfig, limits_type=sentiment.SentimentLimits,
         request_type=sentiment.ReviewRequest,
         gate_metric="accuracy", higher_is_better=True,
-        held_out="the IMDB validation split (2,500 held-out training reviews)",
+        held_out="the IMDB validation split (2,500 held-out training reviews)", has_test_split=True,
         extra_kind="labelled_texts", keep_runs=2,
         profiles=tuple(sentiment.PROFILES), first_profile="quick",
         _config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
@@ -208,6 +205,7 @@ MODELS: tuple[ModelSpec, ...] = (
         name=scene.NAME, title="playwright",
         config_type=scene.SceneConfig, limits_type=scene.SceneLimits, request_type=scene.SceneRequest,
         gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
+        has_test_split=False,
         extra_kind="texts", keep_runs=None,
         profiles=tuple(scene.PROFILES), first_profile="quick",
         _config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
@@ -216,12 +214,25 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
 )
 MODEL_NAMES: tuple[str, ...] = tuple(s.name for s in MODELS)
-_BY_NAME = {s.name: s for s in MODELS}
+# The people-facing names (the docs and the bot say "critic" and "playwright"): accepted wherever
+# a model is named, beside the registry's names. The one alias table.
+ALIASES: dict[str, str] = {s.title: s.name for s in MODELS}
+MODEL_CHOICES: tuple[str, ...] = (*MODEL_NAMES, *ALIASES)  # what a command line accepts as a model
+# The table `spec()` reads, by registry name. Tests put a stand-in model's spec here (the jobs
+# hand the spec itself to their spawned training process, so a stand-in trains there too).
+SPECS: dict[str, ModelSpec] = {s.name: s for s in MODELS}
 
 
 def spec(name: str) -> ModelSpec:
-    """The spec of a model by name; InvalidInput naming the choices for any other name."""
+    """The spec of a model by name or alias ("critic", "playwright"); InvalidInput naming the
+    choices for any other name."""
     try:
-        return _BY_NAME[name]
+        return SPECS[ALIASES.get(name, name)]
     except (KeyError, TypeError):
-        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)}") from None
+        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)} "
+                           f"(or {', '.join(ALIASES)})") from None
+
+
+def canonical(name: str) -> str:
+    """The registry name of a model named by name or alias: canonical("critic") == "sentiment"."""
+    return spec(name).name

@@ -99,6 +99,12 @@ class ModelRegistry:
         self.root = Path(models_dir) / name
         self._warned: set[str] = set()  # pointer/log problems already logged (refresh polls this)
 
+    @classmethod
+    def in_home(cls, home: Path, name: str) -> ModelRegistry:
+        """The registry of model `name` in a Playbill home: `<home>/models/<name>/` (the one place
+        that folder is named)."""
+        return cls(Path(home) / "models", name)
+
     # reading
     def versions(self) -> list[ModelVersion]:
         """Complete versions, oldest first."""

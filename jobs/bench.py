@@ -14,32 +14,29 @@ Measured in the same run:
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.errors import ModelUnavailable
-from playbill.engine.registry import ModelRegistry
+from playbill.engine.models import spec
 from playbill.jobs.common import settings_values
 from playbill.jobs.retrain import resume_checkpoint, retrain_from_checkpoint
+from playbill.jobs.runner import TrainingProcess
 from playbill.jobs.trainers import VOTED_MODELS
 from playbill.settings import Settings
 
 
-def _import_tensorflow() -> None:
+def _import_tensorflow(send) -> None:
     import tensorflow  # noqa: F401
 
 
 def spawn_import_seconds() -> float:
-    ctx = multiprocessing.get_context("spawn")
+    """The baseline: a training process (`jobs.runner`) that only imports TensorFlow."""
     started = time.perf_counter()
-    process = ctx.Process(target=_import_tensorflow)
-    process.start()
-    process.join()
+    TrainingProcess(_import_tensorflow, name="playbill-bench-baseline").start().wait()
     return time.perf_counter() - started
 
 
@@ -58,24 +55,26 @@ def _sandbox(settings: Settings, model: str, root: Path, tiny: bool) -> Settings
     if tiny:
         values["data_dir"] = str(root / "data")
         sandbox = Settings(**values)
-        ctx = multiprocessing.get_context("spawn")  # TensorFlow stays out of this process
-        process = ctx.Process(target=make_tiny_model, args=(model, str(sandbox.home), str(sandbox.data_dir)))
-        process.start()
-        process.join()
-        if process.exitcode:
-            raise RuntimeError("making the tiny model failed")
+        done = TrainingProcess(_make_tiny, (model, str(sandbox.home), str(sandbox.data_dir)),  # TensorFlow stays out
+                               name="playbill-bench-tiny").start().wait()
+        if "made" not in done:
+            raise RuntimeError(f"making the tiny model failed: {done.get('error') or done['exit']}")
         return sandbox
-    registry = ModelRegistry(settings.models_dir, model)
-    checkpoints = CheckpointManager(settings.checkpoints_dir, model)
+    registry, checkpoints = spec(model).registry(settings.home), spec(model).checkpoints(settings.home)
     current = registry.current()  # ModelUnavailable names `playbill train MODEL`
     start = resume_checkpoint(registry, checkpoints)
     if start is None:
         raise ModelUnavailable(f"no valid checkpoint of the current {model} model to benchmark a retrain from")
-    copy = ModelRegistry(sandbox.models_dir, model)
+    copy = spec(model).registry(sandbox.home)
     copy.copy_in(current)
     copy.promote(current.version)
-    checkpoints.copy_run(start.run, CheckpointManager(sandbox.checkpoints_dir, model))
+    checkpoints.copy_run(start.run, spec(model).checkpoints(sandbox.home))
     return sandbox
+
+
+def _make_tiny(send, model: str, home: str, data_dir: str) -> None:
+    make_tiny_model(model, home, data_dir)
+    send("made", model)
 
 
 def make_tiny_model(model: str, home: str, data_dir: str) -> None:
@@ -139,7 +138,7 @@ def bench_retrain(settings: Settings, model: str, *, tiny: bool = False) -> dict
         "model": model,
         "data": "tiny made-up data" if tiny else f"a copy of the current model in {settings.home}",
         "outcome": outcome.status,
-        "epochs": getattr(sandbox.jobs, f"retrain_epochs_{model}"),
+        "epochs": sandbox.section(model)["retrain_epochs"],
         "baseline_spawn_import_tf_s": round(baseline, 2),
         "retrain_wall_s": round(wall, 2),
         "retrain_vs_baseline": round(wall / baseline, 2),
@@ -196,7 +195,6 @@ def record_fixture_votes(settings: Settings, voted: list[tuple[str, int]], serve
 def bench_feedback(settings: Settings) -> dict[str, Any]:
     """One retrain of a copy of the current critic with the fixture's votes; before/after figures
     on the voted reviews, the similar unseen ones, IMDB validation and (reported only) test."""
-    from playbill.engine.models import spec
     from playbill.jobs.gate import measure
 
     name = VOTED_MODELS[0]

@@ -1,5 +1,6 @@
-"""The promotion gate: does a candidate version replace the current one? One rule, used by the
-nightly retrain, `playbill train --resume`/`--checkpoint` and the warm-up process alike.
+"""The promotion gate: does a candidate version replace the current one? One rule, applied by the
+one promotion procedure (`jobs.promotion`) for every caller: the nightly retrain, `playbill
+train --resume`/`--checkpoint` and the warm-up.
 
 Both versions are measured on the same data (`measure`), never on a test set:
 
@@ -11,7 +12,7 @@ Both versions are measured on the same data (`measure`), never on a test set:
   `community_<gate_metric>`.
 
 The rule (`judge`): promote when the community figure is no worse **and** the validation
-figure is worse by at most the model's tolerance (`[jobs] gate_tolerance_<model>`; the critic's
+figure is worse by at most the model's tolerance (`gate_tolerance` in the model's own section; the critic's
 default 0.003 = 0.3 accuracy points). Without community data the candidate learnt nothing new
 to trade for, and the validation figure alone must be no worse. Test figures (the critic's IMDB
 test accuracy) are reported beside the decision and never read by it.
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from playbill.engine.models import spec
+from playbill.engine.models import ModelSpec, spec
 from playbill.settings import Settings
 
 COMMUNITY = "community_"  # prefix of the figures measured on the members' held-out data
@@ -40,8 +41,9 @@ class Decision:
 
 
 def tolerance(settings: Settings, model_name: str) -> float:
-    """How much worse the validation figure may get when the candidate learnt from the community."""
-    return float(getattr(settings.jobs, f"gate_tolerance_{model_name}"))
+    """How much worse the validation figure may get when the candidate learnt from the community:
+    the model's own `gate_tolerance` setting (`[sentiment] gate_tolerance`, `[scene] gate_tolerance`)."""
+    return float(settings.section(spec(model_name).name)["gate_tolerance"])
 
 
 def judge(model_name: str, candidate: Mapping[str, Any], current: Mapping[str, Any], *,
@@ -74,14 +76,14 @@ def _check(figure: str, candidate: float, current: float, sign: float, allowed: 
             "passed": sign * (candidate - current) >= -allowed - 1e-12}
 
 
-def measure(model_name: str, settings: Settings, version: str, *, holdout: Sequence[Any] = (),
+def measure(model_name: str | ModelSpec, settings: Settings, version: str, *, holdout: Sequence[Any] = (),
             report_test: bool = False) -> dict[str, Any]:
     """`version`'s figures for the gate: the gate metric on the validation data, and on the
     community hold-out when there is one (`community_<metric>`, `community_n`); with
     `report_test` (callers that know the model has a test set: the critic) the test figure too
     (`test_<metric>`, `test_n`), reported beside the decision and never gated on."""
-    model = spec(model_name)
-    section = settings.section(model_name)
+    model = model_name if isinstance(model_name, ModelSpec) else spec(model_name)
+    section = settings.section(model.name)
     data = model.data_from(section)
     metric = model.gate_metric
     figures = dict(model.evaluate(settings.home, settings.data_dir, version=version, data=data, split="validation"))
@@ -101,24 +103,3 @@ def _holdout_data(holdout: Sequence[Any]) -> Any:
     if all(isinstance(item, str) for item in holdout):
         return "\n".join(holdout)
     return [(row[0], int(row[1])) for row in holdout]
-
-
-def promote_if_better(model_name: str, settings: Settings, candidate: str, *, holdout: Sequence[Any] = (),
-                      report_test: bool = False, why: str = "gate") -> Decision:
-    """Measure `candidate` and the current version on the same data, judge, and make the candidate
-    current only if the rule says so (`playbill train --resume`, the warm-up). No current version:
-    the candidate becomes current. The turned-down candidate stays in the registry, not current."""
-    registry = spec(model_name).registry(settings.home)
-    current = registry.current_version()
-    if current is None or current == candidate:
-        if current is None:
-            registry.promote(candidate, reason=f"{why}: first version")
-        return Decision(True, "there was no current version" if current is None else "already current")
-    figures = {version: measure(model_name, settings, version, holdout=holdout, report_test=report_test)
-               for version in (candidate, current)}
-    decision = judge(model_name, figures[candidate], figures[current], allowed_drop=tolerance(settings, model_name))
-    if decision.promote:
-        registry.promote(candidate, reason=f"{why}: {decision.reason}")
-        return Decision(True, f"{candidate} is now current over {current}: {decision.reason}", decision.checks)
-    return Decision(False, f"kept {current} (the better version); {candidate} is saved, not current: "
-                    f"{decision.reason}", decision.checks)

@@ -45,3 +45,18 @@ class RunLog:
 
 def open_run_log(url: str) -> RunLog:
     return RunLog(url)
+
+
+def close_interrupted(history: RunLog, recovered: dict[str, Any] | None) -> None:
+    """A run killed with its process (power cut, kill -9) left its row 'running': close it as
+    failed, saying which unrecorded candidate the promotion procedure removed
+    (`jobs.promotion.Promotion.recovered`)."""
+    if not recovered or not isinstance(recovered.get("run_id"), int):
+        return
+    removed = recovered.get("removed") or []
+    error = "interrupted: the process running it stopped before it finished"
+    if removed:
+        error += f"; its unrecorded candidate {', '.join(removed)} was removed"
+    history.finish(recovered["run_id"], status="failed", error=error)
+    log.warning("training run %s had been interrupted; recorded as failed%s", recovered["run_id"],
+                f" and its unrecorded candidate {', '.join(removed)} removed" if removed else "")

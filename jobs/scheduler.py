@@ -42,7 +42,20 @@ from playbill.settings import Settings
 log = logging.getLogger(__name__)
 
 JOBSTORE_TABLE = "apscheduler_jobs"  # lives in the history database; not part of its Alembic models
-JOB_IDS = (*(f"retrain-{name}" for name in MODEL_NAMES), "purge-history", "backup-database")
+RETRAIN_PREFIX = "retrain-"  # a model's nightly retrain is the job "retrain-<model name>"
+
+
+def retrain_job_id(model_name: str) -> str:
+    """The id of `model_name`'s retrain job (the one place it is spelled)."""
+    return f"{RETRAIN_PREFIX}{model_name}"
+
+
+def retrained_model(job_id: str) -> str | None:
+    """The model a job id retrains, or None for another job."""
+    return job_id.removeprefix(RETRAIN_PREFIX) if job_id.startswith(RETRAIN_PREFIX) else None
+
+
+JOB_IDS = (*(retrain_job_id(name) for name in MODEL_NAMES), "purge-history", "backup-database")
 TRAINING_EXECUTOR = "training"  # one worker: two retrains never compete for the CPU
 
 
@@ -65,7 +78,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         return CronTrigger.from_crontab(expr, timezone=tz)
 
     return [
-        *(JobSpec(f"retrain-{model.name}", f"retrain the {model.title} ({model.name})",
+        *(JobSpec(retrain_job_id(model.name), f"retrain the {model.title} ({model.name})",
                   "playbill.jobs.retrain:retrain_from_checkpoint", (model.name,), cron(settings.jobs.retrain_cron),
                   TRAINING_EXECUTOR) for model in MODELS),
         JobSpec("purge-history", "purge old history", "playbill.jobs.maintenance:purge_history",
@@ -202,10 +215,11 @@ def run_now(scheduler: BaseScheduler, job_id: str) -> datetime:
     if job_id not in JOB_IDS:
         raise InvalidInput(f"unknown job {job_id!r}; the jobs are {', '.join(JOB_IDS)}")
     settings = getattr(scheduler, "playbill_settings", None)
-    if settings is not None and job_id.startswith("retrain-"):
-        holder = retrain_lock(settings, job_id.removeprefix("retrain-")).holder()
+    model = retrained_model(job_id)
+    if settings is not None and model is not None:
+        holder = retrain_lock(settings, model).holder()
         if holder is not None:
-            raise JobBusy(f"a {job_id.removeprefix('retrain-')} retrain is already running "
+            raise JobBusy(f"a {model} retrain is already running "
                           f"(process {holder.get('pid', '?')}, since {holder.get('since', '?')})")
     due = datetime.now(scheduler.timezone)
     scheduler.modify_job(job_id, next_run_time=due)
@@ -216,7 +230,7 @@ def next_run_time(settings: Settings, model_name: str, scheduler: BaseScheduler 
     """When `model_name` is next retrained: the running scheduler's job when it has one (None:
     paused), else the next time of the configured cron."""
     if scheduler is not None:
-        job = scheduler.get_job(f"retrain-{model_name}")
+        job = scheduler.get_job(retrain_job_id(model_name))
         if job is not None:
             return job.next_run_time
     tz = ZoneInfo(settings.jobs.timezone)
@@ -254,8 +268,8 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
     infos = []
     for spec in job_specs(settings):
         running = None
-        if spec.id.startswith("retrain-"):
-            holder = retrain_lock(settings, spec.id.removeprefix("retrain-")).holder()
+        if retrained_model(spec.id) is not None:
+            holder = retrain_lock(settings, retrained_model(spec.id)).holder()
             if holder is not None:
                 running = f"process {holder.get('pid', '?')}, since {holder.get('since', '?')}"
         state = stored.get(spec.id)

@@ -1,10 +1,10 @@
-"""What the retrain job does per model: one table built from the engine's spec list
-(`engine.models.MODELS`), so a new model needs no line here; tests swap entries for fakes.
+"""What a retrain adds to a model's training, read from the engine's spec (`engine.models`):
+the model's `extra_kind` picks its gatherer, so a new model needs no line here.
 
-`train` and `evaluate` run inside the spawned training process and must pickle by reference
-(module-level functions, or partials of them). `gather` runs in the job's own process and
-collects the extra training data (the settled votes, extra corpus files) as plain values,
-with a slice kept out of training that the gate (`jobs.gate`) checks both versions on.
+A gatherer (`GATHERERS`) runs in the job's own process and collects the extra training data
+(the settled votes, extra corpus files) as plain values, with a slice kept out of training
+that the gate (`jobs.gate`) checks both versions on. `train_candidate` runs in the spawned
+training process (`jobs.retrain`) and trains through the spec itself.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from playbill.engine.errors import InvalidInput
 from playbill.engine.models import MODELS, ModelSpec, spec
-from playbill.jobs.gate import measure
 from playbill.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,25 +34,6 @@ class ExtraData:
     holdout: list[Any] = field(default_factory=list)
     summary: str = ""
     details: dict[str, Any] = field(default_factory=dict)  # what was gathered and why (`playbill feedback`)
-
-
-@dataclass(frozen=True)
-class ModelJob:
-    name: str
-    metric: str  # the held-out figure that decides promotion (the spec's gate_metric)
-    higher_is_better: bool
-    held_out: str  # what the metric is measured on, for messages
-    # train(settings, *, checkpoint, epochs, extra, progress) -> TrainingResult.as_dict(); in the child
-    train: Callable[..., dict[str, Any]]
-    # evaluate(settings, version, *, holdout) -> figures for jobs.gate.judge (jobs.gate.measure); in the child
-    evaluate: Callable[..., dict[str, Any]]
-    # gather(settings, feedback) -> ExtraData; in the job's process. `feedback()` -> history.votes.Settlement
-    gather: Callable[[Settings, Callable[[], Settlement]], ExtraData]
-
-    @property
-    def epochs_key(self) -> str:
-        """The JobsSettings field with the number of epochs each retrain of this model adds."""
-        return f"retrain_epochs_{self.name}"
 
 
 # --- gathering extra data (job process) -------------------------------------------------
@@ -134,12 +113,12 @@ def split_text(text: str, fraction: float) -> tuple[str, str]:
 # --- the real engine, through its spec (spawned process) --------------------------------
 
 
-def train_model(name: str, settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list,
-                progress: bool) -> dict:
-    """Continue `name` from `checkpoint` with the extra data; publish a version, not promoted.
-    The settings section becomes the config in the spec (`config_from`), as for `playbill train`."""
-    model = spec(name)
-    section = settings.section(name)
+def train_candidate(model: ModelSpec, settings: Settings, *, checkpoint: Path | None, epochs: int, extra: list,
+                    progress: bool) -> dict:
+    """Continue `model` from `checkpoint` with the extra data; publish a version, not promoted
+    (the promotion procedure judges it). The settings section becomes the config in the spec
+    (`config_from`), as for `playbill train`."""
+    section = settings.section(model.name)
     result = model.train(
         model.config_from(section), settings.home, settings.data_dir,
         epochs=epochs, checkpoint=checkpoint, data=model.data_from(section),
@@ -150,15 +129,9 @@ def train_model(name: str, settings: Settings, *, checkpoint: Path | None, epoch
     return result.as_dict()
 
 
-# the job measures both versions on the held-out data itself, and keeps the checkpoints of
-# every version it keeps (jobs.retrain.prune_model)
+# the procedure measures both versions on the held-out data itself, and the job keeps the
+# checkpoints of every version it keeps (jobs.retrain.prune_model)
 RETRAIN_OPTIONS = {"evaluate_test": False, "keep_runs": None}
-
-
-def evaluate_model(name: str, settings: Settings, version: str, *, holdout: list) -> dict:
-    """`version`'s figures for the gate (`jobs.gate.measure`): its validation data and the
-    community hold-out, in memory."""
-    return measure(name, settings, version, holdout=holdout)
 
 
 GATHERERS = {"labelled_texts": gather_feedback, "texts": gather_corpus_files}  # by spec.extra_kind
@@ -171,6 +144,7 @@ def next_feedback(settings: Settings, model_name: str = VOTED_MODELS[0], *, sess
     factory already open (the bot's); None opens the settings' database."""
     from playbill.history import api
 
+    model_name = spec(model_name).name  # "critic" is "sentiment"
     if model_name not in VOTED_MODELS:
         raise InvalidInput(f"members vote on {', '.join(VOTED_MODELS)} only, not {model_name!r}")
     cap = settings.jobs.feedback_member_cap
@@ -183,18 +157,3 @@ def next_feedback(settings: Settings, model_name: str = VOTED_MODELS[0], *, sess
         return gather_feedback(settings, lambda: history.feedback(model_name, member_cap=cap))
     finally:
         history.close()
-
-
-def job_for(model: ModelSpec) -> ModelJob:
-    return ModelJob(
-        name=model.name,
-        metric=model.gate_metric,
-        higher_is_better=model.higher_is_better,
-        held_out=model.held_out,
-        train=partial(train_model, model.name),
-        evaluate=partial(evaluate_model, model.name),
-        gather=GATHERERS[model.extra_kind],
-    )
-
-
-MODEL_JOBS: dict[str, ModelJob] = {model.name: job_for(model) for model in MODELS}

@@ -6,12 +6,13 @@ full models take up to an hour on 2 cores. So `playbill run` starts this in a *s
 niced process (`start_warmup`), never on the bot's thread; the bot or console keeps
 answering and picks each promoted version up through its holders' refresh.
 
-One stage (`run_stage`) of one model: `spec.continue_training` of the model's full config
-(its settings section, default profile) for `[jobs] warmup_stage_seconds`, then the promotion
-gate every candidate goes through (`jobs.gate`: the same `measure` and `judge` as the nightly
-retrain); a candidate that is worse is removed, but its checkpoints are kept, because the
-next stage goes on from them (a young default model may still lose to the quick one).
-A model is done when the engine says its profile's budget is spent.
+One stage (`run_stage`) of one model is one pass of the promotion procedure every candidate
+goes through (`jobs.promotion`: the retrain lock, the same gate and the same policy for a
+rejected candidate as the nightly retrain): `spec.continue_training` of the model's full config
+(its settings section, default profile) for `[jobs] warmup_stage_seconds`, then the decision.
+A rejected candidate's version is removed and its checkpoint run marked rejected; the next stage
+still continues that run (a young default model may still lose to the quick one; the nightly
+retrain never resumes from it). A model is done when the engine says its profile's budget is spent.
 
 State on disk (`<home>/warmup/state.json`, written atomically after every stage) and the
 engine's per-epoch checkpoints make it restart-safe: a killed warm-up loses at most the
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,9 +35,9 @@ from typing import Any
 
 from playbill.engine.errors import EngineError
 from playbill.engine.models import MODEL_NAMES, spec
-from playbill.jobs import gate
-from playbill.jobs.common import FileLock, JobBusy, restore_settings, retrain_lock, settings_values
-from playbill.jobs.retrain import exit_with_parent
+from playbill.jobs.common import FileLock, JobBusy, restore_settings, settings_values
+from playbill.jobs.promotion import Promotion
+from playbill.jobs.runner import TrainingProcess
 from playbill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,29 +99,24 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
     (also appended to the state file)."""
     model = spec(name)
     config = config if config is not None else target_config(settings, name)
-    registry = model.registry(settings.home)
     section = settings.section(name)
     if seconds is None and epochs is None:
         seconds = settings.jobs.warmup_stage_seconds
-    with retrain_lock(settings, name):  # never beside a nightly retrain of the same model
-        current = registry.current_version()
+    with Promotion(model, settings, why="warm-up") as procedure:  # never beside a nightly retrain of the same model
+        current = procedure.current
         if current is None:
             raise EngineError(f"no {name} model to warm up; train one with `{model.train_command}`")
         started = time.monotonic()
         result = model.continue_training(config, settings.home, settings.data_dir, seconds=seconds, epochs=epochs,
                                          data=model.data_from(section))
         candidate = result.version
-        figures = {"candidate": gate.measure(name, settings, candidate), "current": gate.measure(name, settings, current)}
-        decision = gate.judge(name, figures["candidate"], figures["current"], allowed_drop=gate.tolerance(settings, name))
-        promote = decision.promote and registry.current_version() == current
-        if promote:
-            registry.promote(candidate, reason=f"warm-up: {decision.reason}")
-        else:
-            registry.remove(candidate)  # its checkpoints stay: the next stage continues from them
+        decision = procedure.decide(candidate)
+    figures, promote = decision.figures, decision.promoted
     metric = model.gate_metric
     record = {
         "model": name, "profile": getattr(config, "name", None), "candidate": candidate, "current": current,
         "promoted": promote, "reason": decision.reason, metric: figures["candidate"][metric],
+        "figures": figures,
         f"current_{metric}": figures["current"][metric], "epochs_run": result.epochs_run,
         "last_epoch": result.last_epoch, "started_from": result.started_from,
         "done": bool(result.extra.get("done", True)), "seconds": round(time.monotonic() - started, 1),
@@ -213,33 +208,32 @@ def missing(settings: Settings) -> list[str]:
 
 def train_first(settings: Settings, say: Report = log.info) -> dict[str, Any]:
     """Train each missing model on its spec's `first_profile` (the quick one: good answers within
-    minutes), the critic first, each in a spawned process (TensorFlow stays out of the bot's
-    process). Returns {name: seconds or the error line}; a failure leaves the other model be."""
+    minutes), the critic first, each in a spawned process (`jobs.runner`: TensorFlow stays out of
+    the bot's process). Returns {name: seconds or the error line}; a failure leaves the other
+    model be."""
     done: dict[str, Any] = {}
-    ctx = multiprocessing.get_context("spawn")
     for name in missing(settings):
         model = spec(name)
         say(f"training a quick {name} model ({model.first_profile} profile) so Playbill can answer soon")
         started = time.monotonic()
-        process = ctx.Process(target=_train_first_main, args=(settings_values(settings), name),
-                              name=f"playbill-first-{name}")
-        process.start()
-        process.join()
-        ok = process.exitcode == 0 and model.registry(settings.home).current_version() is not None
+        messages = TrainingProcess(_train_first, (settings_values(settings), model), name=f"playbill-first-{name}",
+                                   log_level=logging.WARNING).start().wait()
+        ok = "trained" in messages and model.registry(settings.home).current_version() is not None
         if ok:
             enrol(settings.home, name)
-        done[name] = round(time.monotonic() - started, 1) if ok else f"training failed (exit code {process.exitcode})"
+            done[name] = round(time.monotonic() - started, 1)
+        else:
+            done[name] = f"training failed: {messages.get('error') or messages['exit']}"
     return done
 
 
-def _train_first_main(values: dict[str, Any], name: str) -> None:
-    exit_with_parent()
+def _train_first(send: Any, values: dict[str, Any], model: Any) -> None:
     settings = restore_settings(values)
-    model = spec(name)
-    section = settings.section(name)
+    section = settings.section(model.name)
     config = model.config_from(section, profile=model.first_profile)
-    model.train(config, settings.home, settings.data_dir, data=model.data_from(section), progress=False,
-                keep_runs=model.keep_runs)
+    result = model.train(config, settings.home, settings.data_dir, data=model.data_from(section), progress=False,
+                         keep_runs=model.keep_runs)
+    send("trained", result.as_dict())
 
 
 # --- the spawned process ---------------------------------------------------------------------
@@ -252,21 +246,18 @@ def start_warmup(settings: Settings, *, configs: Mapping[str, Any] | None = None
     the next start resumes it), or None."""
     if not settings.jobs.warmup or not pending(settings) or warmup_lock(settings).holder() is not None:
         return None
-    ctx = multiprocessing.get_context("spawn")
-    process = ctx.Process(target=_warmup_main, args=(settings_values(settings), dict(configs or {}), seconds, epochs,
-                                                     max_stages), name="playbill-warmup", daemon=True)
-    process.start()
+    process = TrainingProcess(_warmup_main, (settings_values(settings), dict(configs or {}), seconds, epochs, max_stages),
+                              name="playbill-warmup", niceness=settings.jobs.training_niceness, daemon=True).start()
     log.info("warm-up started in process %s (models: %s)", process.pid, ", ".join(pending(settings)))
-    return process
+    return process.process
 
 
-def _warmup_main(values: dict[str, Any], configs: dict[str, Any], seconds: float | None, epochs: int | None,
-                 max_stages: int | None) -> None:
-    exit_with_parent()
+def _warmup_main(send: Any, values: dict[str, Any], configs: dict[str, Any], seconds: float | None,
+                 epochs: int | None, max_stages: int | None) -> None:
+    """The warm-up process (`jobs.runner`: niced, stops with its parent). Its stage lines go to
+    the log at INFO, one line each."""
     settings = restore_settings(values)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s warm-up: %(message)s")
-    if settings.jobs.training_niceness:
-        os.nice(settings.jobs.training_niceness)  # the bot's process keeps the CPU when they compete
+    logging.getLogger("playbill").setLevel(min(logging.INFO, logging.getLevelNamesMapping()[settings.log_level]))
     try:
         run_warmup(settings, configs=configs, seconds=seconds, epochs=epochs, max_stages=max_stages)
     except JobBusy as exc:

@@ -25,6 +25,10 @@ from pydantic_settings import (
 TOKEN_ENV_VARS = ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN")
 MODEL_SECTIONS = frozenset({"sentiment", "scene"})  # the sections named after a model (engine.models.MODEL_NAMES)
 MOVED_KEYS = (("max_review_chars", "sentiment", "max_chars"), ("max_prompt_chars", "scene", "max_prompt_chars"))
+# [jobs] keys that moved to the model's own section: (old [jobs] key, section, new key). Still
+# read, with a one-line deprecation warning naming the new key.
+DEPRECATED_JOBS_KEYS = tuple((f"{old}_{model}", model, old) for model in sorted(MODEL_SECTIONS)
+                             for old in ("retrain_epochs", "gate_tolerance"))
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _config_file: Path | None = None  # set only while load_settings builds a Settings
 
@@ -51,6 +55,9 @@ class SentimentSettings(Section):
     patience: int = Field(2, ge=0, le=100)
     seed: int = 1337
     max_chars: int | None = Field(None, ge=1)  # longest review judged; None: the engine's own (was [bot] max_review_chars)
+    # The nightly retrain and its gate (were [jobs] retrain_epochs_sentiment, gate_tolerance_sentiment)
+    retrain_epochs: int = Field(1, ge=1)  # epochs each nightly retrain adds
+    gate_tolerance: float = Field(0.003, ge=0.0, le=1.0)  # accuracy the validation split may lose
 
 
 class SceneSettings(Section):
@@ -73,6 +80,9 @@ class SceneSettings(Section):
     # batch size; else float32), "float32" (numpy, the reference) or "int8" (LiteRT, int8 weights).
     backend: Literal["auto", "float32", "int8"] = "auto"
     int8_threads: int = Field(0, ge=0, le=16)  # threads of each int8 interpreter; 0: by model size
+    # The nightly retrain and its gate (were [jobs] retrain_epochs_scene, gate_tolerance_scene)
+    retrain_epochs: int = Field(1, ge=1)  # epochs each nightly retrain adds
+    gate_tolerance: float = Field(0.01, ge=0.0)  # val_loss (nats/char) the corpus's validation block may gain
 
 
 class BotSettings(Section):
@@ -167,16 +177,12 @@ class JobsSettings(Section):
     purge_cron: str = "30 4 * * *"
     backup_cron: str = "0 4 * * *"
     misfire_grace_hours: float = Field(6.0, gt=0.0)
-    retrain_epochs_sentiment: int = Field(1, ge=1)
-    retrain_epochs_scene: int = Field(1, ge=1)
     extra_corpus_dir: Path | None = None  # None: <home>/corpus
     keep_versions: int = Field(5, ge=1)
     backups_keep: int = Field(7, ge=1)
     history_retention_days: int = Field(365, ge=1)
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     feedback_member_cap: float = Field(20.0, gt=0.0)  # what one member's votes weigh together per night
-    gate_tolerance_sentiment: float = Field(0.003, ge=0.0, le=1.0)  # accuracy the validation split may lose
-    gate_tolerance_scene: float = Field(0.01, ge=0.0)  # val_loss (nats/char) the corpus's validation block may gain
     retrain_timeout_hours: float = Field(6.0, gt=0.0)
     training_niceness: int = Field(10, ge=0, le=19)
     # How often a process waiting for the job schedule tries to take it, and its holder checks its
@@ -257,6 +263,24 @@ class Settings(BaseSettings):
                 data = {**data, section: target}
         return {**data, "bot": bot}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _move_deprecated_jobs_keys(cls, data: Any) -> Any:
+        """[jobs] retrain_epochs_<model> / gate_tolerance_<model> (before they moved to the model's
+        own section) still work, with one warning line each: the new key wins when both are set."""
+        if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
+            return data
+        jobs = dict(data["jobs"])
+        for old, section, new in DEPRECATED_JOBS_KEYS:
+            if old in jobs:
+                value = jobs.pop(old)
+                target = dict(data.get(section) or {})
+                target.setdefault(new, value)
+                data = {**data, section: target}
+                _deprecated(f"[jobs] {old} is deprecated; use [{section}] {new} "
+                            f"(or PLAYBILL_{section.upper()}__{new.upper()})")
+        return {**data, "jobs": jobs}
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         if self.data_dir is None:
@@ -310,6 +334,13 @@ class Settings(BaseSettings):
         if _config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_config_file))
         return tuple(sources)
+
+
+def _deprecated(message: str) -> None:
+    """One warning line (stderr, or the log once logging is set up) for a setting that moved."""
+    import logging
+
+    logging.getLogger("playbill.settings").warning("%s", message)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

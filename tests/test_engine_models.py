@@ -13,7 +13,7 @@ import pytest
 
 from playbill.engine.errors import InvalidInput
 from playbill.engine.lstm import cell_step, fuse_gates, input_table
-from playbill.engine.models import MODEL_NAMES, MODELS, spec
+from playbill.engine.models import MODEL_CHOICES, MODEL_NAMES, MODELS, canonical, spec
 from playbill.engine.scene import PROFILES, SceneConfig, SceneLimits, SceneRequest, SceneWriter
 from playbill.engine.sentiment import PROFILES as SENTIMENT_PROFILES
 from playbill.engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits, SentimentModel
@@ -31,7 +31,7 @@ def test_the_list_names_each_model_once() -> None:
 
 
 def test_an_unknown_model_is_one_clear_line() -> None:
-    with pytest.raises(InvalidInput, match="^model must be one of sentiment, scene$"):
+    with pytest.raises(InvalidInput, match=r"^model must be one of sentiment, scene \(or critic, playwright\)$"):
         spec("poet")
 
 
@@ -43,13 +43,10 @@ def test_the_serving_side_imports_without_tensorflow() -> None:
     assert run.stdout.strip() == "[]"
 
 
-def test_gates_point_the_right_way() -> None:
-    critic, playwright = spec("sentiment"), spec("scene")
-    assert (critic.gate_metric, playwright.gate_metric) == ("accuracy", "val_loss")
-    assert critic.no_worse(0.91, 0.90)
-    assert not critic.no_worse(0.89, 0.90)
-    assert playwright.no_worse(1.40, 1.41)
-    assert not playwright.no_worse(1.42, 1.41)
+def test_the_people_facing_names_are_aliases() -> None:
+    assert spec("critic") is spec("sentiment") and spec("playwright") is spec("scene")
+    assert [canonical(name) for name in ("critic", "playwright", "sentiment")] == ["sentiment", "scene", "sentiment"]
+    assert MODEL_CHOICES == ("sentiment", "scene", "critic", "playwright")
 
 
 def test_settings_sections_become_configs_in_one_place() -> None:
@@ -163,3 +160,17 @@ def test_sentiment_loads_through_the_spec_with_its_limits(tmp_path: Path) -> Non
         model.predict(["wonderful " * 4])
     figures = critic.evaluate(tmp_path / "home", tmp_path, data=[("superb wonderful", 1), ("awful boring", 0)])
     assert figures == {"accuracy": 1.0, "n": 2, "model_version": result.version, "split": "all"}
+
+
+def test_training_logs_one_line_per_epoch_outside_a_terminal(tmp_path, capfd) -> None:
+    from fakes import TINY_PLAY
+    from playbill.engine.scene import SceneConfig
+
+    corpus = tmp_path / "play.txt"
+    corpus.write_text(TINY_PLAY, encoding="utf-8")
+    config = SceneConfig(name="tiny", embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=3, seed=7)
+    spec("scene").train(config, tmp_path / "home", tmp_path, data=corpus, progress=True)  # stdout: a pipe here
+    out = capfd.readouterr().out
+    assert "\r" not in out and "\x1b" not in out and "\x08" not in out  # no progress-bar frames
+    keras_lines = [line for line in out.splitlines() if "val_loss" in line]
+    assert len(keras_lines) == 3  # one per epoch

@@ -226,7 +226,7 @@ def test_rejected_runs_are_never_resumed_and_pruned_first(tmp_path: Path) -> Non
     kept, turned_down = mgr.new_run(), mgr.new_run()
     mgr.save(_FakeModel(b"one"), kept, 1, {})
     mgr.save(_FakeModel(b"two"), turned_down, 2, {})
-    mgr.reject_runs([turned_down], "v0002")
+    mgr.reject_runs([turned_down], "v0002")  # marked: kept until the next prune, never resumed by a retrain
     assert mgr.resume_point({}, None).run == kept
+    assert mgr.prune(keep=2, protected=[kept]) == [turned_down]
     assert mgr.runs() == [kept]
-    assert mgr.prune(keep=0, protected=[kept]) == []

@@ -15,23 +15,25 @@ from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.models import spec
 from playbill.engine.serving import ModelHolder
-from playbill.jobs import records, trainers
+from playbill.engine import models
+from playbill.jobs import records
 from playbill.jobs.common import retrain_lock
+from playbill.jobs.promotion import marker_path
 from playbill.jobs.retrain import resume_checkpoint, retrain_from_checkpoint
 from test_jobs_fakes import FAKE_SENTIMENT, add_feedback, calls, control, make_initial_model, training_runs
 
 
 @pytest.fixture
 def env(settings, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     first = make_initial_model(settings.home, quality=0.5, epochs=2)
     return SimpleNamespace(
         settings=settings,
         home=settings.home,
         runs=lambda: training_runs(settings),
         first=first,
-        registry=ModelRegistry(settings.models_dir, "sentiment"),
-        checkpoints=CheckpointManager(settings.checkpoints_dir, "sentiment"),
+        registry=ModelRegistry.in_home(settings.home, "sentiment"),
+        checkpoints=CheckpointManager.in_home(settings.home, "sentiment"),
     )
 
 
@@ -95,7 +97,7 @@ def test_worse_model_is_rejected_with_both_figures(env) -> None:
 
 
 def test_killed_training_leaves_model_untouched_and_next_run_resumes(env) -> None:
-    env.settings.jobs.retrain_epochs_sentiment = 3
+    env.settings.sentiment.retrain_epochs = 3
     control(env.home, delta=0.1, die_at_epoch=4)  # epoch 3 completes, the process dies during epoch 4
     outcome = retrain_from_checkpoint("sentiment", env.settings)
     assert outcome.status == "failed" and "killed (signal 9)" in outcome.message
@@ -133,7 +135,7 @@ def test_feedback_reaches_training_and_a_slice_is_kept_out(env) -> None:
     assert set(trained_on) <= examples
     assert {weight for _, _, weight in calls(env.home)[0]["extra"]} == {1.0}  # one member's vote: one review
     assert 0 < len(held_out) < 20  # about a fifth kept out for checking
-    assert outcome.figures["candidate"]["holdout_n"] == len(held_out)
+    assert outcome.figures["candidate"]["community_n"] == len(held_out)
 
 
 def test_a_second_run_of_the_same_model_is_refused(env) -> None:
@@ -147,9 +149,9 @@ def test_interrupted_run_row_is_closed_on_the_next_run(env) -> None:
     runlog = records.open_run_log(env.settings.database_url)
     stale = runlog.start("sentiment", checkpoint_from=None, epochs=1)
     runlog.close()
-    marker = env.home / "locks" / "retrain-sentiment.run"
+    marker = marker_path(env.settings, "sentiment")  # what a retrain killed with its process leaves
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f'{{"run_id": {stale}, "pid": 1}}')
+    marker.write_text(f'{{"note": {{"run_id": {stale}}}, "pid": 1, "versions_before": ["{env.first}"]}}')
     retrain_from_checkpoint("sentiment", env.settings)
     assert env.runs()[stale].status == "failed" and "interrupted" in env.runs()[stale].error
     assert not marker.exists()
@@ -169,7 +171,7 @@ def test_versions_and_checkpoints_are_pruned(env) -> None:
 
 
 def test_no_model_yet_is_skipped_with_a_clear_message(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     outcome = retrain_from_checkpoint("sentiment", settings)
     assert outcome.status == "skipped" and "train one with `playbill train sentiment`" in outcome.message
     assert training_runs(settings) == {} and calls(settings.home) == []
@@ -225,13 +227,13 @@ def test_a_promotion_by_hand_during_the_run_wins(env, tmp_path: Path) -> None:
 
 
 HOST = """
-from playbill.jobs import trainers
+from playbill.engine import models
 from playbill.jobs.retrain import retrain_from_checkpoint
 from playbill.settings import load_settings
 from test_jobs_fakes import FAKE_SENTIMENT
 
 if __name__ == "__main__":
-    trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
+    models.SPECS["sentiment"] = FAKE_SENTIMENT
     retrain_from_checkpoint("sentiment", load_settings())
 """
 
@@ -278,10 +280,3 @@ def test_host_killed_mid_run_leaves_no_orphan_and_no_lock(env, tmp_path: Path) -
     again = retrain_from_checkpoint("sentiment", env.settings)  # ...so the next run does
     assert again.status == "promoted"
     assert env.runs()[killed.id].status == "failed" and "interrupted" in env.runs()[killed.id].error
-
-
-def test_the_retrain_table_is_the_spec_list() -> None:
-    from playbill.engine.models import MODELS
-
-    assert [(job.name, job.metric, job.higher_is_better, job.held_out) for job in trainers.MODEL_JOBS.values()] == [
-        (model.name, model.gate_metric, model.higher_is_better, model.held_out) for model in MODELS]

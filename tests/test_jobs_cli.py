@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from fakes import publish_numpy_scene
-from playbill.jobs import trainers
+from playbill.engine import models
 from playbill.jobs.common import retrain_lock
 from playbill.jobs.maintenance import backup_database
 from playbill.cli import main
@@ -42,7 +42,7 @@ def test_models_list_promote_rollback(home, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_retrain_command_reports_and_refuses_while_running(settings, monkeypatch, capsys) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     first = make_initial_model(settings.home)
     control(settings.home, delta=0.05)
     assert main(["retrain", "sentiment"]) == 0
@@ -120,12 +120,12 @@ def test_purge_job_deletes_only_old_history(settings) -> None:
 
 CLI_HOST = """
 import sys
-from playbill.jobs import trainers
+from playbill.engine import models
 from playbill.cli import main
 from test_jobs_fakes import FAKE_SENTIMENT
 
 if __name__ == "__main__":
-    trainers.MODEL_JOBS["sentiment"] = FAKE_SENTIMENT
+    models.SPECS["sentiment"] = FAKE_SENTIMENT
     sys.exit(main(["retrain", "sentiment"]))
 """
 
@@ -162,3 +162,21 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
     assert not (settings.home / "locks" / "retrain-sentiment.run").exists()
     (run,) = training_runs(settings).values()
     assert run.status == "failed" and run.error == "interrupted"
+
+
+def test_the_old_jobs_keys_still_work_with_one_warning_line(home, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "old.toml"
+    config.write_text("[jobs]\nretrain_epochs_scene = 3\ngate_tolerance_sentiment = 0.01\n", "utf-8")
+    run = subprocess.run([sys.executable, "-m", "playbill.cli", "--config", str(config), "config"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert (shown["scene"]["retrain_epochs"], shown["sentiment"]["gate_tolerance"]) == (3, 0.01)
+    assert "retrain_epochs_scene" not in shown["jobs"]
+    assert run.stderr.splitlines() == [
+        "[jobs] retrain_epochs_scene is deprecated; use [scene] retrain_epochs (or PLAYBILL_SCENE__RETRAIN_EPOCHS)",
+        "[jobs] gate_tolerance_sentiment is deprecated; use [sentiment] gate_tolerance "
+        "(or PLAYBILL_SENTIMENT__GATE_TOLERANCE)"]

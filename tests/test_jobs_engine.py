@@ -42,7 +42,7 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
     from playbill.engine.sentiment import train_sentiment
 
     settings.data_dir = tmp_path / "data"
-    settings.jobs.retrain_epochs_sentiment = 3
+    settings.sentiment.retrain_epochs = 3
     write_imdb(settings.data_dir, {"train": 60, "test": 40}, review)
     # the current model learned from shuffled labels: about a coin toss
     shuffled = tmp_path / "shuffled.csv"
@@ -58,7 +58,7 @@ def test_sentiment_retrain_learns_from_feedback_is_hot_swapped_and_bad_feedback_
     right = [(review(fb_rng, i % 2 == 0), "positive" if i % 2 == 0 else "negative", "right") for i in range(20)]
     add_feedback(settings, right)
 
-    registry = ModelRegistry(settings.models_dir, "sentiment")
+    registry = ModelRegistry.in_home(settings.home, "sentiment")
     holder = ModelHolder(spec("sentiment"), settings.home, settings.section("sentiment"))
     holder.refresh()
     seen, errors, stop = set(), [], threading.Event()
@@ -128,6 +128,6 @@ def test_scene_retrain_adds_the_extra_corpus_files(settings, tmp_path) -> None:
     assert outcome.figures["current"]["val_loss"] == pytest.approx(outcome.current_metric)
     assert "+" in outcome.figures["candidate_data"]["corpus"]["fingerprint"]  # the extra text was trained on
     assert "1 extra text files" in outcome.figures["extra"]
-    registry = ModelRegistry(settings.models_dir, "scene")
+    registry = ModelRegistry.in_home(settings.home, "scene")
     expected = outcome.candidate_version if outcome.status == "promoted" else first
     assert registry.current_version() == expected

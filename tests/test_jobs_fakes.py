@@ -1,10 +1,13 @@
-"""A tiny stand-in for the engine, and history helpers, for the jobs tests (no tests here).
+"""A tiny stand-in for the critic, and history helpers, for the jobs tests (no tests here).
 
-A fake "model" is a JSON document {"quality": q, "epoch": e}. The fake trainer runs in the
-spawned process exactly like the real one: resumes from a checkpoint file, saves one
-checkpoint per epoch through engine.checkpoints, publishes a registry version with
-promote=False. It is steered by <home>/fake-trainer.json and logs its calls to
-<home>/fake-calls.jsonl. The history database is the real one (SQLite under the test's home).
+`FAKE_SENTIMENT` is the critic's engine spec with a fake `train` and `evaluate`; the fixture
+`fake_critic` puts it in `engine.models.SPECS`, so the jobs read it exactly as they read the
+real one (and hand it to their spawned training process). A fake "model" is a JSON document
+{"quality": q, "epoch": e}. The fake trainer runs in the spawned process exactly like the real
+one: resumes from a checkpoint file, saves one checkpoint per epoch through engine.checkpoints,
+publishes a registry version with promote=False. It is steered by <home>/fake-trainer.json and
+logs its calls to <home>/fake-calls.jsonl. The history database is the real one (SQLite under
+the test's home).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
+import pytest
+
+from playbill.engine import models
 from playbill.engine.checkpoints import CheckpointManager
 from playbill.engine.registry import ModelRegistry
-from playbill.jobs import trainers
+from playbill.engine.training import TrainingResult
 
 
 class FakeModel:
@@ -40,18 +48,18 @@ def calls(home: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def fake_train(settings, *, checkpoint, epochs, extra, progress) -> dict:
-    home = Path(settings.home)
+def fake_train(config, home, data_dir, *, checkpoint, epochs, extra, **options) -> TrainingResult:
+    home = Path(home)
     steer = json.loads((home / "fake-trainer.json").read_text()) if (home / "fake-trainer.json").is_file() else {}
     start = json.loads(Path(checkpoint).read_text())
     with (home / "fake-calls.jsonl").open("a") as fh:
         fh.write(json.dumps({"pid": os.getpid(), "checkpoint": str(checkpoint), "epochs": epochs,
-                             "extra": extra, "start": start}) + "\n")
+                             "extra": list(extra), "start": start}) + "\n")
     if steer.get("block_on"):
         while not Path(steer["block_on"]).exists():
             time.sleep(0.05)
     name = "sentiment"
-    manager = CheckpointManager(home / "checkpoints", name)
+    manager = CheckpointManager.in_home(home, name)
     run = manager.new_run()
     quality, epoch = start["quality"], start["epoch"]
     for _ in range(epochs):
@@ -61,43 +69,42 @@ def fake_train(settings, *, checkpoint, epochs, extra, progress) -> dict:
             os.kill(os.getpid(), signal.SIGKILL)  # killed mid-epoch (OOM killer, kill -9)
         quality += steer.get("delta", 0.1)
         manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
-    registry = ModelRegistry(home / "models", name)
+    registry = ModelRegistry.in_home(home, name)
     label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"  # as the real trainers record it
     with registry.new_version({"metrics": {"accuracy": quality}, "started_from": label}) as staged:
         FakeModel(quality, epoch).save(str(staged.path / "model.json"))
     if steer.get("die_after_publishing"):
         os.kill(os.getpid(), signal.SIGKILL)  # the version is on disk, nobody was told
-    return {"model": name, "version": staged.version, "metrics": {"accuracy": quality}, "epochs_run": epochs,
-            "last_epoch": epoch, "started_from": str(checkpoint), "promoted": False}
+    return TrainingResult(model=name, version=staged.version, metrics={"accuracy": quality}, epochs_run=epochs,
+                          last_epoch=epoch, started_from=str(checkpoint))
 
 
-def fake_evaluate(settings, version, *, holdout) -> dict:
-    registry = ModelRegistry(Path(settings.home) / "models", "sentiment")
+def fake_evaluate(home, data_dir, *, version, data, split, **options) -> dict:
+    registry = ModelRegistry.in_home(home, "sentiment")
     model = json.loads((registry.get(version).path / "model.json").read_text())
-    figures = {"accuracy": model["quality"], "n": 100, "model_version": version, "holdout_n": len(holdout)}
-    if holdout:  # the community hold-out: how many of the held-out votes the fake gets right
-        figures.update(community_accuracy=model.get("community", 1.0), community_n=len(holdout))
-    return figures
+    if isinstance(data, list):  # the community hold-out: how many of the held-out votes the fake gets right
+        return {"accuracy": model.get("community", 1.0), "n": len(data), "model_version": version}
+    return {"accuracy": model["quality"], "n": 100, "model_version": version, "split": split}
 
 
-FAKE_SENTIMENT = trainers.ModelJob(
-    name="sentiment",
-    metric="accuracy",
-    higher_is_better=True,
-    held_out="the fake test set",
-    train=fake_train,
-    evaluate=fake_evaluate,
-    gather=trainers.gather_feedback,
-)
+FAKE_SENTIMENT = dataclasses.replace(models.SPECS["sentiment"], held_out="the fake test set",
+                                     _train=fake_train, _evaluate=fake_evaluate)
+
+
+@pytest.fixture
+def fake_critic(monkeypatch: pytest.MonkeyPatch) -> models.ModelSpec:
+    """The jobs see the fake critic wherever they look the critic up."""
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
+    return FAKE_SENTIMENT
 
 
 def make_initial_model(home: Path, quality: float = 0.5, epochs: int = 2) -> str:
     """What `playbill train sentiment` leaves behind: checkpoints for each epoch and a current version."""
-    manager = CheckpointManager(Path(home) / "checkpoints", "sentiment")
+    manager = CheckpointManager.in_home(home, "sentiment")
     run = manager.new_run()
     for epoch in range(1, epochs + 1):
         manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
-    registry = ModelRegistry(Path(home) / "models", "sentiment")
+    registry = ModelRegistry.in_home(home, "sentiment")
     with registry.new_version({"metrics": {"accuracy": quality}}) as staged:
         FakeModel(quality, epochs).save(str(staged.path / "model.json"))
     registry.promote(staged.version)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from playbill.engine import models
 from playbill.jobs import trainers
 from playbill.jobs.retrain import retrain_from_checkpoint
 from test_console import playbill
@@ -35,7 +36,7 @@ TROLLING = [(f"troll target {i}", "positive", TROLL, "wrong") for i in range(200
 
 
 def test_a_trolls_200_capped_votes_do_not_teach_and_honest_votes_teach_whole(settings, monkeypatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
     record_votes(settings, HONEST + TROLLING)
     retrain_from_checkpoint("sentiment", settings)
@@ -44,7 +45,7 @@ def test_a_trolls_200_capped_votes_do_not_teach_and_honest_votes_teach_whole(set
 
 
 def test_a_member_within_twice_the_cap_still_teaches_at_a_reduced_weight(settings, monkeypatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
     record_votes(settings, [(f"busy review {i}", "positive", 42, "right") for i in range(25)])
     retrain_from_checkpoint("sentiment", settings)
@@ -52,7 +53,7 @@ def test_a_member_within_twice_the_cap_still_teaches_at_a_reduced_weight(setting
 
 
 def test_the_outcome_says_what_was_learnt(settings, monkeypatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
     record_votes(settings, HONEST + TROLLING)
     outcome = retrain_from_checkpoint("sentiment", settings)

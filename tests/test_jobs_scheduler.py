@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import create_engine, text
 
 from playbill.engine.errors import InvalidInput
-from playbill.jobs import trainers
+from playbill.engine import models
 from playbill.jobs.common import JobBusy
 from playbill.jobs.scheduler import JOB_IDS, create_scheduler, list_jobs, next_run_time, run_now
 from test_jobs_fakes import FAKE_SENTIMENT, calls, control, make_initial_model, training_runs
@@ -38,7 +39,7 @@ def stored_rows(settings) -> dict[str, float | None]:
 
 @pytest.fixture
 def fake_trainer(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(trainers.MODEL_JOBS, "sentiment", FAKE_SENTIMENT)
+    monkeypatch.setitem(models.SPECS, "sentiment", FAKE_SENTIMENT)
     make_initial_model(settings.home)
 
 
@@ -72,7 +73,7 @@ def test_one_process_owns_the_job_store(settings) -> None:
         second = create_scheduler(settings)
         with pytest.raises(JobBusy, match="already running .*process"):
             second.start(paused=True)
-        out = subprocess.run([sys.executable, "-m", "playbill.cli", "scheduler"],
+        out = subprocess.run([sys.executable, "-m", "playbill.cli", "scheduler", "--once"],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "error: the Playbill scheduler is already running" in out.stderr
         assert "Traceback" not in out.stderr
@@ -154,6 +155,33 @@ def test_list_jobs_before_and_after_registration(settings) -> None:
     assert all(j.registered for j in after.values())
     assert after["purge-history"].next_run_time is None  # paused stays paused
     assert after["retrain-scene"].next_run_time is not None
+
+
+def test_a_second_scheduler_stands_by_and_takes_over(settings, monkeypatch) -> None:
+    import os
+    import signal
+
+    first = create_scheduler(settings)
+    first.start(paused=True)
+    env = {**os.environ, "PLAYBILL_JOBS__LEADER_POLL_SECONDS": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-m", "playbill.cli", "scheduler"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        waiting = proc.stdout.readline().strip()  # one line, then it waits (no exit, no crash loop)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        first.shutdown()  # the holder stops: the standby takes the schedule within two polls
+        taking = proc.stdout.readline().strip()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+        first.shutdown() if first.running else None
+    assert waiting.startswith(f"standing by: process {os.getpid()} on {socket.gethostname()} (since ")
+    assert waiting.endswith("holds the schedule; this one takes over when it stops "
+                            "(`playbill scheduler --once` exits instead)")
+    assert taking.startswith("scheduler running (time zone UTC); this process holds the schedule")
+    assert proc.returncode == 0 and "Traceback" not in err
 
 
 def test_scheduler_command_stops_cleanly_on_ctrl_c(settings) -> None:

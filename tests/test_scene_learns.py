@@ -15,7 +15,7 @@ def test_an_extra_corpus_file_is_learnt_and_measured_on_its_held_out_end(setting
     corpus = tmp_path / "play.txt"
     corpus.write_text(TINY_PLAY, encoding="utf-8")
     settings.scene.corpus = corpus
-    settings.jobs.retrain_epochs_scene = 3
+    settings.scene.retrain_epochs = 3
     config = SceneConfig(name="tiny", embedding_dim=8, rnn_units=16, seq_length=20, batch_size=8, epochs=2, seed=7)
     spec("scene").train(config, settings.home, settings.data_dir, data=corpus, progress=False)
     settings.corpus_dir.mkdir(parents=True)

@@ -33,7 +33,7 @@ from playbill.engine.errors import InvalidInput
 from playbill.engine.models import MODEL_NAMES, spec
 from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord
 from playbill.jobs.leader import request_job, schedule_holder
-from playbill.jobs.scheduler import next_run_time, run_now
+from playbill.jobs.scheduler import next_run_time, retrain_job_id, run_now
 from playbill.jobs.warmup import status_line as warmup_status_line
 from playbill.settings import Settings
 
@@ -210,14 +210,14 @@ async def retrain(services: Services, request: Request, model: str) -> Retrain:
     names = tuple(MODEL_NAMES) if model == "all" else (model,)
     if services.scheduler is not None:  # this process holds the schedule
         for name in names:
-            await asyncio.to_thread(run_now, services.scheduler, f"retrain-{name}")
+            await asyncio.to_thread(run_now, services.scheduler, retrain_job_id(name))
         return Retrain(names)
     holder = await asyncio.to_thread(schedule_holder, services.settings)
     if holder is None:
         raise UserFacingError(f"No process holds the job schedule now; run `playbill retrain {model}` from a shell, "
                               "or start one with `playbill run` or `playbill scheduler`.")
     for name in names:  # the holder, another process, takes the request at its next poll
-        await asyncio.to_thread(request_job, services.settings, f"retrain-{name}")
+        await asyncio.to_thread(request_job, services.settings, retrain_job_id(name))
     return Retrain(names, holder)
 
 

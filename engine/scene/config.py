@@ -74,14 +74,15 @@ PROFILES: dict[str, SceneConfig] = {
         name="tutorial", embedding_dim=256, rnn_units=1024, learning_rate=1e-3, clipnorm=None, epochs=20
     ),
     # First start: the best validation loss in ~100 s of 2-core CPU (1.686 nats/char after 450
-    # steps, research-scene.md Q1): a small LSTM with a high peak learning rate, cosine to 5%.
+    # steps; the sweep is in docs/benchmarks.md, Scene): a small LSTM with a high peak learning
+    # rate, cosine to 5%.
     "quick": SceneConfig(
         name="quick", embedding_dim=64, rnn_units=256, rnn_layers=1, dropout=0.0, batch_size=128,
         learning_rate=1e-2, final_lr_fraction=0.05, epochs=6,
     ),
     # Chosen by measurement for <= 60 min on 2 CPU cores: see docs/benchmarks.md "## Scene".
     # The default with a 64-wide embedding: ~25% more characters per CPU second and 0.013-0.015
-    # nats better at equal CPU over the first 8 epochs (research-scene.md Q2); not yet run for the
+    # nats better at equal CPU over the first 8 epochs (docs/benchmarks.md, Scene); not yet run for the
     # full 36 epochs, so not the default.
     "lean": SceneConfig(
         name="lean", embedding_dim=64, rnn_units=512, rnn_layers=1, dropout=0.25, batch_size=64,

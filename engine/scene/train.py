@@ -12,6 +12,7 @@ This is the slice's only module that imports Keras; `engine.scene` reaches it on
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -157,7 +158,7 @@ def train_scene(
         t0, cpu0 = time.monotonic(), time.process_time()
         fit = model.fit(
             x, y, batch_size=config.batch_size, epochs=1, shuffle=False,
-            validation_data=(val_x, val_y), validation_batch_size=256, verbose=1 if progress else 0,
+            validation_data=(val_x, val_y), validation_batch_size=256, verbose=keras_verbosity(progress),
         )
         metrics = {k: float(v[-1]) for k, v in fit.history.items()}
         metrics["epoch_seconds"] = time.monotonic() - t0
@@ -232,3 +233,12 @@ def export_weights(model) -> dict[str, np.ndarray]:
         arrays[f"lstm{n}_kernel"], arrays[f"lstm{n}_recurrent"], arrays[f"lstm{n}_bias"] = kernel, recurrent, bias
     arrays["dense_kernel"], arrays["dense_bias"] = (np.asarray(w, np.float32) for w in dense.get_weights())
     return arrays
+
+
+def keras_verbosity(progress: bool) -> int:
+    """Keras' `verbose` for a training run: a progress bar on a terminal; outside one (a log
+    file, a pipe, a service's journal) one line per epoch, never progress-bar frames; 0 without
+    progress output."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

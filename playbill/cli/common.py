@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from playbill.engine.errors import EngineError
@@ -65,20 +66,24 @@ def check_training_options(args: argparse.Namespace) -> None:
 
 def continues(args: argparse.Namespace) -> bool:
     """A run that continues a checkpoint (--resume/--checkpoint) and would become current goes
-    through the nightly job's promotion gate (jobs.gate) instead of replacing the current version."""
+    through the promotion procedure (jobs.promotion) instead of replacing the current version."""
     return bool(args.resume or args.checkpoint) and not args.no_promote
 
 
-def gate_continued(name: str, settings: Any, result: Any, *, report_test: bool = False) -> str:
-    """Gate a continued run's new version against the current one; the result says whether it
-    became current. Returns the gate's one-line reason ("kept v0003 (the better version) ...")."""
-    from playbill.jobs.gate import promote_if_better
+def train_gated(name: str, settings: Any, train: Callable[[], Any]) -> tuple[Any, str]:
+    """`train()` (publishing a version, not promoted) inside the one promotion procedure: under
+    the model's retrain lock (a nightly retrain or the warm-up of the model refuses it, and it
+    refuses them), judged by the gate against the version current when it started, promoted
+    only if that one is still current. Returns the training result (`promoted` set, the
+    decision in `extra["gate"]`) and the decision's one line."""
+    from playbill.jobs.promotion import Promotion
 
-    decision = promote_if_better(name, settings, result.version, report_test=report_test,
-                                 why=f"playbill train {name} (continued)")
-    result.promoted = decision.promote
+    with Promotion(name, settings, why=f"playbill train {name} (continued)") as procedure:
+        result = train()
+        decision = procedure.decide(result.version)
+    result.promoted = decision.promoted
     result.extra["gate"] = decision.as_dict()
-    return decision.reason
+    return result, decision.message
 
 
 class ProgressBar:

@@ -12,10 +12,16 @@ from playbill.cli.common import CLIError, CommandGroups, print_json
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
-    p = commands.add_parser("scheduler", help="run the job scheduler alone (without the bot); Ctrl-C stops it")
-    p.add_argument("--standby", action="store_true",
-                   help="if another process holds the schedule, wait and take over when it stops or dies "
-                   "(default: refuse)")
+    p = commands.add_parser("scheduler", help="run the job scheduler alone (without the bot); Ctrl-C stops it",
+                            description="Holds the job schedule. If another process holds it, this one stands by "
+                            "and takes over within two [jobs] leader_poll_seconds when that one stops or dies, "
+                            "so replicas of it never crash-loop; --once refuses and exits instead.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--standby", action="store_true",
+                      help="if another process holds the schedule, wait and take over when it stops or dies "
+                      "(the default; kept for scripts that say so)")
+    mode.add_argument("--once", action="store_true",
+                      help="if another process holds the schedule, say so and exit with status 2 (for scripts)")
     p.set_defaults(handler=run_scheduler)
 
     p = commands.add_parser("jobs", help="list the scheduled jobs and their next run times")
@@ -103,30 +109,49 @@ def _short(text: str, width: int = 50) -> str:
 
 
 def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
-    from playbill.jobs.leader import ScheduleElection
+    from playbill.jobs.leader import ScheduleElection, schedule_holder
     from playbill.jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
 
+    stored_jobs(settings)  # an unreachable or damaged database: one `error:` line, exit 2, before anything starts
     stop = _StopSignals()  # from the first line printed on, Ctrl-C stops cleanly
-    if args.standby:  # like `playbill run`: hold the schedule whenever no other process does
-        def on_change(scheduler: Any) -> None:
-            print("this process holds the schedule" if scheduler else "this process no longer holds the schedule",
-                  flush=True)
+    if args.once:  # the old behaviour: hold the schedule now or refuse
+        scheduler = create_scheduler(settings)
+        try:
+            scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+        except BaseException:
+            stop.restore()
+            raise
+        _say_holding(settings)
+        return stop.wait_then(lambda: scheduler.shutdown(wait=True))
 
-        election = ScheduleElection(settings, lambda: create_scheduler(settings), on_change, run_now=run_now)
-        election.start()
-        if election.scheduler is None:
-            print("waiting to hold the schedule (another process holds it)", flush=True)
-        return stop.wait_then(election.stop)
-    scheduler = create_scheduler(settings)
+    def on_change(scheduler: Any) -> None:  # the election's thread (or this one, at once)
+        if scheduler is not None:
+            _say_holding(settings)
+        else:
+            print("this process no longer holds the schedule", flush=True)
+
+    election = ScheduleElection(settings, lambda: create_scheduler(settings), on_change, run_now=run_now)
     try:
-        scheduler.start()  # JobBusy (another process owns the job store) -> "error: ...", exit 2
+        election.start()
     except BaseException:
         stop.restore()
         raise
-    print(f"scheduler running (time zone {settings.jobs.timezone}); Ctrl-C stops it", flush=True)
+    if election.scheduler is None:
+        holder = schedule_holder(settings)
+        who = (f"process {holder.get('pid', '?')} on {holder.get('host', '?')} (since {holder.get('since', '?')})"
+               if holder else "another process")
+        print(f"standing by: {who} holds the schedule; this one takes over when it stops "
+              f"(`playbill scheduler --once` exits instead)", flush=True)
+    return stop.wait_then(election.stop)
+
+
+def _say_holding(settings: Any) -> None:
+    from playbill.jobs.scheduler import list_jobs as stored_jobs
+
+    print(f"scheduler running (time zone {settings.jobs.timezone}); this process holds the schedule; "
+          "Ctrl-C stops it", flush=True)
     for job in stored_jobs(settings):
         print(f"  {job.id:<18} next run {_when(job.next_run_time)}", flush=True)
-    return stop.wait_then(lambda: scheduler.shutdown(wait=True))
 
 
 class _StopSignals:
@@ -147,7 +172,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
     def wait_then(self, shutdown: Any) -> int:
-        from playbill.jobs.retrain import terminate_training
+        from playbill.jobs.runner import terminate_training
 
         try:
             while not self.event.wait(1.0):

@@ -7,8 +7,8 @@ import sys
 import time
 
 from playbill.engine.scene.config import BACKENDS, PROFILES
-from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, gate_continued, model_spec,
-                                 print_json)
+from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, model_spec,
+                                 print_json, train_gated)
 
 NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
 
@@ -68,18 +68,21 @@ def _train(args: argparse.Namespace, settings) -> int:
         section["profile"] = args.profile
     config = model.config_from(section)  # the profile, with [scene] epochs, seed, validation_fraction on top
     gated = continues(args)
-    try:
-        result = model.train(
+
+    def train():
+        return model.train(
             config, settings.home, settings.data_dir, epochs=args.epochs if args.epochs is not None else settings.scene.epochs,
             resume=args.resume,
             checkpoint=args.checkpoint, data=args.corpus or model.data_from(section),
             promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs,
         )
+
+    try:
+        result, verdict = train_gated(NAME, settings, train) if gated else (train(), None)
     except KeyboardInterrupt:
         print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
               file=sys.stderr)
         return 130
-    verdict = gate_continued(NAME, settings, result) if gated else None
     if args.json:
         print_json({k: v for k, v in result.as_dict().items() if k != "extra"} | ({"gate": verdict} if verdict else {}))
     else:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from playbill.cli.common import (CLIError, CommandGroups, ProgressBar, check_training_options, continues, gate_continued, model_spec,
-                                 print_json)
+from playbill.cli.common import (CLIError, CommandGroups, ProgressBar, check_training_options, continues, model_spec,
+                                 print_json, train_gated)
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
 MAX_FILE_BYTES = 256 << 20  # the largest --file read (IMDB's 50,000 reviews are 65 MiB)
@@ -61,10 +61,14 @@ def _train(args: argparse.Namespace, settings) -> int:
     check_training_options(args)
     model, section = model_spec(NAME), settings.section(NAME)
     gated = continues(args)
-    result = model.train(model.config_from(section, profile=args.profile), settings.home, settings.data_dir, epochs=args.epochs,
-                         resume=args.resume, checkpoint=args.checkpoint, data=args.data or model.data_from(section),
-                         promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs)
-    verdict = gate_continued(NAME, settings, result, report_test=True) if gated else None
+
+    def train():
+        return model.train(model.config_from(section, profile=args.profile), settings.home, settings.data_dir,
+                           epochs=args.epochs, resume=args.resume, checkpoint=args.checkpoint,
+                           data=args.data or model.data_from(section), promote=not args.no_promote and not gated,
+                           progress=not args.json, keep_runs=model.keep_runs)
+
+    result, verdict = train_gated(NAME, settings, train) if gated else (train(), None)
     if args.json:
         print_json(result.as_dict())
         return 0
