@@ -30,7 +30,7 @@ from playbill.bot.messages import EmbedData, Field, FileData, Request, Response
 from playbill.bot.recording import parse_time
 from playbill.bot.services import Services
 from playbill.engine.errors import InvalidInput
-from playbill.engine.models import MODEL_NAMES, spec
+from playbill.engine.models import MODEL_NAMES, canonical
 from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord
 from playbill.jobs.leader import request_job, schedule_holder
 from playbill.jobs.scheduler import next_run_time, retrain_job_id, run_now
@@ -205,9 +205,7 @@ class Retrain:
 
 async def retrain(services: Services, request: Request, model: str) -> Retrain:
     require_admin(request.is_admin)
-    if model != "all" and model not in MODEL_NAMES:
-        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)} or all")
-    names = tuple(MODEL_NAMES) if model == "all" else (model,)
+    names = tuple(MODEL_NAMES) if model == "all" else (canonical(model),)  # a name or alias (critic, ...)
     if services.scheduler is not None:  # this process holds the schedule
         for name in names:
             await asyncio.to_thread(run_now, services.scheduler, retrain_job_id(name))
@@ -240,10 +238,11 @@ class Rollback:
 
 async def rollback(services: Services, request: Request, model: str) -> Rollback:
     require_admin(request.is_admin)
-    holder = services.holders[spec(model).name]
+    name = canonical(model)
+    holder = services.holders[name]
     previous = await asyncio.to_thread(holder.registry.rollback)
     await asyncio.to_thread(holder.refresh)
-    return Rollback(model, previous, holder.version)
+    return Rollback(name, previous, holder.version)
 
 
 def rollback_response(done: Rollback) -> Response:
