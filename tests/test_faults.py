@@ -458,3 +458,17 @@ def test_log_lines_never_carry_terminal_controls() -> None:
     record = logging.LogRecord("playbill.bot", logging.WARNING, __file__, 1, "review from %s: %s", ("ann", HOSTILE), None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "review from ann: nice film"
+
+
+def test_forgetting_a_user_drops_their_rows_waiting_in_the_spool(capsys, home: Path) -> None:
+    path = home / "playbill.db"
+    db.open_history(f"sqlite:///{path}")[0].dispose()
+    with sqlite3.connect(path) as connection:  # the database answers, but cannot store interactions now
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON interactions "
+                           "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    spool = Spool(home / "spool")
+    spool.append({**row("theirs"), "user_id": 7})
+    spool.append({**row("someone else's"), "user_id": 8})
+    code, out, err = run(capsys, "history", "forget", "--user", "7", "--format", "json")
+    assert (code, json.loads(out)["interactions"], spool.pending()) == (0, 1, 1), err
+    assert "someone else" in spool.path.read_text() and "theirs" not in spool.path.read_text()
