@@ -109,12 +109,13 @@ class _DatabaseCheck:
 
 def watch_client(bot: Any) -> Callable[[], None]:
     def latencies() -> dict[tuple[str, ...], float]:
-        return {(str(shard),): latency for shard, latency in bot.latencies if math.isfinite(latency)}
+        pairs = bot.latencies if hasattr(bot, "latencies") else [(bot.shard_id or 0, bot.latency)]  # a host's plain bot
+        return {(str(shard),): latency for shard, latency in pairs if math.isfinite(latency)}
 
     def shards() -> str | None:
         if not bot.is_ready():
             return "not connected to Discord yet"
-        closed = [str(i) for i, shard in bot.shards.items() if shard.is_closed()]
+        closed = [str(i) for i, shard in getattr(bot, "shards", {}).items() if shard.is_closed()]
         return f"shard(s) {', '.join(closed)} disconnected" if closed else None
 
     stops = [metrics.watch("playbill_gateway_latency_seconds", latencies), metrics.watch_readiness("shards", shards)]
