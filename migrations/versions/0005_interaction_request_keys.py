@@ -6,7 +6,7 @@ index finds a row already written (say, committed just before the connection dro
 of storing it twice. Rows written once, before this revision or straight away, have none.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-07 06:40:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 revision: str = "0005"
 # 0004 (the model store) comes between once it is on main; until then this follows 0003.
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
