@@ -298,6 +298,23 @@ async def test_rows_still_queued_at_shutdown_go_to_the_spool(tmp_path: Path) -> 
     writer.engine.dispose()
 
 
+async def test_the_gateway_replays_the_spool_when_the_database_is_back_without_new_rows(tmp_path: Path) -> None:
+    from playbill.bot.recording import HistoryGateway
+
+    path = tmp_path / "playbill.db"
+    writer = InteractionWriter.open(f"sqlite:///{path}", tmp_path / "spool")
+    gateway = HistoryGateway(writer.sessions, retry_seconds=(0.05, 0.2), writer=writer)
+    with SqliteOutage(path):
+        ids = [await gateway.record_interaction(**row(f"during {i}")) for i in range(3)]
+    for _ in range(200):  # no new row comes: the gateway tries the spool on its own
+        if not writer.spool.has_rows():
+            break
+        await asyncio.sleep(0.05)
+    gateway.close()
+    assert (ids, writer.pending(), prompts(writer.sessions)) == ([None] * 3, 0, [f"during {i}" for i in range(3)])
+    writer.engine.dispose()
+
+
 # --- an SQLite file deleted or damaged -------------------------------------------------------
 
 
