@@ -156,6 +156,8 @@ class HistoryGateway:
         return await self._call(api.record_feedback, interaction_id, user_id, verdict, guild_id=guild_id)
 
     async def forget_user(self, user_id: int) -> dict[str, int]:
+        if self.writer is not None:  # their rows waiting in the spool go too
+            return await self._call(lambda _sessions: self.writer.forget_user(user_id))
         return await self._call(api.forget_user, user_id)
 
     async def query_interactions(self, filters: InteractionFilter) -> list[InteractionRecord]:
