@@ -14,7 +14,6 @@ import contextlib
 import logging
 import aiohttp
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
