@@ -98,10 +98,12 @@ class CheckpointManager:
             }
             sidecar_tmp.write_text(json.dumps(info, indent=2, default=str), "utf-8")
             os.replace(sidecar_tmp, sidecar)
-        except OSError:
+        except OSError as exc:
             for partial in (target, sidecar_tmp):
                 partial.unlink(missing_ok=True)
             self.remove_if_empty(run)
+            if exc.filename is None:  # e.g. Keras' own writer: say which checkpoint could not be written
+                raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
             raise
         return self._from_sidecar(sidecar)
 

@@ -99,6 +99,7 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
     """One stage of `name`'s warm-up: train on, gate, promote or remove. Returns the stage's record
     (also appended to the state file)."""
     model = spec(name)
+    name = model.name  # "playwright" is "scene"
     config = config if config is not None else target_config(settings, name)
     section = settings.section(name)
     if seconds is None and epochs is None:
@@ -208,17 +209,17 @@ def status_line(settings: Settings, name: str) -> str | None:
 # --- first start ------------------------------------------------------------------------------
 
 
-def missing(settings: Settings) -> list[str]:
-    return [n for n in MODEL_NAMES if spec(n).registry(settings.home).current_version() is None]
+def missing(settings: Settings, names: Sequence[str] = MODEL_NAMES) -> list[str]:
+    return [spec(n).name for n in names if spec(n).registry(settings.home).current_version() is None]
 
 
-def train_first(settings: Settings, say: Report = log.info) -> dict[str, Any]:
+def train_first(settings: Settings, say: Report = log.info, *, names: Sequence[str] = MODEL_NAMES) -> dict[str, Any]:
     """Train each missing model on its spec's `first_profile` (the quick one: good answers within
     minutes), the critic first, each in a spawned process (`jobs.runner`: TensorFlow stays out of
     the bot's process). Returns {name: seconds or the error line}; a failure leaves the other
     model be."""
     done: dict[str, Any] = {}
-    for name in missing(settings):
+    for name in missing(settings, names):
         model = spec(name)
         say(f"training a quick {name} model ({model.first_profile} profile) so Playbill can answer soon")
         started = time.monotonic()

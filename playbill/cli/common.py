@@ -112,7 +112,7 @@ def run_training(name: str, settings: Any, args: argparse.Namespace,
         return result, None
     except OSError as exc:  # a full or read-only disk: the checkpoint that failed is gone already
         checkpoints.remove_empty_runs()
-        raise StorageError.from_os_error(exc) from None
+        raise StorageError.from_os_error(exc, settings.home) from None
     except KeyboardInterrupt:
         print(f"\n{interrupted_line(model, settings.home, runs_before)}", file=sys.stderr, flush=True)
         return None
