@@ -1,12 +1,12 @@
 """The bot's door to the history database: every call off the event loop, writes never
 crash a reply.
 
-`record_interaction` never delays or breaks a reply: rows go through one ordered queue,
-and a row the database cannot take within its busy timeout (a lock held by another process)
-stays at the head of that queue and is retried, with backoff, until it is written; the rows
-behind it wait, so the history keeps their order. Other failures (a missing database, a row
-it refuses) are logged and that row is dropped. Rows still queued when the process ends are
-lost, and logged with their count (docs/history.md). Reads and user-requested writes
+`record_interaction` never delays or breaks a reply: rows go through one ordered queue to
+history.spool's InteractionWriter, which writes each to the database or, during an outage, to
+the spool under PLAYBILL_HOME (replayed in order when the database answers). A row neither can
+take now (a database locked past its busy timeout, a full disk) stays at the head of the queue
+and is retried, with backoff; the rows behind it wait, so the history keeps their order. Rows
+still queued at shutdown go to the spool (docs/history.md). Reads and user-requested writes
 (feedback, forget-me) raise a short user-facing error instead of a traceback.
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 from playbill.bot.errors import UserFacingError, new_error_id
 from playbill.history import api, db
 from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord, TrainingRunRecord
-from playbill.history.errors import DatabaseBusy, HistoryError
+from playbill.history.errors import DatabaseBusy, HistoryError, RetryLater
+from playbill.history.spool import InteractionWriter
 from playbill.history.models import utcnow
 from playbill.history.timeparse import parse_time as _parse_time
 from playbill.settings import Settings
@@ -39,8 +40,10 @@ RETRY_SECONDS = (1.0, 30.0)  # the first wait before writing a kept row again, a
 
 
 class HistoryGateway:
-    def __init__(self, session_factory: Any | None, *, retry_seconds: tuple[float, float] = RETRY_SECONDS) -> None:
+    def __init__(self, session_factory: Any | None, *, retry_seconds: tuple[float, float] = RETRY_SECONDS,
+                 writer: InteractionWriter | None = None) -> None:
         self.session_factory = session_factory
+        self.writer = writer  # None: rows go straight to the database (no spool)
         self.retry_seconds = retry_seconds
         self._queue: collections.deque[tuple[dict[str, Any], asyncio.Future]] = collections.deque()
         self._writer: asyncio.Task | None = None
@@ -51,11 +54,20 @@ class HistoryGateway:
         return len(self._queue)
 
     @classmethod
-    def open(cls, database_url: str) -> HistoryGateway:
+    def open(cls, database_url: str, spool_dir: Any | None = None) -> HistoryGateway:
         """Connect, bringing an SQLite schema to head (a server database must be upgraded on
-        purpose with `playbill db upgrade`: history.db.ensure_schema refuses it otherwise)."""
-        _engine, sessions = db.open_history(database_url)
-        return cls(sessions)
+        purpose with `playbill db upgrade`: history.db.ensure_schema refuses it otherwise).
+        With a spool folder, rows survive an outage (history.spool), one at start included."""
+        if spool_dir is None:
+            _engine, sessions = db.open_history(database_url)
+            return cls(sessions)
+        writer = InteractionWriter.open(database_url, spool_dir)
+        return cls(writer.sessions, writer=writer)
+
+    @property
+    def spooled(self) -> int:
+        """Rows waiting in the spool for the database."""
+        return self.writer.pending() if self.writer is not None else 0
 
     @property
     def available(self) -> bool:
@@ -101,27 +113,43 @@ class HistoryGateway:
         while self._queue:
             fields, done = self._queue[0]
             try:
-                row_id = await asyncio.to_thread(api.record_interaction, self.session_factory, **fields)
-            except DatabaseBusy as exc:
-                log.warning("history database locked; %d row(s) kept in memory, retrying in %.0f s: %s",
-                            len(self._queue), delay, exc)
+                row_id = await asyncio.to_thread(self._write, fields)
+            except RetryLater as exc:
+                log.warning("%d history row(s) kept in memory, retrying in %.0f s: %s", len(self._queue), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_seconds[1])
                 continue
-            except Exception as exc:
-                log.warning("could not record an interaction (error id %s): %s", new_error_id(), exc.__cause__ or exc)
+            except Exception as exc:  # one line: never the SQL or the member's text
+                log.warning("could not record an interaction (error id %s): %s", new_error_id(),
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 row_id = None
             self._queue.popleft()
             delay = self.retry_seconds[0]
             if not done.done():
                 done.set_result(row_id)
 
+    def _write(self, fields: dict[str, Any]) -> int | None:
+        if self.writer is not None:
+            return self.writer.record(fields)
+        return api.record_interaction(self.session_factory, **fields)
+
     def close(self) -> None:
-        """At shutdown: rows the database never took are lost; say how many."""
-        if self._queue:
-            log.error("%d history row(s) were never written (the database stayed locked) and are lost", len(self._queue))
+        """At shutdown: rows still queued go to the spool; without one (or a full disk) they are lost, and counted."""
         if self._writer is not None:
             self._writer.cancel()
+        kept = 0
+        spool = self.writer.spool if self.writer is not None else None
+        while self._queue and spool is not None:
+            try:
+                spool.append(self._queue[0][0])
+            except OSError:
+                break
+            self._queue.popleft()
+            kept += 1
+        if kept:
+            log.warning("%d history row(s) not yet written went to the spool %s", kept, spool.path)
+        if self._queue:
+            log.error("%d history row(s) were never written (the database stayed locked) and are lost", len(self._queue))
 
     async def record_feedback(self, interaction_id: int, user_id: int, verdict: str, guild_id: int | None) -> str:
         """'created', 'updated' or 'unchanged'; a row asked in another guild is refused (HistoryError)."""

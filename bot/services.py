@@ -15,6 +15,7 @@ from playbill.bot.messages import Request
 from playbill.bot.recording import HistoryGateway
 from playbill.engine.models import MODELS, spec
 from playbill.engine.serving import ModelHolder
+from playbill.history.errors import DamagedDatabase, SchemaOutdated
 from playbill.settings import Settings
 
 log = logging.getLogger("playbill.bot.services")
@@ -190,11 +191,14 @@ def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] |
 
 
 def open_history(settings: Settings, out: TextIO | None = None) -> HistoryGateway:
-    """The history gateway (an SQLite schema brought to head; a server database whose schema is
-    behind is refused, `playbill db upgrade` says how); a disabled one if it cannot be opened,
-    with a warning line on `out`. The console and the bot still answer without a database."""
+    """The history gateway (an SQLite schema brought to head), keeping rows in the spool during an
+    outage. A server database whose schema is behind, or a damaged one, is refused (SchemaOutdated /
+    DamagedDatabase: the line says what to do); for any other failure a disabled gateway, with a
+    warning line on `out`: the console and the bot still answer without a database."""
     try:
-        return HistoryGateway.open(settings.database_url)
+        return HistoryGateway.open(settings.database_url, settings.spool_dir)
+    except (SchemaOutdated, DamagedDatabase):  # refuse to start: the line says what to do
+        raise
     except Exception as exc:
         message, _ = describe(exc, context="opening the history database")
     if out is not None:

@@ -285,8 +285,12 @@ def record_interaction(
     status: str = "ok",
     error: str | None = None,
     created_at: datetime | None = None,
+    request_key: str | None = None,
 ) -> int:
-    """Keep one request and its answer; returns the interaction id (for feedback buttons)."""
+    """Keep one request and its answer; returns the interaction id (for feedback buttons).
+
+    request_key: the writer's key for the row (history.spool gives one to every row it may
+    write twice); a row with that key already stored is not stored again, and its id is returned."""
     _check("kind", kind, KINDS)
     _check("source", source, SOURCES)
     _check("status", status, STATUSES)
@@ -309,11 +313,23 @@ def record_interaction(
         latency_ms=_finite(latency_ms),
         status=status,
         error=_clip(error),
+        request_key=None if request_key is None else str(request_key)[:36],
     )
-    with sessions() as session, session.begin():
-        session.add(row)
-        session.flush()
-        return int(row.id)
+    try:
+        with sessions() as session, session.begin():
+            session.add(row)
+            session.flush()
+            return int(row.id)
+    except IntegrityError:  # the unique request key: this row is stored already (no extra query otherwise)
+        stored = _interaction_with_key(sessions, row.request_key) if row.request_key is not None else None
+        if stored is None:
+            raise
+        return stored
+
+
+def _interaction_with_key(sessions: Sessions, request_key: str) -> int | None:
+    with sessions() as session:
+        return session.scalar(select(Interaction.id).where(Interaction.request_key == request_key))
 
 
 def _json_safe(value: Any) -> Any:

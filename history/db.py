@@ -9,6 +9,7 @@ Any other SQLAlchemy URL works too (PostgreSQL: `postgresql+psycopg://user@host/
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from playbill.history.errors import HistoryError, SchemaOutdated
+from playbill.history.errors import DamagedDatabase, HistoryError, SchemaOutdated
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ def make_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, echo: b
         except NoSuchModuleError as exc:  # pragma: no cover - sqlite3 is in the standard library
             raise HistoryError(str(exc)) from exc
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _watch_file_identity(engine, Path(database).expanduser())
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     try:
@@ -97,6 +100,45 @@ def _sqlite_pragmas(busy_timeout: float):
         dbapi_connection.create_function(UNICODE_LOWER, 1, _lower, deterministic=True)
 
     return on_connect
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _watch_file_identity(engine: Engine, path: Path) -> None:
+    """Notice an SQLite file deleted or replaced under a running process.
+
+    Why: an open connection keeps writing into a deleted file (its rows vanish with the last
+    connection) or into the old file after a restore put a new one in its place. Each pooled
+    connection remembers which file (device, inode) it opened; when the file at the path is no
+    longer that one, the idle connections are closed and the one being taken from the pool is
+    thrown away (DisconnectionError: SQLAlchemy connects again), and the process warns once.
+    """
+    warned: set[tuple[int, int] | None] = set()
+
+    @event.listens_for(engine, "connect")
+    def remember(_dbapi_connection: Any, record: Any) -> None:
+        record.info["file_identity"] = _file_identity(path)
+
+    @event.listens_for(engine, "checkout")
+    def check(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        now = _file_identity(path)
+        if record.info.get("file_identity") == now:
+            return
+        if now not in warned:
+            warned.add(now)
+            log.warning("the history database file %s was %s while Playbill had it open; using the file now at "
+                        "that path%s", path, "deleted" if now is None else "replaced",
+                        " (a new, empty history)" if now is None else "")
+        # Close every idle connection to the old file now, before one opens the new file: a
+        # connection closed later would remove the new file's -wal (SQLite deletes it by name).
+        engine.pool.dispose()
+        raise DisconnectionError(f"the history database file {path} changed")
 
 
 def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
@@ -200,6 +242,8 @@ def _migrate(url: str | Engine, direction: str, revision: str) -> tuple[str | No
     engine = url if isinstance(url, Engine) else make_engine(url)
     try:
         before, _ = schema_status(engine)
+        if before is None and direction == "upgrade":
+            _refuse_unversioned_tables(engine)
         with _errors(engine), engine.begin() as connection:
             _lock_for_migration(connection)
             config = alembic_config(connection=connection)
@@ -214,6 +258,29 @@ def _migrate(url: str | Engine, direction: str, revision: str) -> tuple[str | No
     if before != after:
         log.info("history database %s: %s -> %s", safe_url(engine.url), before, after)
     return before, after
+
+
+def _refuse_unversioned_tables(engine: Engine) -> None:
+    """A database with Playbill's tables but no schema revision is not empty: its alembic_version
+    table was lost (damaged pages) or something else made the tables. Creating them again would
+    fail with a confusing "table interactions already exists"; say what it is instead."""
+    from sqlalchemy import inspect
+
+    with _errors(engine), engine.connect() as connection:
+        if "interactions" not in inspect(connection).get_table_names():
+            return
+        problem = "its record of the schema revision is missing"
+        if connection.dialect.name == "sqlite":
+            found = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check(5)")]
+            if found != ["ok"]:
+                problem = f"the integrity check found: {'; '.join(found)}"
+    raise DamagedDatabase(damaged_message(safe_url(engine.url), problem))
+
+
+def damaged_message(where: str, problem: str) -> str:
+    """The one line for a damaged history database: what is wrong and how to restore it."""
+    return (f"the history database {where} is damaged ({problem}); restore the newest copy from the backups "
+            "folder (`playbill db backup` writes them), or move the file away to start a new history")
 
 
 def _lock_for_migration(connection: Any) -> None:
@@ -276,10 +343,9 @@ def database_error(exc: DBAPIError, url: Any) -> HistoryError:
             "nothing was written, try again (is a long backup or migration running?)"
         )
     if "file is not a database" in lowered or "malformed" in lowered:
-        return HistoryError(
-            f"the history database {where} is damaged ({message}); restore the newest copy from the backups "
-            "folder, or move the file away to start a new history"
-        )
+        return DamagedDatabase(damaged_message(where, message))
+    if "disk is full" in lowered or "no space left" in lowered:
+        return HistoryError(f"the disk of the history database {where} is full ({message}); free some space")
     if "unable to open database" in lowered or "readonly" in lowered:
         return HistoryError(f"cannot open or write the history database {where}: {message}")
     if "connection" in lowered and ("refused" in lowered or "failed" in lowered) or "could not connect" in lowered:

@@ -103,6 +103,7 @@ class Interaction(Base):
         Index("ix_interactions_guild_id_created_at", "guild_id", "created_at"),
         Index("ix_interactions_kind_created_at", "kind", "created_at"),
         Index("ix_interactions_channel_id", "channel_id"),
+        Index("ix_interactions_request_key", "request_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -124,6 +125,9 @@ class Interaction(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(8), default="ok")
     error: Mapped[str | None] = mapped_column(Text)
+    # The writer's own key for this row (history.spool): a row written again after an outage
+    # (replayed from the spool) is found by it instead of being stored twice. None: written once.
+    request_key: Mapped[str | None] = mapped_column(String(36))
 
     feedback: Mapped[list[Feedback]] = relationship(
         back_populates="interaction", cascade="all, delete-orphan", passive_deletes=True

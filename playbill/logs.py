@@ -54,7 +54,7 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
         handler.set_name(HANDLER_NAME)
         handler.addFilter(RedactSecrets())
         root.addHandler(handler)
-    for noisy in ("discord.http", "discord.gateway", "apscheduler.executors", "absl"):
+    for noisy in ("discord.http", "discord.gateway", "apscheduler.executors", "absl", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -224,6 +224,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.upper()
 
+    @field_validator("home", "data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        """A folder, or a path to create one at; a file there is named as such (a common slip:
+        PLAYBILL_DATA_DIR=/data/shakespeare.txt instead of /data)."""
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder; give the folder that holds it ({value.parent})")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _move_old_limit_keys(cls, data: Any) -> Any:
@@ -289,6 +298,11 @@ class Settings(BaseSettings):
     @property
     def backups_dir(self) -> Path:
         return self.home / "backups"
+
+    @property
+    def spool_dir(self) -> Path:
+        """History rows waiting for the database during an outage (playbill.history.spool)."""
+        return self.home / "spool"
 
     @property
     def logs_dir(self) -> Path:

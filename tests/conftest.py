@@ -10,9 +10,23 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-# Tests never see a developer's token or config file.
-for _name in ("PLAYBILL_DISCORD_TOKEN", "DISCORD_TOKEN", "PLAYBILL_CONFIG"):
+# Tests never see a developer's token, config file or settings: of the environment's PLAYBILL_*
+# variables only the two the test run itself is given are kept.
+KEPT_SETTINGS = ("PLAYBILL_DATA_DIR", "PLAYBILL_TEST_DATABASE_URL")
+for _name in [n for n in os.environ if n.startswith("PLAYBILL_") and n not in KEPT_SETTINGS] + ["DISCORD_TOKEN"]:
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _away_from_the_checkout(tmp_path_factory: pytest.TempPathFactory):
+    """Run every test in an empty working directory, so a developer's ./config.toml (read by
+    default) and ./var (the default home) are never read or written; `home` moves each test on
+    into its own folder."""
+    folder = tmp_path_factory.mktemp("cwd")
+    before = os.getcwd()
+    os.chdir(folder)
+    yield folder
+    os.chdir(before)
 
 
 @pytest.fixture

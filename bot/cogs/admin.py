@@ -142,6 +142,9 @@ async def model_status(services: Services, request: Request) -> Response:
         if nxt:
             lines.append(f"next run: {nxt:%Y-%m-%d %H:%M %Z}")
         embed.fields.append(Field(name, fmt.trim("\n".join(lines), fmt.EMBED_FIELD_LIMIT), inline=False))
+    backlog = await asyncio.to_thread(lambda: services.history.spooled)
+    if backlog:
+        embed.fields.append(Field("history", f"{backlog} interaction(s) wait in the spool for the database", inline=False))
     files = []
     png = await asyncio.to_thread(charts.metrics_chart, series)
     if png:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -142,9 +143,21 @@ def _check_window(args: argparse.Namespace) -> None:
 
 
 def _sessions(settings):
+    """The database, with the rows kept in the spool during an outage written first (they belong
+    in what is listed, counted or forgotten). Returns (engine, sessions, rows still spooled)."""
     from playbill.history.db import open_history
+    from playbill.history.spool import InteractionWriter, Spool
 
-    return open_history(settings.database_url)
+    engine, sessions = open_history(settings.database_url)
+    writer = InteractionWriter(engine, sessions, Spool(settings.spool_dir))
+    writer.replay()
+    return engine, sessions, writer.pending()
+
+
+def _spool_note(settings, waiting: int) -> str | None:
+    if not waiting:
+        return None
+    return f"{waiting} interaction(s) wait in the spool {settings.spool_dir} and are not shown yet"
 
 
 # --- history list ------------------------------------------------------------------------
@@ -154,7 +167,7 @@ def _list(args: argparse.Namespace, settings) -> int:
     from playbill.history.api import InteractionFilter, query_interactions
 
     _check_window(args)
-    engine, sessions = _sessions(settings)
+    engine, sessions, waiting = _sessions(settings)
     try:
         rows = query_interactions(sessions, InteractionFilter(
             user_id=args.user, guild_id=args.guild, channel_id=args.channel, kind=args.kind, source=args.source,
@@ -164,6 +177,9 @@ def _list(args: argparse.Namespace, settings) -> int:
     finally:
         engine.dispose()
     render(interactions_listing(rows, limit=args.limit), args.format)
+    note = _spool_note(settings, waiting)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
@@ -212,7 +228,7 @@ def _answer(row) -> str:
 def _runs(args: argparse.Namespace, settings) -> int:
     from playbill.history.api import TrainingRunRecord, list_training_runs
 
-    engine, sessions = _sessions(settings)
+    engine, sessions, _ = _sessions(settings)
     try:
         runs = list_training_runs(sessions, model_name=args.model, limit=args.limit)
     finally:
@@ -250,17 +266,18 @@ def _stats(args: argparse.Namespace, settings) -> int:
     from playbill.history.api import history_stats
 
     _check_window(args)
-    engine, sessions = _sessions(settings)
+    engine, sessions, waiting = _sessions(settings)
     try:
         stats = history_stats(sessions, args.since, until=args.until, guild_id=args.guild, top=args.top)
     finally:
         engine.dispose()
-    render(stats_report(stats), args.format)
+    render(stats_report(stats, spooled=waiting, spool_note=_spool_note(settings, waiting)), args.format)
     return 0
 
 
-def stats_report(stats) -> Report:
-    """A HistoryStats as JSON (all of it), CSV (the counts per day and kind) and a report to read."""
+def stats_report(stats, *, spooled: int = 0, spool_note: str | None = None) -> Report:
+    """A HistoryStats as JSON (all of it, and `spooled`: rows waiting for the database), CSV (the
+    counts per day and kind) and a report to read."""
     per_day = Listing(items=stats.per_day, fields=("day", "kind", "count"), record=asdict)
     window = f"since {stats.since:%Y-%m-%d %H:%M}" if stats.since else "all time"
     if stats.until:
@@ -305,7 +322,9 @@ def stats_report(stats) -> Report:
         fb = stats.feedback
         blocks.append(f"feedback: {fb.votes} votes, {fb.right} right / {fb.wrong} wrong: agreement {fb.agreement:.0%}"
                       if fb.votes else "feedback: no votes")
-    return Report(data=stats.to_dict(), table=per_day, blocks=blocks)
+    if spool_note:
+        blocks.append(f"backlog: {spool_note}")
+    return Report(data={**stats.to_dict(), "spooled": spooled}, table=per_day, blocks=blocks)
 
 
 def _ms(value: float | None) -> str:
@@ -320,7 +339,11 @@ def _forget(args: argparse.Namespace, settings) -> int:
 
     if args.user is None:
         raise CLIError("forget needs --user ID (the Discord user whose rows to delete)")
-    engine, sessions = _sessions(settings)
+    engine, sessions, waiting = _sessions(settings)
+    if waiting:  # their rows may be among them: forgetting now would miss those
+        engine.dispose()
+        raise CLIError(f"{_spool_note(settings, waiting)}; the database refused them just now, so forgetting "
+                       "now could miss some of this user's rows: try again when `playbill history stats` shows no backlog")
     try:
         counts = forget_user(sessions, args.user)
     finally:
