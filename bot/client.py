@@ -1,4 +1,5 @@
-"""The bot: a thin commands.AutoShardedBot that wires services, cogs, dynamic buttons and the scheduler.
+"""`playbill run`'s bot: a thin commands.AutoShardedBot that loads Playbill's extension, as any
+host bot would, and `serve`, which keeps its first connection to Discord within bounds.
 
 Sharded because a bot past 2,500 servers must be: `[bot] shard_count` / `shard_ids` (or
 `playbill run --shard-count N --shard-ids 0,1`) run those shards in this process, and several
@@ -13,31 +14,26 @@ import contextlib
 import logging
 import aiohttp
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
-from playbill.bot.discord_io import NO_MENTIONS, http_error_line, report_error, sync_commands
-from playbill.bot.errors import describe
-from playbill.bot.features import DYNAMIC_ITEMS, feature_cogs
-from playbill.bot.services import Services, missing_models_message
-from playbill.jobs.leader import ScheduleElection
-from playbill.jobs.scheduler import create_scheduler, run_now
-from playbill.jobs.warmup import start_warmup
+from playbill.bot.discord_io import NO_MENTIONS, http_error_line, playbill_of
+from playbill.bot.extension import Playbill, configure
+from playbill.bot.services import Services
+from playbill.engine.serving import ModelHolder
 from playbill.settings import BotSettings, Settings
 
 log = logging.getLogger("playbill.bot")
 
 
-class PlaybillTree(app_commands.CommandTree):
-    """The one error handler for every slash command."""
-
-    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await report_error(interaction, error)
+EXTENSION = "playbill.bot"  # what `playbill run` loads, as any host bot would
 
 
 class PlaybillBot(commands.AutoShardedBot):
-    def __init__(self, settings: Settings, *, services: Services | None = None, load_models: bool = True,
+    """`playbill run`: a bot of its own that loads Playbill's extension (the one path; see
+    playbill.bot.extension), and bounds its first connection to Discord."""
+
+    def __init__(self, settings: Settings, *, holders: dict[str, ModelHolder] | None = None, load_models: bool = True,
                  start_scheduler: bool = False, sync_on_start: bool = True) -> None:
         point_at(settings.discord_api_base, settings.discord_gateway_url)
         discord.VoiceClient.warn_nacl = False  # Playbill has no voice: no warning about voice libraries
@@ -48,90 +44,38 @@ class PlaybillBot(commands.AutoShardedBot):
             command_prefix=commands.when_mentioned,
             intents=intents,
             allowed_mentions=NO_MENTIONS,
-            tree_cls=PlaybillTree,
             help_command=None,
             shard_count=settings.bot.shard_count,
             shard_ids=settings.bot.shard_ids,
         )
         self.settings = settings
-        self.owns_services = services is None  # services passed in are closed by whoever made them
-        self.services = services if services is not None else Services.create(settings)
-        self.load_models = load_models
-        self.start_scheduler = start_scheduler
-        self.sync_on_start = sync_on_start
-        self.app_owner_ids: set[int] = set()
+        configure(self, settings=settings, holders=holders, load_models=load_models,
+                  start_scheduler=start_scheduler, sync_on_start=sync_on_start)
         self.ready_once = False  # READY seen: from then on discord.py reconnects by itself
         self.gateway_failures = 0  # failed gateway connections before the first READY
         self.gave_up: str | None = None  # why the bot stopped trying to connect, if it did
         self.gave_up_event = asyncio.Event()
-        self._refresher: asyncio.Task | None = None
-        self._election: ScheduleElection | None = None
+        self._playbill: Playbill | None = None
 
     async def setup_hook(self) -> None:
-        if self.load_models:
-            await self.services.refresh_models_async()  # TensorFlow loads in a worker thread
-            missing = self.services.missing_models()
-            if missing:
-                log.warning("%s The other commands work meanwhile.", missing_models_message(missing, self.services.holders))
-            self._refresher = asyncio.create_task(self.services.keep_models_fresh(), name="model-refresh")
-        await self.add_cogs()
-        if self.start_scheduler:
-            await self.start_jobs()
-        await self._fetch_owners()
-        guild_id = self.settings.bot.dev_guild_id
-        if self.sync_on_start and guild_id:
-            try:
-                synced = await sync_commands(self.tree, guild_id)
-            except discord.DiscordServerError:
-                raise  # Discord is unavailable: `serve` tries again
-            except discord.HTTPException as exc:
-                raise StartRefused(http_error_line(
-                    exc, doing=f"syncing the commands to the development server {guild_id} ([bot] dev_guild_id)")) from None
-            log.info("synced %d commands to the development guild %s", len(synced), guild_id)
-
-    async def add_cogs(self) -> None:
-        """Add every feature's cog and register the dynamic buttons (no network needed)."""
-        for cog in feature_cogs(self.services):
-            await self.add_cog(cog)
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
-
-    async def _fetch_owners(self) -> None:
-        """The application's owners as discord.py counts them (`Bot.is_owner`: the owner, or a
-        team's admins and developers, never its read-only members); the settings' owner_ids add to them."""
         try:
-            await self.is_owner(self.user)  # discord.py fills owner_id / owner_ids from the application
-        except (discord.HTTPException, AttributeError):  # offline (tests) or a hiccup: settings' owners only
-            return
-        self.app_owner_ids = {self.owner_id} if self.owner_id else set(self.owner_ids or ())
+            await self.load_extension(EXTENSION)
+        except commands.ExtensionFailed as exc:
+            raise start_error(exc.original, self.settings) from None
+        self._playbill = playbill_of(self)
 
-    async def start_jobs(self) -> None:
-        """Hold the nightly jobs' schedule in this process whenever no other process does: at once
-        if it is free, else by taking over when its holder stops or dies (jobs.leader). The bot
-        runs either way."""
-        loop = asyncio.get_running_loop()
+    @property
+    def playbill(self) -> Playbill:
+        """The extension's running parts (services, owners, scheduler); after a close, as they were."""
+        return self._playbill
 
-        def on_promoted(model: str, version: str) -> None:  # a job thread: hand over to the loop
-            log.info("retraining promoted %s %s; swapping it in", model, version)
-            loop.call_soon_threadsafe(lambda: self.services.spawn(self.services.refresh_models_async()))
+    @property
+    def services(self) -> Services:
+        return self.playbill.services
 
-        def on_change(scheduler) -> None:  # the election's thread
-            self.services.scheduler = scheduler
-            if scheduler is not None:  # the schedule's holder also runs the warm-up (one per cluster)
-                try:
-                    start_warmup(self.settings)
-                except Exception as exc:
-                    log.warning("the warm-up did not start: %s", describe(exc, context="starting the warm-up")[0])
-            log.info("job scheduler %s", "started: this process holds the schedule" if scheduler else "stopped")
-
-        self._election = ScheduleElection(
-            self.settings, lambda: create_scheduler(self.settings, background=True, on_promoted=on_promoted),
-            on_change, run_now=run_now)
-        try:
-            await asyncio.to_thread(self._election.start)
-        except Exception as exc:
-            message, _ = describe(exc, context="starting the job scheduler")
-            log.warning("the job scheduler did not start, the bot runs without it: %s", message)
-            self._election = None
+    @property
+    def app_owner_ids(self) -> set[int]:
+        return self.playbill.app_owner_ids
 
     def gateway_failed(self, exc: BaseException) -> None:
         """Bound the first connection: discord.py would retry the gateway forever; a bot that has
@@ -148,15 +92,16 @@ class PlaybillBot(commands.AutoShardedBot):
         log.info("logged in as %s (%s) in %d servers on shards %s of %s", self.user, getattr(self.user, "id", "?"),
                  len(self.guilds), ",".join(map(str, sorted(self.shards))), self.shard_count)
 
-    async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-        election, self._election = self._election, None
-        if election is not None:
-            await asyncio.to_thread(election.stop)  # stops the scheduler, lets go of the schedule
-        if self.owns_services:
-            self.services.close()
-        await super().close()
+
+def start_error(error: BaseException, settings: Settings) -> BaseException:
+    """What a failed extension start means for `playbill run`: Discord unavailable (retried by
+    `serve`), a refused sync (one line), or the error as it is."""
+    if isinstance(error, RETRYABLE):
+        return error
+    if isinstance(error, discord.HTTPException):
+        return StartRefused(http_error_line(error, doing=f"syncing the commands to the development server "
+                                                         f"{settings.bot.dev_guild_id} ([bot] dev_guild_id)"))
+    return error
 
 
 class StartRefused(Exception):
@@ -183,8 +128,8 @@ def unavailable_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def serve(settings: Settings, services: Services, token: str, *, start_scheduler: bool,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, token: str, *, holders: dict[str, ModelHolder] | None = None,
+                start_scheduler: bool, stop: asyncio.Event | None = None) -> None:
     """`playbill run`: log in and stay connected until `stop` is set (or the bot is closed). While
     Discord answers 5xx or cannot be reached before the bot first connects, try again with backoff
     (one log line a try), each time with a fresh client; then give up with DiscordUnavailable.
@@ -192,7 +137,7 @@ async def serve(settings: Settings, services: Services, token: str, *, start_sch
     stop = stop or asyncio.Event()
     delays = retry_delays(settings.bot)
     for attempt in range(len(delays) + 1):
-        async with PlaybillBot(settings, services=services, start_scheduler=start_scheduler) as bot:
+        async with PlaybillBot(settings, holders=holders, start_scheduler=start_scheduler) as bot:
             stop_watching = watch_gateway_failures(bot.gateway_failed)
             running = asyncio.ensure_future(bot.start(token))
             ends = {running, asyncio.ensure_future(bot.gave_up_event.wait()), asyncio.ensure_future(stop.wait())}

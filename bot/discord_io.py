@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from playbill.bot.errors import describe
 from playbill.bot.messages import EmbedData, Request, Response
+
+if TYPE_CHECKING:
+    from playbill.bot.extension import Playbill
+    from playbill.bot.services import Services
 
 log = logging.getLogger("playbill.bot.discord")
 
@@ -47,9 +51,34 @@ def is_admin(interaction: discord.Interaction) -> bool:
     return bool(perms.administrator or getattr(perms, ADMIN_PERMISSION))
 
 
+CORE_COG = "Playbill"  # the cog that holds Playbill's running parts in a bot (bot.extension.Playbill)
+
+
+def playbill_of(client: Any) -> Playbill:
+    """Playbill's running parts in the bot an interaction reached (buttons are built by
+    discord.py from their custom_id, and find Playbill through the client)."""
+    playbill = client.get_cog(CORE_COG)
+    if playbill is None:
+        raise RuntimeError("Playbill is not loaded in this bot")
+    return playbill
+
+
+def services_of(client: Any) -> Services:
+    return playbill_of(client).services
+
+
 def owner_ids(client: Any) -> set[int]:
-    """Owners from the settings and from Discord's application info (a PlaybillBot's)."""
-    return set(client.services.settings.bot.owner_ids) | client.app_owner_ids
+    """Owners from the settings and from Discord's application info."""
+    return playbill_of(client).owner_ids
+
+
+class ReportsOwnErrors:
+    """Mixed into every feature cog: its commands' errors are answered by `report_error`, so
+    Playbill needs nothing of a host's tree (whose default `on_error` stays silent for commands
+    that have their own handler)."""
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await report_error(interaction, error)
 
 
 def request_from(interaction: discord.Interaction) -> Request:

@@ -76,11 +76,14 @@ class SentimentWorker:
             raise Busy("The critic") from None
         return await asyncio.wrap_future(future)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the worker thread after the requests already queued; `wait`: until it has."""
         try:
             self._queue.put(_STOP, timeout=1)
         except queue.Full:  # pragma: no cover - the daemon thread dies with the process
             pass
+        if wait:
+            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         while True:
@@ -204,5 +207,6 @@ class SceneWorker:
         finally:
             stop.set()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, *, wait: bool = False) -> None:
+        """No new scenes; queued ones are cancelled; `wait`: until the scenes being written end."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)

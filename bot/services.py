@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -135,16 +136,8 @@ class Services:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def refresh_models(self) -> dict[str, bool]:
-        """Load newly promoted versions (blocking: run it in a thread). A model that fails to
-        load is logged and the previous one keeps serving."""
-        swapped = {}
-        for name, holder in self.holders.items():
-            try:
-                swapped[name] = holder.refresh()
-            except Exception:
-                log.exception("could not load the current %s model; keeping %s", name, holder.version)
-                swapped[name] = False
-        return swapped
+        """Load newly promoted versions (blocking: run it in a thread); `refresh_models` below."""
+        return refresh_models(self.holders)
 
     async def refresh_models_async(self) -> dict[str, bool]:
         return await asyncio.to_thread(self.refresh_models)
@@ -161,19 +154,51 @@ class Services:
                     log.info("now serving %s %s", name, self.holders[name].version)
 
     def missing_models(self) -> list[str]:
-        """The models that serve nothing now (never trained, or every version damaged): the one
-        definition of "a model is missing"; `missing_models_message` says why and what to do."""
-        return [name for name, holder in self.holders.items() if not holder.loaded]
+        return missing_models(self.holders)
 
     def close(self) -> None:
+        """At a process's end: the workers told to stop (not waited for); history rows not yet
+        written are counted in the log."""
         self.sentiment_worker.close()
         self.scene_worker.close()
         self.history.close()
+
+    async def aclose(self, timeout: float) -> None:
+        """Stop everything these services run, leaving nothing behind in a process that goes on
+        (an extension's unload): history writes get `timeout` seconds to finish, the other
+        background tasks are cancelled, the worker threads stopped and joined."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.drain(), timeout)
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        self.history.close()
+        await asyncio.to_thread(self.sentiment_worker.close, wait=True)
+        await asyncio.to_thread(self.scene_worker.close, wait=True)
 
 
 def default_holders(settings: Settings) -> dict[str, ModelHolder]:
     """A holder per model spec; TensorFlow is never imported to serve."""
     return {s.name: ModelHolder(s, settings.home, settings.section(s.name)) for s in MODELS}
+
+
+def refresh_models(holders: dict[str, ModelHolder]) -> dict[str, bool]:
+    """Load each model's newly promoted version (blocking); which ones changed. A model that
+    fails to load is logged and the previous one keeps serving."""
+    swapped = {}
+    for name, holder in holders.items():
+        try:
+            swapped[name] = holder.refresh()
+        except Exception:
+            log.exception("could not load the current %s model; keeping %s", name, holder.version)
+            swapped[name] = False
+    return swapped
+
+
+def missing_models(holders: dict[str, ModelHolder]) -> list[str]:
+    """The models that serve nothing now (never trained, or every version damaged): the one
+    definition of "a model is missing"; `missing_models_message` says why and what to do."""
+    return [name for name, holder in holders.items() if not holder.loaded]
 
 
 def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] | None = None) -> str:
@@ -203,4 +228,6 @@ def open_history(settings: Settings, out: TextIO | None = None) -> HistoryGatewa
         message, _ = describe(exc, context="opening the history database")
     if out is not None:
         out.write(f"warning: history database unavailable: {message}\n")
+    else:
+        log.warning("history database unavailable, nothing is recorded: %s", message)
     return HistoryGateway(None)

@@ -118,6 +118,20 @@ class Spool:
                 self._keep(lines[done:])
         return done, len(lines) - done
 
+    def forget_user(self, user_id: int) -> int:
+        """Drop a user's waiting rows (they asked to be forgotten); returns how many."""
+        if not self.has_rows():
+            return 0
+        with self._locked():
+            try:
+                lines = [line for line in self.path.read_bytes().splitlines() if line.strip()]
+            except FileNotFoundError:
+                return 0
+            kept = [line for line in lines if not _row_of(line, user_id)]
+            if len(kept) != len(lines):
+                self._keep(kept)
+        return len(lines) - len(kept)
+
     def _keep(self, lines: list[bytes]) -> None:
         """Replace the spool with `lines` (atomically: a crash leaves the old or the new one)."""
         if not lines:
@@ -197,6 +211,7 @@ class InteractionWriter:
         """Write what waits in the spool (in order); returns how many rows were written. The
         database failing again leaves the rest waiting (no error)."""
         if self.spool is None or not self.spool.has_rows():
+            self.problem = None  # nothing waits (another process may have written it)
             return 0
         written = 0
         try:
@@ -213,6 +228,13 @@ class InteractionWriter:
         if not left:
             self.problem = None
         return written
+
+    def forget_user(self, user_id: int) -> dict[str, int]:
+        """history.api.forget_user, and the user's rows waiting in the spool dropped first (so a
+        replay never brings back what they asked to have deleted); the counts include those."""
+        waiting = self.spool.forget_user(user_id) if self.spool is not None else 0
+        counts = api.forget_user(self.sessions, user_id)
+        return {**counts, "interactions": counts["interactions"] + waiting}
 
     def _write(self, row: dict[str, Any]) -> int:
         try:
@@ -258,6 +280,17 @@ def _database_failure(exc: HistoryError) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _row_of(line: bytes, user_id: int) -> bool:
+    try:
+        found = json.loads(line).get("user_id")
+    except (ValueError, AttributeError):
+        return False
+    try:
+        return found is not None and int(found) == int(user_id)
+    except (TypeError, ValueError):
+        return False
 
 
 def _json_default(value: Any) -> Any:

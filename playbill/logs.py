@@ -12,20 +12,24 @@ import sys
 import threading
 
 from playbill.settings import TOKEN_ENV_VARS, Settings
+from playbill.terminal import strip_controls
 
 HANDLER_NAME = "playbill"  # our handlers, replaced when logging is configured again
 
 
 class RedactSecrets(logging.Filter):
-    """Replace the bot token with *** wherever it would appear in a log record."""
+    """Replace the bot token with *** wherever it would appear in a log record, and drop terminal
+    control sequences (playbill.terminal): a member's text quoted in a log line never drives the
+    terminal that shows the log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = [os.environ[name] for name in TOKEN_ENV_VARS if os.environ.get(name)]
-        if secrets:
-            message = record.getMessage()
-            for secret in secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        message = record.getMessage()
+        cleaned = strip_controls(message)
+        for secret in secrets:
+            cleaned = cleaned.replace(secret, "***")
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 

@@ -106,11 +106,34 @@ class BotSettings(Section):
     # (None: all of them). Both None: one process, as many shards as Discord recommends.
     shard_count: int | None = None
     shard_ids: Annotated[list[int] | None, NoDecode] = None  # env/CLI: "0,1" or "0-3"
+    # Loaded into another bot (`await bot.load_extension("playbill.bot")`), or run alone:
+    # command_group puts every Playbill command under one (e.g. "playbill": /playbill review-sentiment),
+    # for a host that already has a command of the same name; guild_ids offers the commands in
+    # those servers only (None: every server the bot is in).
+    command_group: str | None = None
+    guild_ids: Annotated[list[int] | None, NoDecode] = None  # env: "123,456"
 
     @field_validator("shard_ids", mode="before")
     @classmethod
     def _shard_list(cls, value: Any) -> Any:
         return parse_shard_ids(value) if isinstance(value, str) else value
+
+    @field_validator("guild_ids", mode="before")
+    @classmethod
+    def _guild_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not all(p.isdigit() for p in parts):
+                raise ValueError(f"server ids are numbers separated by commas, like 123,456 (not {value!r})")
+            return [int(p) for p in parts]
+        return value
+
+    @field_validator("command_group")
+    @classmethod
+    def _command_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[-_a-z0-9]{1,32}", value):
+            raise ValueError("a Discord command name: 1 to 32 lowercase letters, digits, - or _")
+        return value
 
     @model_validator(mode="after")
     def _shards_fit(self) -> BotSettings:

@@ -15,8 +15,7 @@ import pytest
 
 from playbill.bot.client import PlaybillBot
 from playbill.bot.cogs import playwright
-from playbill.bot.recording import HistoryGateway
-from playbill.bot.services import Services, default_holders
+from playbill.bot.services import default_holders, refresh_models
 from fakes import FakeSceneWriter, engine_refusal, fake_holders, history_rows, train_tiny_scene
 from playbill.bot.cogs.critic import FEEDBACK_TEMPLATE
 from playbill.engine.models import MODEL_NAMES
@@ -59,18 +58,17 @@ async def running(settings, standin: StandIn, *, holders=None, publish: bool = T
     if settings.bot.dev_guild_id is None:
         settings.bot.dev_guild_id = next(iter(standin.guilds))
     holders = holders or fake_holders(settings, sentiment=publish, scene=publish)
-    services = Services.create(settings, holders=holders, history=HistoryGateway.open(settings.database_url))
-    services.refresh_models()
-    bot = PlaybillBot(settings, services=services, load_models=options.pop("load_models", False), **options)
+    if not options.get("load_models", False):
+        refresh_models(holders)
+    bot = PlaybillBot(settings, holders=holders, load_models=options.pop("load_models", False), **options)
     task = asyncio.create_task(bot.start(standin.token))
     try:
         await standin.wait_ready(0)
         yield bot
     finally:
-        await bot.close()
+        await bot.close()  # unloads the extension: its services stop with it
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
-        services.close()  # the bot closes only the services it made itself
 
 
 def member(standin: StandIn, user_id: int = 111) -> dict:
@@ -517,10 +515,5 @@ async def test_serve_gives_up_on_a_gateway_that_never_answers(settings, standin)
     settings.bot.shard_count = 1  # an explicit count: discord.py connects to the configured gateway
     settings.discord_gateway_url = f"ws://127.0.0.1:{port}/"
     settings.bot.connect_retries = 0
-    services = Services.create(settings, holders=fake_holders(settings),
-                               history=HistoryGateway.open(settings.database_url))
-    try:
-        with pytest.raises(DiscordUnavailable, match="gateway failed"):
-            await asyncio.wait_for(serve(settings, services, standin.token, start_scheduler=False), 60)
-    finally:
-        services.close()
+    with pytest.raises(DiscordUnavailable, match="gateway failed"):
+        await asyncio.wait_for(serve(settings, standin.token, holders=fake_holders(settings), start_scheduler=False), 60)

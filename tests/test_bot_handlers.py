@@ -296,12 +296,21 @@ async def test_admin_commands_refuse_non_admins_with_the_one_message(services) -
 
 
 async def test_retrain_and_rollback_take_the_names_of_the_spec_list(services) -> None:
-    with pytest.raises(InvalidInput) as retrain:
-        await admin.retrain(services, ADMIN, "critic")
-    assert str(retrain.value) == "model must be one of sentiment, scene or all"
-    with pytest.raises(InvalidInput) as rollback:
-        await admin.rollback(services, ADMIN, "critic")
-    assert str(rollback.value) == engine_refusal(spec, "critic")
+    for name in ("poet", "all-of-them"):
+        with pytest.raises(InvalidInput) as retrain:
+            await admin.retrain(services, ADMIN, name)
+        assert str(retrain.value) == engine_refusal(spec, name)
+        with pytest.raises(InvalidInput) as rollback:
+            await admin.rollback(services, ADMIN, name)
+        assert str(rollback.value) == engine_refusal(spec, name)
+
+
+async def test_the_admin_commands_take_the_models_aliases(services, settings) -> None:
+    registry = services.holders["scene"].registry
+    old = services.holders["scene"].version
+    registry.promote(old)
+    registry.promote(publish_fake_version(settings.home, "scene", {"val_loss": 1.5}))
+    assert await admin.rollback(services, ADMIN, "playwright") == admin.Rollback("scene", previous=old, serving=old)
 
 
 async def test_model_status_has_versions_metrics_next_run_and_a_png(services) -> None:

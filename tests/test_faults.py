@@ -233,6 +233,46 @@ def test_rows_written_while_postgresql_is_down_are_replayed_when_it_is_back(db_u
     assert not [r for r in caplog.records if SECRET in r.getMessage() or "INSERT" in r.getMessage()]
 
 
+@pytest.mark.postgres
+def test_the_console_loses_no_review_while_postgresql_is_down(db_url: str, home: Path) -> None:  # noqa: F811
+    """The issue's case, as an admin meets it: a console answering while the server stops and
+    starts again; every review answered is in the history afterwards, once."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the relay is for the PostgreSQL server")
+    db.upgrade(db_url)
+    url = make_url(db_url)
+    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
+    relay.start()
+    through = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+    env = {**os.environ, "PLAYBILL_HOME": str(home), "PLAYBILL_DATABASE_URL": through, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    console = subprocess.Popen([sys.executable, "-m", "playbill", "console"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def review(text: str) -> None:
+        console.stdin.write(f"/review-sentiment {text}\n")
+        console.stdin.flush()
+        while "error:" not in (line := console.stdout.readline()) and line:  # answered (no model: an error reply)
+            pass
+
+    try:
+        review("before the outage")
+        relay.stop()
+        for i in range(3):
+            review(f"{SECRET} {i}")
+        relay.start()
+        review("after the outage")
+        _, err = console.communicate("/quit\n", timeout=120)
+    finally:
+        console.kill()
+        relay.stop()
+    engine, sessions = db.open_history(db_url)
+    try:
+        assert prompts(sessions) == ["before the outage", *(f"{SECRET} {i}" for i in range(3)), "after the outage"]
+    finally:
+        engine.dispose()
+    assert (console.returncode, SECRET in err, "INSERT" in err) == (0, False, False)
+
+
 # --- the bot's gateway -------------------------------------------------------------------------
 
 
@@ -255,6 +295,23 @@ async def test_rows_still_queued_at_shutdown_go_to_the_spool(tmp_path: Path) -> 
         task.cancel()
     assert (gateway.pending, gateway.spooled, writer.replay()) == (0, 3, 3)
     assert prompts(writer.sessions) == ["queued 0", "queued 1", "queued 2"]
+    writer.engine.dispose()
+
+
+async def test_the_gateway_replays_the_spool_when_the_database_is_back_without_new_rows(tmp_path: Path) -> None:
+    from playbill.bot.recording import HistoryGateway
+
+    path = tmp_path / "playbill.db"
+    writer = InteractionWriter.open(f"sqlite:///{path}", tmp_path / "spool")
+    gateway = HistoryGateway(writer.sessions, retry_seconds=(0.05, 0.2), writer=writer)
+    with SqliteOutage(path):
+        ids = [await gateway.record_interaction(**row(f"during {i}")) for i in range(3)]
+    for _ in range(200):  # no new row comes: the gateway tries the spool on its own
+        if not writer.spool.has_rows():
+            break
+        await asyncio.sleep(0.05)
+    gateway.close()
+    assert (ids, writer.pending(), prompts(writer.sessions)) == ([None] * 3, 0, [f"during {i}" for i in range(3)])
     writer.engine.dispose()
 
 
@@ -410,3 +467,25 @@ def test_stats_show_the_spool_backlog(capsys, home: Path) -> None:
     assert (code, "1 interaction(s) wait in the spool" in out) == (0, True)
     code, out, err = run(capsys, "history")
     assert (code, "1 interaction(s) wait in the spool" in err) == (0, True)
+
+
+def test_log_lines_never_carry_terminal_controls() -> None:
+    from playbill.logs import RedactSecrets
+
+    record = logging.LogRecord("playbill.bot", logging.WARNING, __file__, 1, "review from %s: %s", ("ann", HOSTILE), None)
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "review from ann: nice film"
+
+
+def test_forgetting_a_user_drops_their_rows_waiting_in_the_spool(capsys, home: Path) -> None:
+    path = home / "playbill.db"
+    db.open_history(f"sqlite:///{path}")[0].dispose()
+    with sqlite3.connect(path) as connection:  # the database answers, but cannot store interactions now
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON interactions "
+                           "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    spool = Spool(home / "spool")
+    spool.append({**row("theirs"), "user_id": 7})
+    spool.append({**row("someone else's"), "user_id": 8})
+    code, out, err = run(capsys, "history", "forget", "--user", "7", "--format", "json")
+    assert (code, json.loads(out)["interactions"], spool.pending()) == (0, 1, 1), err
+    assert "someone else" in spool.path.read_text() and "theirs" not in spool.path.read_text()

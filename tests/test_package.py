@@ -105,3 +105,34 @@ def test_db_upgrade_history_config_and_predict_from_the_wheel(installed: Path, t
     assert json.loads(steps["history"].stdout) == []
     assert json.loads(steps["config"].stdout)["home"] == str(home)
     assert json.loads(steps["predict"].stdout)["label"] in ("positive", "negative")
+
+
+HOST_BOT = """
+import asyncio, threading, discord, playbill.bot
+from discord.ext import commands
+
+async def main():
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    playbill.bot.configure(bot, start_scheduler=False)
+    async with bot:
+        await bot.load_extension("playbill.bot")
+        loaded = sorted(c.name for c in bot.tree.get_commands())
+        await bot.unload_extension("playbill.bot")
+        left = sorted(c.name for c in bot.tree.get_commands())
+    workers = [t.name for t in threading.enumerate() if t.name.startswith(("sentiment-worker", "scene-worker"))]
+    print(playbill.bot.__file__, loaded, left, workers)
+
+asyncio.run(main())
+"""
+
+
+def test_a_host_bot_loads_the_extension_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBILL_")}
+    env.update(PYTHONPATH=f"{installed}{os.pathsep}{site_packages}", PLAYBILL_HOME=str(tmp_path / "home"))
+    result = subprocess.run([sys.executable, "-S", "-c", HOST_BOT], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    where, rest = result.stdout.split(" ", 1)
+    assert Path(where).is_relative_to(installed)
+    assert rest.strip() == "['admin', 'forget-me', 'help', 'review-sentiment', 'write-scene'] [] []"

@@ -18,9 +18,3 @@ DISCORD_TEXT_OPTION_MAX = 6000  # Discord's own limit for a string option's leng
 BeforeWork = Callable[[], Awaitable[Any]] | None
 """Called once the quick checks passed, before the slow work (Discord: defer the interaction)."""
 
-
-def services_of(client: Any) -> Any:
-    """The Services of the bot a button press reached (buttons are built by discord.py from
-    their custom_id, so they find Playbill through the client)."""
-    return client.services
-

@@ -23,14 +23,14 @@ from playbill.bot import charts
 from playbill.bot import text as fmt
 from playbill.bot.cogs import MODEL_CHOICES
 from playbill.bot.console_command import ConsoleCommand
-from playbill.bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, admin_default_permissions, is_admin, \
-    owner_ids, reply, request_from, sync_commands
+from playbill.bot.discord_io import NO_MENTIONS, NotAdmin, NotOwner, ReportsOwnErrors, admin_default_permissions, \
+    is_admin, owner_ids, reply, request_from, sync_commands
 from playbill.bot.errors import ADMIN_ONLY, UserFacingError, require_admin
 from playbill.bot.messages import EmbedData, Field, FileData, Request, Response
 from playbill.bot.recording import parse_time
 from playbill.bot.services import Services
 from playbill.engine.errors import InvalidInput
-from playbill.engine.models import MODEL_NAMES, spec
+from playbill.engine.models import MODEL_NAMES, canonical
 from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord
 from playbill.jobs.leader import request_job, schedule_holder
 from playbill.jobs.promotion import roll_back
@@ -209,9 +209,7 @@ class Retrain:
 
 async def retrain(services: Services, request: Request, model: str) -> Retrain:
     require_admin(request.is_admin)
-    if model != "all" and model not in MODEL_NAMES:
-        raise InvalidInput(f"model must be one of {', '.join(MODEL_NAMES)} or all")
-    names = tuple(MODEL_NAMES) if model == "all" else (model,)
+    names = tuple(MODEL_NAMES) if model == "all" else (canonical(model),)  # a name or alias (critic, ...)
     if services.scheduler is not None:  # this process holds the schedule
         for name in names:
             await asyncio.to_thread(run_now, services.scheduler, retrain_job_id(name))
@@ -244,10 +242,11 @@ class Rollback:
 
 async def rollback(services: Services, request: Request, model: str) -> Rollback:
     require_admin(request.is_admin)
-    holder = services.holders[spec(model).name]
+    name = canonical(model)
+    holder = services.holders[name]
     previous = await asyncio.to_thread(roll_back, holder.registry)  # a read-only folder: one line
     await asyncio.to_thread(holder.refresh)
-    return Rollback(model, previous, holder.version)
+    return Rollback(name, previous, holder.version)
 
 
 def rollback_response(done: Rollback) -> Response:
@@ -257,7 +256,7 @@ def rollback_response(done: Rollback) -> Response:
 # --------------------------------------------------------------------------- on Discord
 @app_commands.default_permissions(admin_default_permissions())
 @app_commands.guild_only()
-class Admin(commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
+class Admin(ReportsOwnErrors, commands.GroupCog, group_name="admin", group_description="Playbill administration (server admins only)."):
     def __init__(self, services: Services) -> None:
         self.services = services
         super().__init__()

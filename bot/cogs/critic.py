@@ -16,10 +16,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from playbill.bot import text as fmt
-from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork, services_of
+from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
 from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
-from playbill.bot.discord_io import reply, report_error, request_from
+from playbill.bot.discord_io import ReportsOwnErrors, reply, report_error, request_from, services_of
 from playbill.bot.errors import Busy
 from playbill.bot.messages import EmbedData, Field, Request, Response
 from playbill.bot.services import Services
@@ -151,7 +151,7 @@ def feedback_view(interaction_id: int) -> discord.ui.View:
     return view
 
 
-class Critic(commands.Cog):
+class Critic(ReportsOwnErrors, commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
         limits = services.holders["sentiment"].limits  # the engine's, shown to Discord's client too

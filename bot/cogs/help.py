@@ -1,5 +1,6 @@
-"""Help: /help on Discord, read from the command tree itself, and the console's /help, generated
-from the console's command table; neither list is written by hand, so neither can drift."""
+"""Help: /help on Discord, read from Playbill's commands as the tree holds them, and the console's
+/help, generated from the console's command table; neither list is written by hand, so neither
+can drift."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from playbill.bot.console_command import ConsoleCommand
-from playbill.bot.discord_io import reply
+from playbill.bot.discord_io import ReportsOwnErrors, playbill_of, reply
 from playbill.bot.messages import EmbedData, Field, Response
 from playbill.bot.services import Services
 
@@ -25,19 +26,20 @@ def command_lines(commands_: list[app_commands.Command | app_commands.Group]) ->
     lines: list[tuple[str, str]] = []
     for command in commands_:
         children = command.walk_commands() if isinstance(command, app_commands.Group) else [command]
+        children = [c for c in children if isinstance(c, app_commands.Command)]  # not the groups themselves
         lines.extend((f"/{c.qualified_name}", c.description) for c in children)
     return lines
 
 
-class Help(commands.Cog):
+class Help(ReportsOwnErrors, commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 
     @app_commands.command(name="help", description=DESCRIPTION)
     async def help(self, interaction: discord.Interaction) -> None:
-        lines = command_lines(interaction.client.tree.get_commands(type=discord.AppCommandType.chat_input))
-        members = [(n, d) for n, d in lines if not n.startswith("/admin ")]
-        admin = [(n, d) for n, d in lines if n.startswith("/admin ")]
+        lines = command_lines(playbill_of(interaction.client).top_commands())  # Playbill's, not the host's
+        admin = [(n, d) for n, d in lines if "admin" in n.split()[:-1]]  # /admin x, or /<group> admin x
+        members = [line for line in lines if line not in admin]
         embed = EmbedData(title="Playbill: the critic and the playwright",
                           description="\n".join(f"`{n}` {d}" for n, d in members))
         if admin:

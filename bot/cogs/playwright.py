@@ -21,7 +21,7 @@ from playbill.bot import text as fmt
 from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
 from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
-from playbill.bot.discord_io import NO_MENTIONS, request_from
+from playbill.bot.discord_io import NO_MENTIONS, ReportsOwnErrors, request_from
 from playbill.bot.errors import Busy
 from playbill.bot.messages import Request
 from playbill.bot.services import Services
@@ -78,7 +78,7 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
 
 
 # --------------------------------------------------------------------------- on Discord
-class Playwright(commands.Cog):
+class Playwright(ReportsOwnErrors, commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
         limits = services.holders["scene"].limits  # the engine's, shown to Discord's client too

@@ -10,9 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from playbill.bot.cogs import services_of
 from playbill.bot.console_command import ConsoleCommand
-from playbill.bot.discord_io import NO_MENTIONS, report_error, request_from
+from playbill.bot.discord_io import NO_MENTIONS, ReportsOwnErrors, report_error, request_from, services_of
 from playbill.bot.messages import Request, Response
 from playbill.bot.services import Services
 
@@ -107,7 +106,7 @@ def forget_view(user_id: int) -> discord.ui.View:
     return view
 
 
-class Privacy(commands.Cog):
+class Privacy(ReportsOwnErrors, commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 

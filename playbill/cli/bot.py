@@ -110,20 +110,21 @@ def _run(args: argparse.Namespace, settings) -> int:
 
     from playbill.bot.client import DiscordUnavailable, StartRefused, serve
     from playbill.bot.discord_io import http_error_line
-    from playbill.bot.services import Services, missing_models_message, open_history
+    from playbill.bot.services import default_holders, missing_models, missing_models_message, refresh_models
 
-    services = Services.create(settings, history=_open_history_or_fail(settings, open_history))
-    services.refresh_models()  # before connecting: the models are ready when the commands are
-    missing = services.missing_models()
+    holders = default_holders(settings)  # loaded once, kept by every connection attempt
+    refresh_models(holders)
+    missing = missing_models(holders)
     if missing:
-        print(f"warning: {missing_models_message(missing, services.holders)} "
+        print(f"warning: {missing_models_message(missing, holders)} "
               "(or start with `playbill run --train-missing`)", file=sys.stderr)
 
     async def main() -> None:
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # a clean stop on SIGTERM too
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await serve(settings, services, token.get_secret_value(), start_scheduler=not args.no_scheduler, stop=stop)
+        await serve(settings, token.get_secret_value(), holders=holders, start_scheduler=not args.no_scheduler,
+                    stop=stop)
 
     try:
         asyncio.run(main())
@@ -139,8 +140,6 @@ def _run(args: argparse.Namespace, settings) -> int:
         raise CLIError(http_error_line(exc, doing="the bot's start")) from None
     except (OSError, aiohttp.ClientError) as exc:
         raise CLIError(UNREACHABLE.format(error=exc)) from None
-    finally:
-        services.close()
     return 0
 
 
@@ -159,13 +158,6 @@ def with_shards(settings, count: int | None, ids: str | None):
         raise CLIError(str(exc)) from None
     bot = settings.bot.model_copy(update={"shard_count": shard_count, "shard_ids": shard_ids})
     return settings.model_copy(update={"bot": bot})
-
-
-def _open_history_or_fail(settings, open_history):
-    gateway = open_history(settings, sys.stderr)
-    if not gateway.available:
-        print("warning: the bot runs without the history database; nothing is recorded", file=sys.stderr)
-    return gateway
 
 
 def _console(args: argparse.Namespace, settings) -> int:

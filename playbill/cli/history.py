@@ -335,17 +335,13 @@ def _ms(value: float | None) -> str:
 
 
 def _forget(args: argparse.Namespace, settings) -> int:
-    from playbill.history.api import forget_user
+    from playbill.history.spool import InteractionWriter, Spool
 
     if args.user is None:
         raise CLIError("forget needs --user ID (the Discord user whose rows to delete)")
-    engine, sessions, waiting = _sessions(settings)
-    if waiting:  # their rows may be among them: forgetting now would miss those
-        engine.dispose()
-        raise CLIError(f"{_spool_note(settings, waiting)}; the database refused them just now, so forgetting "
-                       "now could miss some of this user's rows: try again when `playbill history stats` shows no backlog")
-    try:
-        counts = forget_user(sessions, args.user)
+    engine, sessions, _ = _sessions(settings)
+    try:  # the user's rows still waiting in the spool (the database refused them just now) go too
+        counts = InteractionWriter(engine, sessions, Spool(settings.spool_dir)).forget_user(args.user)
     finally:
         engine.dispose()
     data = {"user_id": args.user, **counts}
