@@ -45,10 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from playbill.engine.errors import EngineError
+from playbill.engine.errors import EngineError, ModelUnavailable, StorageError
 from playbill.engine.models import ModelSpec, spec
 from playbill.engine.registry import ModelRegistry
-from playbill.jobs import gate
+from playbill.jobs import gate, records
 from playbill.jobs.common import FileLock, locks_dir, retrain_lock
 from playbill.settings import Settings
 
@@ -77,6 +77,15 @@ class Decision:
             over = f" over {self.current}" if self.current and self.current != self.candidate else ""
             return f"promoted {self.candidate}{over}: {self.reason}"
         return f"kept {self.current}, rejected {self.candidate} (removed): {self.reason}"
+
+    def metric_pair(self) -> dict[str, float | None]:
+        """{"candidate_metric", "current_metric"}: both versions' gate figures (None: none)."""
+        metric = spec(self.model).gate_metric
+        pair = {}
+        for key, side in (("candidate_metric", "candidate"), ("current_metric", "current")):
+            value = (self.figures.get(side) or {}).get(metric)
+            pair[key] = float(value) if isinstance(value, int | float) else None
+        return pair
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status, "message": self.message}
@@ -108,8 +117,12 @@ class Promotion:
 
     # 1. lock, recover, baseline
     def __enter__(self) -> Promotion:
-        self._lock.acquire()  # JobBusy: another run of this model holds it
         try:
+            self._lock.acquire()  # JobBusy: another run of this model holds it
+        except OSError as exc:  # the home is read-only or full: say so before anything is trained
+            raise StorageError.from_os_error(exc) from None
+        try:
+            check_writable(self.registry.root, self.checkpoints.root)
             self.recovered = self._recover()
             self.registry.remove_leftovers()  # half-written versions of killed processes (logged)
             self.current = self.registry.pin_current()  # a newer unpromoted version must never become current
@@ -117,6 +130,9 @@ class Promotion:
             self._runs_before = set(self.checkpoints.runs())
             self._before = {v.version for v in self.registry.versions()}
             self._write_marker()
+        except OSError as exc:
+            self._lock.release()
+            raise StorageError.from_os_error(exc) from None
         except BaseException:
             self._lock.release()
             raise
@@ -196,6 +212,7 @@ class Promotion:
             for version in stray_candidates(self.registry, self._state()):
                 log.warning("removing %s %s: a candidate that was never evaluated", self.model.name, version)
                 _remove_version(self.registry, version)
+            self.checkpoints.remove_empty_runs()  # a run that failed before its first checkpoint
             self._marker.unlink(missing_ok=True)
         finally:
             self._lock.release()
@@ -225,7 +242,10 @@ class Promotion:
             if _remove_version(self.registry, version):
                 removed.append(version)
         self._marker.unlink(missing_ok=True)
-        return {**state.get("note", {}), "removed": removed, "why": state.get("why")}
+        recovered = {**(state.get("note") or {}), "removed": removed, "why": state.get("why")}
+        if isinstance(recovered.get("run_id"), int):  # its training-runs row is still 'running': close it
+            records.close_interrupted(self.settings, recovered)
+        return recovered
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:
@@ -327,3 +347,50 @@ def _remove_version(registry: ModelRegistry, version: str) -> bool:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def check_writable(*folders: Path) -> None:
+    """Raise OSError unless a file can be created in each folder (made if missing): a run checks
+    this before it spends an epoch, instead of finding a read-only disk at its first checkpoint."""
+    import tempfile
+
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable-")
+        os.close(fd)
+        os.unlink(probe)
+
+
+def promote_by_hand(model: ModelSpec | str, settings: Settings, version: str, *, force: bool = False) -> str | None:
+    """`playbill models promote`: make `version` current. Refused for a damaged version (one line
+    per problem) and, unless `force`, for a candidate the gate has not judged (`unevaluated`).
+    Returns the version that was current. A read-only or full models folder: StorageError."""
+    from playbill.engine.registry import DamagedVersion
+
+    model = model if isinstance(model, ModelSpec) else spec(model)
+    registry = model.registry(settings.home)
+    previous = registry.current_version()
+    registry.get(version)  # unknown -> ModelUnavailable naming `playbill models list`
+    pending = unevaluated(model, settings).get(version)
+    if pending and not force:
+        raise ModelUnavailable(f"{model.name} {version} is an unevaluated candidate ({pending}); "
+                               f"not promoted. Promote it anyway with `playbill models promote {model.name} "
+                               f"{version} --force`")
+    problems = model.verify(settings.home, version)
+    if problems:
+        raise DamagedVersion(model.name, version, problems, ", not promoted")
+    try:
+        registry.promote(version, reason="promoted by hand (playbill models promote)"
+                         + (" over the gate (--force)" if pending else ""))
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, registry.root) from None
+    return previous
+
+
+def roll_back(registry: ModelRegistry) -> str:
+    """`playbill models rollback`, the console's and Discord's rollback: back to the version
+    current before the last promotion. A read-only or full models folder: StorageError."""
+    try:
+        return registry.rollback()
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, registry.root) from None
