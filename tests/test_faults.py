@@ -489,3 +489,19 @@ def test_forgetting_a_user_drops_their_rows_waiting_in_the_spool(capsys, home: P
     code, out, err = run(capsys, "history", "forget", "--user", "7", "--format", "json")
     assert (code, json.loads(out)["interactions"], spool.pending()) == (0, 1, 1), err
     assert "someone else" in spool.path.read_text() and "theirs" not in spool.path.read_text()
+
+
+@pytest.mark.parametrize("error, said", [
+    (OSError(errno.ENOSPC, "No space left on device", "/srv/playbill/backups/playbill-1.db"), "the disk is full"),
+    (OSError(errno.EROFS, "Read-only file system", "/srv/playbill/backups"), "read-only"),
+    (OSError(errno.EIO, "Input/output error", "/srv/playbill/playbill.db"), "Input/output error"),
+])
+def test_an_os_error_no_command_expected_is_one_line(capsys, home: Path, monkeypatch, error: OSError, said: str) -> None:
+    from playbill.history import backup
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(backup, "backup_sqlite", fail)
+    code, out, err = run(capsys, "db", "backup")
+    assert (code, err.count("\n"), err.startswith("error: "), said in err, error.filename in err) == (2, 1, True, True, True)
