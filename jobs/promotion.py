@@ -174,15 +174,18 @@ class Promotion:
             reason = f"the current version changed during the run (now {now}); {reason}"
         runs = self.new_runs()
         self.decision = Decision(self.model.name, promote, candidate, self.current, reason, figures, judged)
-        if promote:
-            tested = {k: v for k, v in figures["candidate"].items() if k.startswith("test_")}  # for the record
-            metrics = {**self.registry.get(candidate).metrics, **tested}
-            self.registry.update_metadata(candidate, checkpoint_runs=runs, metrics=metrics, **(record or {}),
-                                          promotion={"by": self.why, "previous": self.current,
-                                                     "figures": _jsonable(figures)})
-            self.registry.promote(candidate, reason=f"{self.why}: {reason}")
-        else:
-            dispose(self.registry, self.checkpoints, candidate, runs)
+        try:
+            if promote:
+                tested = {k: v for k, v in figures["candidate"].items() if k.startswith("test_")}  # for the record
+                metrics = {**self.registry.get(candidate).metrics, **tested}
+                self.registry.update_metadata(candidate, checkpoint_runs=runs, metrics=metrics, **(record or {}),
+                                              promotion={"by": self.why, "previous": self.current,
+                                                         "figures": _jsonable(figures)})
+                self.registry.promote(candidate, reason=f"{self.why}: {reason}")
+            else:
+                dispose(self.registry, self.checkpoints, candidate, runs)
+        except OSError as exc:  # a read-only or full models folder: one line (the candidate goes on exit)
+            raise StorageError.from_os_error(exc, self.registry.root) from None
         self.candidate = None  # decided: no longer unevaluated
         self._write_marker()
         return self.decision
