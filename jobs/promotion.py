@@ -2,7 +2,7 @@
 
 Every path that turns a training run into the current model goes through here: the nightly
 retrain (`jobs.retrain`), the warm-up (`jobs.warmup`) and `playbill train MODEL --resume` /
-`--checkpoint` (`playbill.cli.common.train_gated`). One run of the procedure:
+`--checkpoint` (`playbill.cli.common.run_training`). One run of the procedure:
 
 1. `Promotion(model, settings)` opened as a context manager takes the model's retrain lock
    (`jobs.common.retrain_lock`: the scheduler, the warm-up and the CLI exclude each other;
