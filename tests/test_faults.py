@@ -505,3 +505,9 @@ def test_an_os_error_no_command_expected_is_one_line(capsys, home: Path, monkeyp
     monkeypatch.setattr(backup, "backup_sqlite", fail)
     code, out, err = run(capsys, "db", "backup")
     assert (code, err.count("\n"), err.startswith("error: "), said in err, error.filename in err) == (2, 1, True, True, True)
+
+
+def test_the_log_file_keeps_playbills_own_lines(capsys, home: Path) -> None:
+    assert run(capsys, "db", "upgrade")[0] == 0
+    logged = "".join(path.read_text() for path in (home / "logs").glob("*.log"))
+    assert "history database" in logged and "alembic" not in logged
