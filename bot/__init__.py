@@ -34,7 +34,8 @@ async def teardown(bot: Any) -> None:
     try:
         await stop(bot)
     finally:
-        kept = {name: module for name, module in sys.modules.items() if name.startswith(__name__ + ".")}
+        kept = {name: module for name, module in sys.modules.items()
+                if name == __name__ or name.startswith(__name__ + ".")}
         setattr(bot, _KEPT, kept)
         asyncio.get_running_loop().call_soon(_put_back, kept)
 

@@ -14,12 +14,11 @@ import contextlib
 import logging
 import aiohttp
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
 from playbill.bot.discord_io import NO_MENTIONS, http_error_line, playbill_of
-from playbill.bot.extension import configure
+from playbill.bot.extension import Playbill, configure
 from playbill.bot.services import Services
 from playbill.engine.serving import ModelHolder
 from playbill.settings import BotSettings, Settings
@@ -56,7 +55,7 @@ class PlaybillBot(commands.AutoShardedBot):
         self.gateway_failures = 0  # failed gateway connections before the first READY
         self.gave_up: str | None = None  # why the bot stopped trying to connect, if it did
         self.gave_up_event = asyncio.Event()
-        self._playbill: Any = None
+        self._playbill: Playbill | None = None
 
     async def setup_hook(self) -> None:
         try:
@@ -66,7 +65,7 @@ class PlaybillBot(commands.AutoShardedBot):
         self._playbill = playbill_of(self)
 
     @property
-    def playbill(self) -> Any:
+    def playbill(self) -> Playbill:
         """The extension's running parts (services, owners, scheduler); after a close, as they were."""
         return self._playbill
 

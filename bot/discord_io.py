@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from playbill.bot.errors import describe
 from playbill.bot.messages import EmbedData, Request, Response
+
+if TYPE_CHECKING:
+    from playbill.bot.extension import Playbill
+    from playbill.bot.services import Services
 
 log = logging.getLogger("playbill.bot.discord")
 
@@ -50,7 +54,7 @@ def is_admin(interaction: discord.Interaction) -> bool:
 CORE_COG = "Playbill"  # the cog that holds Playbill's running parts in a bot (bot.extension.Playbill)
 
 
-def playbill_of(client: Any) -> Any:
+def playbill_of(client: Any) -> Playbill:
     """Playbill's running parts in the bot an interaction reached (buttons are built by
     discord.py from their custom_id, and find Playbill through the client)."""
     playbill = client.get_cog(CORE_COG)
@@ -59,7 +63,7 @@ def playbill_of(client: Any) -> Any:
     return playbill
 
 
-def services_of(client: Any) -> Any:
+def services_of(client: Any) -> Services:
     return playbill_of(client).services
 
 

@@ -13,6 +13,7 @@ still queued at shutdown go to the spool (docs/history.md). Reads and user-reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import logging
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class HistoryGateway:
         self.retry_seconds = retry_seconds
         self._queue: collections.deque[tuple[dict[str, Any], asyncio.Future]] = collections.deque()
         self._writer: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # a new row for a writer that waits on the spool
 
     @property
     def pending(self) -> int:
@@ -102,6 +104,7 @@ class HistoryGateway:
         fields.setdefault("created_at", utcnow())
         done: asyncio.Future = asyncio.get_running_loop().create_future()
         self._queue.append((fields, done))
+        self._wake.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_queue())
         return await asyncio.shield(done)
@@ -110,7 +113,15 @@ class HistoryGateway:
         """Write the queued rows, oldest first; a busy database keeps the head row (and so the
         order) until it takes it."""
         delay = self.retry_seconds[0]
-        while self._queue:
+        while self._queue or self._spool_waits():
+            if not self._queue:  # only the spool waits: try it now and then, or at once for a new row
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                if not self._queue:
+                    await asyncio.to_thread(self.writer.replay)
+                    delay = min(delay * 2, self.retry_seconds[1])
+                continue
             fields, done = self._queue[0]
             try:
                 row_id = await asyncio.to_thread(self._write, fields)
@@ -127,6 +138,11 @@ class HistoryGateway:
             delay = self.retry_seconds[0]
             if not done.done():
                 done.set_result(row_id)
+
+    def _spool_waits(self) -> bool:
+        """Rows wait in the spool because the database refused them (not merely rows left by a
+        process before this one: those are replayed at start or by the next write)."""
+        return self.writer is not None and self.writer.problem is not None
 
     def _write(self, fields: dict[str, Any]) -> int | None:
         if self.writer is not None:

@@ -73,29 +73,51 @@ class CheckpointManager:
         return run
 
     def save(self, model: Any, run: str, epoch: int, metrics: dict[str, float], **extra: Any) -> Checkpoint:
-        """Write the model (with optimizer state) for `epoch`, then its checksum sidecar."""
+        """Write the model (with optimizer state) for `epoch`, then its checksum sidecar. If either
+        cannot be written (a full or read-only disk), nothing of this checkpoint is left behind,
+        nor its run's folder when it holds nothing else, and the OSError is raised."""
         folder = self.root / run
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"epoch-{epoch:04d}{SUFFIX}"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".saving-", suffix=SUFFIX)
-        os.close(fd)
-        try:
-            model.save(tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        info = {
-            "epoch": epoch,
-            "metrics": {k: float(v) for k, v in metrics.items()},
-            "sha256": file_sha256(target),
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "extra": extra,
-        }
         sidecar = target.with_suffix(".json")
         sidecar_tmp = sidecar.with_name("." + sidecar.name + ".tmp")
-        sidecar_tmp.write_text(json.dumps(info, indent=2, default=str), "utf-8")
-        os.replace(sidecar_tmp, sidecar)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".saving-", suffix=SUFFIX)
+            os.close(fd)
+            try:
+                model.save(tmp)
+                os.replace(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            info = {
+                "epoch": epoch,
+                "metrics": {k: float(v) for k, v in metrics.items()},
+                "sha256": file_sha256(target),
+                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "extra": extra,
+            }
+            sidecar_tmp.write_text(json.dumps(info, indent=2, default=str), "utf-8")
+            os.replace(sidecar_tmp, sidecar)
+        except OSError as exc:
+            for partial in (target, sidecar_tmp):
+                partial.unlink(missing_ok=True)
+            self.remove_if_empty(run)
+            if exc.filename is None:  # e.g. Keras' own writer: say which checkpoint could not be written
+                raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+            raise
         return self._from_sidecar(sidecar)
+
+    def remove_empty_runs(self) -> list[str]:
+        """Delete the run folders that hold nothing (runs that failed before their first checkpoint)."""
+        return [run for run in self.runs() if self.remove_if_empty(run)]
+
+    def remove_if_empty(self, run: str) -> bool:
+        """Delete a run's folder that holds no checkpoint (a run that failed before its first)."""
+        try:
+            (self.root / run).rmdir()
+            return True
+        except OSError:  # not empty, or already gone
+            return False
 
     def _from_sidecar(self, sidecar: Path) -> Checkpoint:
         """The checkpoint a sidecar describes; ValueError (saying why) if it is not a valid one."""

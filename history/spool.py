@@ -211,6 +211,7 @@ class InteractionWriter:
         """Write what waits in the spool (in order); returns how many rows were written. The
         database failing again leaves the rest waiting (no error)."""
         if self.spool is None or not self.spool.has_rows():
+            self.problem = None  # nothing waits (another process may have written it)
             return 0
         written = 0
         try:

@@ -2,7 +2,7 @@
 
 Every path that turns a training run into the current model goes through here: the nightly
 retrain (`jobs.retrain`), the warm-up (`jobs.warmup`) and `playbill train MODEL --resume` /
-`--checkpoint` (`playbill.cli.common.train_gated`). One run of the procedure:
+`--checkpoint` (`playbill.cli.common.run_training`). One run of the procedure:
 
 1. `Promotion(model, settings)` opened as a context manager takes the model's retrain lock
    (`jobs.common.retrain_lock`: the scheduler, the warm-up and the CLI exclude each other;
@@ -45,10 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from playbill.engine.errors import EngineError
+from playbill.engine.errors import EngineError, ModelUnavailable, StorageError
 from playbill.engine.models import ModelSpec, spec
 from playbill.engine.registry import ModelRegistry, PromotionConflict
-from playbill.jobs import gate
+from playbill.jobs import gate, records
 from playbill.metrics import count_promotion, count_rejected_candidate
 from playbill.jobs.common import FileLock, locks_dir, retrain_lock
 from playbill.settings import Settings
@@ -78,6 +78,15 @@ class Decision:
             over = f" over {self.current}" if self.current and self.current != self.candidate else ""
             return f"promoted {self.candidate}{over}: {self.reason}"
         return f"kept {self.current}, rejected {self.candidate} (removed): {self.reason}"
+
+    def metric_pair(self) -> dict[str, float | None]:
+        """{"candidate_metric", "current_metric"}: both versions' gate figures (None: none)."""
+        metric = spec(self.model).gate_metric
+        pair = {}
+        for key, side in (("candidate_metric", "candidate"), ("current_metric", "current")):
+            value = (self.figures.get(side) or {}).get(metric)
+            pair[key] = float(value) if isinstance(value, int | float) else None
+        return pair
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status, "message": self.message}
@@ -109,8 +118,12 @@ class Promotion:
 
     # 1. lock, recover, baseline
     def __enter__(self) -> Promotion:
-        self._lock.acquire()  # JobBusy: another run of this model holds it
         try:
+            self._lock.acquire()  # JobBusy: another run of this model holds it
+        except OSError as exc:  # the home is read-only or full: say so before anything is trained
+            raise StorageError.from_os_error(exc) from None
+        try:
+            check_writable(self.registry.root, self.checkpoints.root)
             self.recovered = self._recover()
             self.registry.remove_leftovers()  # half-written versions of killed processes (logged)
             self.current = self.registry.pin_current()  # a newer unpromoted version must never become current
@@ -118,6 +131,9 @@ class Promotion:
             self._runs_before = set(self.checkpoints.runs())
             self._before = {v.version for v in self.registry.versions()}
             self._write_marker()
+        except OSError as exc:
+            self._lock.release()
+            raise StorageError.from_os_error(exc) from None
         except BaseException:
             self._lock.release()
             raise
@@ -159,22 +175,25 @@ class Promotion:
             reason = f"the current version changed during the run (now {now}); {reason}"
         runs = self.new_runs()
         self.decision = Decision(self.model.name, promote, candidate, self.current, reason, figures, judged)
-        if promote:
-            tested = {k: v for k, v in figures["candidate"].items() if k.startswith("test_")}  # for the record
-            metrics = {**self.registry.get(candidate).metrics, **tested}
-            self.registry.update_metadata(candidate, checkpoint_runs=runs, metrics=metrics, **(record or {}),
-                                          promotion={"by": self.why, "previous": self.current,
-                                                     "figures": _jsonable(figures)})
-            try:  # compare-and-swap: another host may have promoted since the re-check
-                self.registry.promote(candidate, reason=f"{self.why}: {reason}", expected=self.current)
-            except PromotionConflict as exc:
-                promote = False
-                self.decision.promoted, self.decision.reason = False, f"{exc}; {reason}"
-        if promote:
-            count_promotion(self.model.name)
-        else:
-            count_rejected_candidate(self.model.name)
-            dispose(self.registry, self.checkpoints, candidate, runs)
+        try:
+            if promote:
+                tested = {k: v for k, v in figures["candidate"].items() if k.startswith("test_")}  # for the record
+                metrics = {**self.registry.get(candidate).metrics, **tested}
+                self.registry.update_metadata(candidate, checkpoint_runs=runs, metrics=metrics, **(record or {}),
+                                              promotion={"by": self.why, "previous": self.current,
+                                                         "figures": _jsonable(figures)})
+                try:  # compare-and-swap: another host may have promoted since the re-check
+                    self.registry.promote(candidate, reason=f"{self.why}: {reason}", expected=self.current)
+                except PromotionConflict as exc:
+                    promote = False
+                    self.decision.promoted, self.decision.reason = False, f"{exc}; {reason}"
+            if promote:
+                count_promotion(self.model.name)
+            else:
+                count_rejected_candidate(self.model.name)
+                dispose(self.registry, self.checkpoints, candidate, runs)
+        except OSError as exc:  # a read-only or full models folder: one line (the candidate goes on exit)
+            raise StorageError.from_os_error(exc, self.registry.root) from None
         self.candidate = None  # decided: no longer unevaluated
         self._write_marker()
         return self.decision
@@ -204,6 +223,7 @@ class Promotion:
             for version in stray_candidates(self.registry, self._state()):
                 log.warning("removing %s %s: a candidate that was never evaluated", self.model.name, version)
                 _remove_version(self.registry, version)
+            self.checkpoints.remove_empty_runs()  # a run that failed before its first checkpoint
             self._marker.unlink(missing_ok=True)
         finally:
             self._lock.release()
@@ -233,7 +253,10 @@ class Promotion:
             if _remove_version(self.registry, version):
                 removed.append(version)
         self._marker.unlink(missing_ok=True)
-        return {**state.get("note", {}), "removed": removed, "why": state.get("why")}
+        recovered = {**(state.get("note") or {}), "removed": removed, "why": state.get("why")}
+        if isinstance(recovered.get("run_id"), int):  # its training-runs row is still 'running': close it
+            records.close_interrupted(self.settings, recovered)
+        return recovered
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:
@@ -335,3 +358,50 @@ def _remove_version(registry: ModelRegistry, version: str) -> bool:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def check_writable(*folders: Path) -> None:
+    """Raise OSError unless a file can be created in each folder (made if missing): a run checks
+    this before it spends an epoch, instead of finding a read-only disk at its first checkpoint."""
+    import tempfile
+
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable-")
+        os.close(fd)
+        os.unlink(probe)
+
+
+def promote_by_hand(model: ModelSpec | str, settings: Settings, version: str, *, force: bool = False) -> str | None:
+    """`playbill models promote`: make `version` current. Refused for a damaged version (one line
+    per problem) and, unless `force`, for a candidate the gate has not judged (`unevaluated`).
+    Returns the version that was current. A read-only or full models folder: StorageError."""
+    from playbill.engine.registry import DamagedVersion
+
+    model = model if isinstance(model, ModelSpec) else spec(model)
+    registry = model.registry(settings.home)
+    previous = registry.current_version()
+    registry.get(version)  # unknown -> ModelUnavailable naming `playbill models list`
+    pending = unevaluated(model, settings).get(version)
+    if pending and not force:
+        raise ModelUnavailable(f"{model.name} {version} is an unevaluated candidate ({pending}); "
+                               f"not promoted. Promote it anyway with `playbill models promote {model.name} "
+                               f"{version} --force`")
+    problems = model.verify(settings.home, version)
+    if problems:
+        raise DamagedVersion(model.name, version, problems, ", not promoted")
+    try:
+        registry.promote(version, reason="promoted by hand (playbill models promote)"
+                         + (" over the gate (--force)" if pending else ""), expected=previous)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, registry.root) from None
+    return previous
+
+
+def roll_back(registry: ModelRegistry) -> str:
+    """`playbill models rollback`, the console's and Discord's rollback: back to the version
+    current before the last promotion. A read-only or full models folder: StorageError."""
+    try:
+        return registry.rollback()
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, registry.root) from None

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
-from playbill.engine.errors import EngineError
+from playbill.engine.errors import EngineError, StorageError
 from playbill.engine.models import ModelSpec, spec
 from playbill.engine.registry import ModelRegistry
 from playbill.jobs import records, trainers
@@ -111,6 +111,10 @@ def retrain_from_checkpoint(
     except JobBusy as exc:
         log.warning("retrain of %s skipped: %s", model.name, exc)
         return RetrainOutcome(model.name, "skipped", str(exc))
+    except StorageError as exc:  # a read-only or full home: found before any training
+        log.warning("retrain of %s failed: %s", model.name, exc)
+        say(f"{model.name}: failed: {exc}")
+        return RetrainOutcome(model.name, "failed", str(exc))
     finally:
         history.close()
 
@@ -119,7 +123,6 @@ def _retrain_locked(procedure: Promotion, history: records.RunLog, progress: boo
     started = time.monotonic()
     model, settings = procedure.model, procedure.settings
     registry, checkpoints = procedure.registry, procedure.checkpoints
-    records.close_interrupted(history, procedure.recovered)
     current = procedure.current
     if current is None:  # nothing to continue: not a run, no row (a fresh install would log one a night)
         message = f"there is no {model.name} model to continue yet; train one with `{model.train_command}`"
@@ -201,7 +204,7 @@ def _train_and_decide(procedure: Promotion, history: records.RunLog, start: Chec
     outcome.status, outcome.message = decision.status, decision.message
     history.finish(outcome.run_id, status=decision.status, promoted=decision.promoted, version=candidate,
                    candidate_metric=outcome.candidate_metric, current_metric=outcome.current_metric,
-                   metrics=_jsonable(outcome.figures))
+                   metrics=_jsonable({"by": "retrain", **outcome.figures}))
 
 
 def _jsonable(value: Any) -> Any:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playbill.engine.errors import EngineError
+from playbill.engine.errors import EngineError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _child_main(target: Callable[..., None], args: tuple[Any, ...], niceness: in
     except KeyboardInterrupt:
         send("error", "interrupted")
     except OSError as exc:  # a full or read-only disk: one line, no traceback
-        send("error", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        send("error", str(StorageError.from_os_error(exc)))
     except Exception as exc:
         logging.getLogger(__name__).exception("training process failed")
         send("error", f"{type(exc).__name__}: {exc}")

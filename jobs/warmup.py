@@ -37,6 +37,7 @@ from playbill.engine.errors import EngineError
 from playbill.engine.models import MODEL_NAMES, spec
 from playbill.jobs.common import FileLock, JobBusy, restore_settings, settings_values
 from playbill.jobs.promotion import Promotion
+from playbill.jobs.records import TrainingRecord
 from playbill.jobs.runner import TrainingProcess
 from playbill.settings import Settings
 
@@ -98,11 +99,14 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
     """One stage of `name`'s warm-up: train on, gate, promote or remove. Returns the stage's record
     (also appended to the state file)."""
     model = spec(name)
+    name = model.name  # "playwright" is "scene"
     config = config if config is not None else target_config(settings, name)
     section = settings.section(name)
     if seconds is None and epochs is None:
         seconds = settings.jobs.warmup_stage_seconds
-    with Promotion(model, settings, why="warm-up") as procedure:  # never beside a nightly retrain of the same model
+    with Promotion(model, settings, why="warm-up") as procedure, \
+            TrainingRecord(settings, name, by="warm-up", epochs=epochs) as run:  # never beside a nightly retrain
+        procedure.note(run_id=run.run_id)
         current = procedure.current
         if current is None:
             raise EngineError(f"no {name} model to warm up; train one with `{model.train_command}`")
@@ -111,6 +115,9 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
                                          data=model.data_from(section))
         candidate = result.version
         decision = procedure.decide(candidate)
+        run.finish(status=decision.status, version=candidate, promoted=decision.promoted, epochs=result.epochs_run,
+                   **decision.metric_pair(), metrics={"profile": getattr(config, "name", None), **decision.figures,
+                                                      "reason": decision.reason})
     figures, promote = decision.figures, decision.promoted
     metric = model.gate_metric
     record = {
@@ -202,23 +209,32 @@ def status_line(settings: Settings, name: str) -> str | None:
 # --- first start ------------------------------------------------------------------------------
 
 
-def missing(settings: Settings) -> list[str]:
-    return [n for n in MODEL_NAMES if spec(n).registry(settings.home).current_version() is None]
+def missing(settings: Settings, names: Sequence[str] = MODEL_NAMES) -> list[str]:
+    return [spec(n).name for n in names if spec(n).registry(settings.home).current_version() is None]
 
 
-def train_first(settings: Settings, say: Report = log.info) -> dict[str, Any]:
+def train_first(settings: Settings, say: Report = log.info, *, names: Sequence[str] = MODEL_NAMES) -> dict[str, Any]:
     """Train each missing model on its spec's `first_profile` (the quick one: good answers within
     minutes), the critic first, each in a spawned process (`jobs.runner`: TensorFlow stays out of
     the bot's process). Returns {name: seconds or the error line}; a failure leaves the other
     model be."""
     done: dict[str, Any] = {}
-    for name in missing(settings):
+    for name in missing(settings, names):
         model = spec(name)
         say(f"training a quick {name} model ({model.first_profile} profile) so Playbill can answer soon")
         started = time.monotonic()
-        messages = TrainingProcess(_train_first, (settings_values(settings), model), name=f"playbill-first-{name}",
-                                   log_level=logging.WARNING).start().wait()
-        ok = "trained" in messages and model.registry(settings.home).current_version() is not None
+        with TrainingRecord(settings, name, by="first start") as run:
+            messages = TrainingProcess(_train_first, (settings_values(settings), model), name=f"playbill-first-{name}",
+                                       log_level=logging.WARNING).start().wait()
+            trained = messages.get("trained")
+            ok = trained is not None and model.registry(settings.home).current_version() is not None
+            if ok:
+                metrics = trained.get("metrics") or {}
+                run.finish(status="promoted", version=trained["version"], promoted=True, epochs=trained.get("epochs_run"),
+                           candidate_metric=metrics.get(model.gate_metric, metrics.get(f"val_{model.gate_metric}")),
+                           metrics={"profile": model.first_profile, **metrics})
+            else:
+                run.finish(status="failed", error=messages.get("error") or messages["exit"])
         if ok:
             enrol(settings.home, name)
             done[name] = round(time.monotonic() - started, 1)

@@ -213,3 +213,47 @@ async def test_the_example_host_bot_in_the_docs_works(settings, standin, guilds,
             await asyncio.wait_for(task, 10)
     assert pong["data"]["content"] == "pong"
     assert answer["embeds"][0]["title"] == "The critic says: positive"
+
+
+def _sleep_a_minute() -> None:  # the stand-in warm-up's process body (importable by a spawned child)
+    import time
+
+    time.sleep(60)
+
+
+async def test_unload_stops_the_warm_up_process(settings, standin, guilds, monkeypatch) -> None:
+    """The schedule's holder starts the warm-up in a process (jobs.warmup.start_warmup); an unload
+    stops it (the next start continues it). A sleeping process stands in for the training."""
+    import importlib
+
+    extension = importlib.import_module("playbill.bot.extension")
+    start = scheduler_module.PlaybillBackgroundScheduler.start
+    monkeypatch.setattr(scheduler_module.PlaybillBackgroundScheduler, "start",
+                        lambda self, *args, **kwargs: start(self, paused=True))
+    started = []
+
+    def start_warmup(settings):
+        process = multiprocessing.get_context("spawn").Process(target=_sleep_a_minute, daemon=True)
+        process.start()
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(extension, "start_warmup", start_warmup)
+    async with host(settings, standin, guilds[:1], start_scheduler=True) as bot:
+        [warmup] = started
+        running = warmup.is_alive()
+        await bot.unload_extension("playbill.bot")
+        stopped = not warmup.is_alive()
+    assert running and stopped
+
+
+async def test_with_an_allow_list_an_unload_leaves_a_same_named_host_command_elsewhere(settings, standin,
+                                                                                        guilds) -> None:
+    settings.bot.guild_ids = [guilds[0]]  # Playbill's /help only there; the host's global /help stays its own
+    async with host(settings, standin, [], start_scheduler=False, own_help=True) as bot:
+        ours = sorted(c.name for c in bot.tree.get_commands(guild=discord.Object(id=guilds[0])))
+        await bot.unload_extension("playbill.bot")
+        global_after = sorted(c.name for c in bot.tree.get_commands())
+        ours_after = [c.name for c in bot.tree.get_commands(guild=discord.Object(id=guilds[0]))]
+    assert ours == sorted(PLAYBILL_COMMANDS)
+    assert global_after == ["help", "ping"] and ours_after == []

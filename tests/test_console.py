@@ -187,3 +187,18 @@ async def test_member_text_cannot_drive_the_terminal(services, settings) -> None
     assert "The critic says: positive" in text and text.count("a great film") == 2
     assert not any(c in text for c in "\x1b\x07\u202e")
     assert history_rows(services.history)[0].prompt == review  # stored as typed
+
+
+def test_the_console_help_is_the_command_table(services) -> None:
+    """Every command of every feature is in /help with its usage and help line; aliases are not."""
+    from playbill.bot.console import Console
+    from playbill.bot.features import CONSOLE_COMMANDS, FEATURES
+
+    console = Console(services, io.StringIO(), member=(1, "Ada"))
+    text = console.help_text()
+    listed = [c for c in CONSOLE_COMMANDS if c.summary]
+    assert {f.__name__.rsplit(".", 1)[-1] for f in FEATURES} == {"critic", "playwright", "privacy", "admin", "help"}
+    assert all(f"{c.name} {c.usage}".rstrip() in text and c.summary in text for c in listed)
+    assert not any(line.startswith("/exit") for line in text.splitlines())  # an alias, named by /quit's line
+    assert console.find("/feedback", "") is not console.find("/feedback", "3 right")  # two forms of one name
+    assert console.find("/dance", "") is None

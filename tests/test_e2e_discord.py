@@ -41,7 +41,9 @@ def playbill_home(tmp_path_factory) -> Path:
     work = home.parent / "work"
     train_tiny_sentiment(home, work / "sentiment")
     train_tiny_scene(home, work / "scene")
-    (home.parent / "no-data").write_text("a file, not a folder: a retrain fails at once, downloading nothing")
+    no_data = home.parent / "no-data"  # the data folder holds a broken IMDB archive: a retrain fails at
+    no_data.mkdir()                     # once, downloading nothing
+    (no_data / "aclImdb_v1.tar.gz").write_bytes(b"not an archive")
     return home
 
 

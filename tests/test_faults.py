@@ -298,6 +298,23 @@ async def test_rows_still_queued_at_shutdown_go_to_the_spool(tmp_path: Path) -> 
     writer.engine.dispose()
 
 
+async def test_the_gateway_replays_the_spool_when_the_database_is_back_without_new_rows(tmp_path: Path) -> None:
+    from playbill.bot.recording import HistoryGateway
+
+    path = tmp_path / "playbill.db"
+    writer = InteractionWriter.open(f"sqlite:///{path}", tmp_path / "spool")
+    gateway = HistoryGateway(writer.sessions, retry_seconds=(0.05, 0.2), writer=writer)
+    with SqliteOutage(path):
+        ids = [await gateway.record_interaction(**row(f"during {i}")) for i in range(3)]
+    for _ in range(200):  # no new row comes: the gateway tries the spool on its own
+        if not writer.spool.has_rows():
+            break
+        await asyncio.sleep(0.05)
+    gateway.close()
+    assert (ids, writer.pending(), prompts(writer.sessions)) == ([None] * 3, 0, [f"during {i}" for i in range(3)])
+    writer.engine.dispose()
+
+
 # --- an SQLite file deleted or damaged -------------------------------------------------------
 
 
@@ -472,3 +489,25 @@ def test_forgetting_a_user_drops_their_rows_waiting_in_the_spool(capsys, home: P
     code, out, err = run(capsys, "history", "forget", "--user", "7", "--format", "json")
     assert (code, json.loads(out)["interactions"], spool.pending()) == (0, 1, 1), err
     assert "someone else" in spool.path.read_text() and "theirs" not in spool.path.read_text()
+
+
+@pytest.mark.parametrize("error, said", [
+    (OSError(errno.ENOSPC, "No space left on device", "/srv/playbill/backups/playbill-1.db"), "the disk is full"),
+    (OSError(errno.EROFS, "Read-only file system", "/srv/playbill/backups"), "read-only"),
+    (OSError(errno.EIO, "Input/output error", "/srv/playbill/playbill.db"), "Input/output error"),
+])
+def test_an_os_error_no_command_expected_is_one_line(capsys, home: Path, monkeypatch, error: OSError, said: str) -> None:
+    from playbill.history import backup
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(backup, "backup_sqlite", fail)
+    code, out, err = run(capsys, "db", "backup")
+    assert (code, err.count("\n"), err.startswith("error: "), said in err, error.filename in err) == (2, 1, True, True, True)
+
+
+def test_the_log_file_keeps_playbills_own_lines(capsys, home: Path) -> None:
+    assert run(capsys, "db", "upgrade")[0] == 0
+    logged = "".join(path.read_text() for path in (home / "logs").glob("*.log"))
+    assert "history database" in logged and "alembic" not in logged

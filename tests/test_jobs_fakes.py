@@ -12,6 +12,7 @@ the test's home).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -37,9 +38,24 @@ class FakeModel:
         Path(path).write_text(json.dumps({"quality": self.quality, "epoch": self.epoch}))
 
 
+class FullDiskModel:
+    """A model whose file the disk cannot take: writes part of it, then ENOSPC (as a full disk does)."""
+
+    def save(self, path: str) -> None:
+        Path(path).write_text("half a model")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
+def fake_load(version_dir: Path, limits: Any = None, **options: Any) -> Any:
+    """A served fake model: its document, readable (what `spec.verify` and `models promote` load)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(version=Path(version_dir).name, **json.loads((Path(version_dir) / "model.json").read_text()))
+
+
 def control(home: Path, **steer: Any) -> None:
     """Steer the fake trainer: delta (quality change per epoch), die_at_epoch, die_after_publishing,
-    block_on (a file to wait for)."""
+    full_disk_at_epoch, interrupt_at_epoch, block_on (a file to wait for)."""
     (Path(home) / "fake-trainer.json").write_text(json.dumps(steer))
 
 
@@ -50,8 +66,9 @@ def calls(home: Path) -> list[dict[str, Any]]:
 
 def fake_train(config, home, data_dir, *, checkpoint, epochs, extra, **options) -> TrainingResult:
     home = Path(home)
+    epochs = epochs or 2  # None: the profile's budget
     steer = json.loads((home / "fake-trainer.json").read_text()) if (home / "fake-trainer.json").is_file() else {}
-    start = json.loads(Path(checkpoint).read_text())
+    start = json.loads(Path(checkpoint).read_text()) if checkpoint else {"quality": 0.5, "epoch": 0}  # from scratch
     with (home / "fake-calls.jsonl").open("a") as fh:
         fh.write(json.dumps({"pid": os.getpid(), "checkpoint": str(checkpoint), "epochs": epochs,
                              "extra": list(extra), "start": start}) + "\n")
@@ -64,19 +81,25 @@ def fake_train(config, home, data_dir, *, checkpoint, epochs, extra, **options) 
     quality, epoch = start["quality"], start["epoch"]
     for _ in range(epochs):
         epoch += 1
+        if steer.get("full_disk_at_epoch") == epoch:  # the checkpoint cannot be written: ENOSPC
+            manager.save(FullDiskModel(), run, epoch, {"val_loss": 1 - quality})
+        if steer.get("interrupt_at_epoch") == epoch:  # Ctrl-C during this epoch
+            raise KeyboardInterrupt
         if steer.get("die_at_epoch") == epoch:
             (manager.root / run / f"epoch-{epoch:04d}.keras").write_text("half writ")  # no sidecar: incomplete
             os.kill(os.getpid(), signal.SIGKILL)  # killed mid-epoch (OOM killer, kill -9)
         quality += steer.get("delta", 0.1)
         manager.save(FakeModel(quality, epoch), run, epoch, {"val_loss": 1 - quality})
     registry = ModelRegistry.in_home(home, name)
-    label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"  # as the real trainers record it
+    label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}" if checkpoint else None  # as the real trainers
     with registry.new_version({"metrics": {"accuracy": quality}, "started_from": label}) as staged:
         FakeModel(quality, epoch).save(str(staged.path / "model.json"))
     if steer.get("die_after_publishing"):
         os.kill(os.getpid(), signal.SIGKILL)  # the version is on disk, nobody was told
+    if options.get("promote"):
+        registry.promote(staged.version)
     return TrainingResult(model=name, version=staged.version, metrics={"accuracy": quality}, epochs_run=epochs,
-                          last_epoch=epoch, started_from=str(checkpoint))
+                          last_epoch=epoch, started_from=str(checkpoint), promoted=bool(options.get("promote")))
 
 
 def fake_evaluate(home, data_dir, *, version, data, split, **options) -> dict:
@@ -88,7 +111,7 @@ def fake_evaluate(home, data_dir, *, version, data, split, **options) -> dict:
 
 
 FAKE_SENTIMENT = dataclasses.replace(models.SPECS["sentiment"], held_out="the fake test set",
-                                     _train=fake_train, _evaluate=fake_evaluate)
+                                     _train=fake_train, _evaluate=fake_evaluate, _load=fake_load)
 
 
 @pytest.fixture

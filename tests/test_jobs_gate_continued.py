@@ -3,14 +3,22 @@ as the nightly retrain and the warm-up do: the lock, the gate, the re-check, one
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from fakes import TINY_PLAY
-from playbill.cli.common import train_gated
+from playbill.cli.common import run_training
 from playbill.engine.models import spec
 from playbill.engine.scene import SceneConfig
 from playbill.jobs.common import JobBusy, retrain_lock
 from test_jobs_fakes import control, fake_critic, make_initial_model  # noqa: F401 - fake_critic is a fixture
+
+
+def train_gated(name, settings, train):
+    """`playbill train NAME --resume`, with `train` as the training."""
+    return run_training(name, settings, argparse.Namespace(resume=True, checkpoint=None, no_promote=False, epochs=1),
+                        train)
 
 
 def test_a_continued_run_that_is_worse_is_rejected_and_removed(settings, tmp_path) -> None:

@@ -254,3 +254,35 @@ def test_the_console_says_the_versions_are_damaged_not_that_none_was_trained(set
     out = console_transcript(settings, "/write-scene ROMEO: 20\n")
     assert "Every scene version is damaged" in out and "scene model is trained yet" not in out
     assert "No trained sentiment model yet" in out  # the critic, never trained, is told apart
+
+
+@pytest.fixture
+def small_checkpoints_disk(home: Path):
+    """`<home>/checkpoints` on a real 64 KiB file system (a tmpfs): the first checkpoint fills it."""
+    import subprocess
+
+    folder = home / "checkpoints"
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (it needs root); tests/test_retrain_faults.py injects ENOSPC")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_during_train_is_one_line_and_leaves_no_checkpoint(home: Path, tmp_path: Path,
+                                                                       small_checkpoints_disk: Path) -> None:
+    import subprocess
+    import sys
+
+    from fakes import TINY_PLAY
+
+    corpus = tmp_path / "play.txt"
+    corpus.write_text(TINY_PLAY * 3, encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "playbill.cli", "train", "playwright", "--profile", "quick",
+                          "--epochs", "1", "--corpus", str(corpus)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]  # one line
+    assert run.stderr.startswith(f"error: cannot write {small_checkpoints_disk / 'scene' / 'run-'}")
+    assert "No space left on device; the disk is full" in run.stderr and "Traceback" not in run.stderr
+    assert list((small_checkpoints_disk / "scene").iterdir()) == []  # no failed checkpoint, no empty run folder

@@ -18,6 +18,7 @@ from playbill.engine.models import spec
 from playbill.engine.scene import SceneConfig
 from playbill.jobs.warmup import enrol, read_state, run_stage, run_warmup, start_warmup, status_line
 from playbill.settings import Settings
+from test_jobs_fakes import training_runs
 
 SCENE = spec("scene")
 WAIT = 300  # seconds a test waits for a spawned process or a console answer before it fails
@@ -47,6 +48,8 @@ def test_a_worse_stage_is_not_promoted(warm_settings: Settings) -> None:
     current = first_model(warm_settings, epochs=6)
     record = run_stage(warm_settings, "scene", config=tiny("fresh"), epochs=1)  # a new profile, one epoch in
     assert (record["promoted"], SCENE.registry(warm_settings.home).current_version()) == (False, current)
+    (run,) = training_runs(warm_settings, "scene").values()  # `playbill history runs` shows the stage
+    assert (run.status, run.version, run.metrics["by"]) == ("rejected", record["candidate"], "warm-up")
 
 
 def test_a_rejected_candidate_is_removed_but_the_next_stage_continues_its_run(warm_settings: Settings) -> None:

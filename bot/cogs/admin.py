@@ -33,6 +33,7 @@ from playbill.engine.errors import InvalidInput
 from playbill.engine.models import MODEL_NAMES, canonical
 from playbill.history.api import HistoryStats, InteractionFilter, InteractionRecord
 from playbill.jobs.leader import request_job, schedule_holder
+from playbill.jobs.promotion import roll_back
 from playbill.jobs.scheduler import next_run_time, retrain_job_id, run_now
 from playbill.jobs.warmup import status_line as warmup_status_line
 from playbill.settings import Settings
@@ -243,7 +244,7 @@ async def rollback(services: Services, request: Request, model: str) -> Rollback
     require_admin(request.is_admin)
     name = canonical(model)
     holder = services.holders[name]
-    previous = await asyncio.to_thread(holder.registry.rollback)
+    previous = await asyncio.to_thread(roll_back, holder.registry)  # a read-only folder: one line
     await asyncio.to_thread(holder.refresh)
     return Rollback(name, previous, holder.version)
 

@@ -19,8 +19,6 @@ import os
 import discord
 from discord.ext import commands
 
-import playbill.bot  # noqa: F401 - what the extension's name refers to; configure lives here
-
 
 class HostBot(commands.Bot):
     def __init__(self) -> None:
@@ -33,7 +31,7 @@ class HostBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         # Optional, before loading: choose Playbill's settings file (else ./config.toml or
-        # $PLAYBILL_CONFIG), e.g. playbill.bot.configure(self, config="playbill.toml").
+        # $PLAYBILL_CONFIG): import playbill.bot; playbill.bot.configure(self, config="playbill.toml").
         await self.load_extension("playbill.bot")  # the one line
         # The host syncs its tree, Playbill's commands included (or set [bot] dev_guild_id and
         # Playbill syncs to that server on load). Syncing is rate-limited: do it when commands change.

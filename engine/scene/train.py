@@ -92,7 +92,7 @@ def train_scene(
     """
     started = time.monotonic()
     home = Path(home)
-    manager = CheckpointManager(home / "checkpoints", NAME)
+    manager = CheckpointManager.in_home(home, NAME)
     start: Checkpoint | None = None
     if checkpoint is not None:
         start = manager.resolve(checkpoint)

@@ -110,9 +110,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # any other disk or file problem: one line naming the path, no traceback
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OS error no command turned into its own message: a storage problem (read-only, full, not
+    ours to write) as engine.errors.StorageError words it, anything else with its path."""
+    import errno
+
+    from playbill.engine.errors import StorageError
+
+    if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM):
+        return str(StorageError.from_os_error(exc))
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 BROKEN_PIPE_EXIT = 141  # what a shell reports for a process a closed pipe stopped (128 + SIGPIPE)

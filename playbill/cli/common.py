@@ -70,20 +70,68 @@ def continues(args: argparse.Namespace) -> bool:
     return bool(args.resume or args.checkpoint) and not args.no_promote
 
 
-def train_gated(name: str, settings: Any, train: Callable[[], Any]) -> tuple[Any, str]:
-    """`train()` (publishing a version, not promoted) inside the one promotion procedure: under
-    the model's retrain lock (a nightly retrain or the warm-up of the model refuses it, and it
-    refuses them), judged by the gate against the version current when it started, promoted
-    only if that one is still current. Returns the training result (`promoted` set, the
-    decision in `extra["gate"]`) and the decision's one line."""
+def run_training(name: str, settings: Any, args: argparse.Namespace,
+                 train: Callable[[], Any]) -> tuple[Any, str | None] | None:
+    """Every `playbill train MODEL`: `train()` runs once and is recorded in the history's training
+    runs (`playbill history runs`). A run that continues a checkpoint (--resume/--checkpoint) and
+    would become current goes through the one promotion procedure (jobs.promotion): under the
+    model's retrain lock (a nightly retrain or the warm-up of the model refuses it, and it refuses
+    them), judged by the gate against the version current when it started, promoted only if that
+    one is still current. Returns the result (`promoted` set; the decision in `extra["gate"]`) and
+    the decision's one line (None when not gated), or None after Ctrl-C (said on stderr: what was
+    kept and the command that resumes). A full or read-only disk: one line naming the path (what
+    the failed run wrote is removed)."""
+    from playbill.engine.errors import StorageError
     from playbill.jobs.promotion import Promotion
+    from playbill.jobs.records import TrainingRecord
 
-    with Promotion(name, settings, why=f"playbill train {name} (continued)") as procedure:
-        result = train()
-        decision = procedure.decide(result.version)
-    result.promoted = decision.promoted
-    result.extra["gate"] = decision.as_dict()
-    return result, decision.message
+    model = model_spec(name)
+    checkpoints = model.checkpoints(settings.home)
+    runs_before = set(checkpoints.runs())
+    start = str(args.checkpoint) if args.checkpoint else ("the newest checkpoint (--resume)" if args.resume else None)
+    record = TrainingRecord(settings, model.name, by=f"playbill train {model.name}", checkpoint_from=start,
+                            epochs=args.epochs)
+    try:
+        if continues(args):
+            with Promotion(model, settings, why=f"playbill train {model.name} (continued)") as procedure, record as run:
+                procedure.note(run_id=run.run_id)
+                result = train()
+                decision = procedure.decide(result.version)
+                run.finish(status=decision.status, version=result.version, promoted=decision.promoted,
+                           epochs=result.epochs_run, **decision.metric_pair(),
+                           metrics={**result.metrics, "gate": decision.reason})
+            result.promoted = decision.promoted
+            result.extra["gate"] = decision.as_dict()
+            return result, decision.message
+        with record as run:
+            result = train()
+            run.finish(status="promoted" if result.promoted else "rejected", version=result.version,
+                       promoted=result.promoted, epochs=result.epochs_run,
+                       candidate_metric=result.metrics.get(model.gate_metric, result.metrics.get(f"val_{model.gate_metric}")),
+                       metrics={**result.metrics, **({} if result.promoted else {"not_current": "--no-promote"})})
+        return result, None
+    except OSError as exc:  # a full or read-only disk: the checkpoint that failed is gone already
+        checkpoints.remove_empty_runs()
+        raise StorageError.from_os_error(exc, settings.home) from None
+    except KeyboardInterrupt:
+        print(f"\n{interrupted_line(model, settings.home, runs_before)}", file=sys.stderr, flush=True)
+        return None
+
+
+def interrupted_line(model: Any, home: Any, runs_before: set[str]) -> str:
+    """What a Ctrl-C'd training kept and the command that continues it."""
+    checkpoints = model.checkpoints(home)
+    checkpoints.remove_empty_runs()
+    kept = [c for c in checkpoints.list() if c.run not in runs_before]
+    current = model.registry(home).current_version()
+    unchanged = f"the current {model.name} version ({current}) is unchanged" if current else \
+        f"there is still no current {model.name} version"
+    if not kept:
+        return f"interrupted before the first epoch finished: nothing was kept; {unchanged}"
+    last = kept[-1]
+    loss = f", val_loss {last.val_loss:.4f}" if last.val_loss is not None else ""
+    return (f"interrupted: {len(kept)} finished epoch(s) kept in {last.run} (the last: epoch {last.epoch}{loss}); "
+            f"{unchanged}; continue with `{model.train_command} --resume`")
 
 
 class ProgressBar:

@@ -14,7 +14,6 @@ import argparse
 import re
 import sys
 from dataclasses import asdict, fields
-from typing import Any
 
 from playbill.cli.common import CLIError, CommandGroups
 from playbill.cli.output import FORMATS, Column, Listing, Report, render

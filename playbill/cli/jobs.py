@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from playbill.engine.models import MODEL_NAMES, spec
 from playbill import metrics
 from playbill.cli.common import CLIError, CommandGroups, print_json, serve_metrics
+from playbill.engine.models import MODEL_CHOICES, MODEL_NAMES, spec
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.set_defaults(handler=list_jobs)
 
     p = commands.add_parser("retrain", help="retrain now from the current model's checkpoint (the nightly job)")
-    p.add_argument("model", nargs="?", default="all", choices=(*MODEL_NAMES, "all"), help="default: all")
+    p.add_argument("model", nargs="?", default="all", choices=(*MODEL_CHOICES, "all"),
+                   help="default: all (critic = sentiment, playwright = scene)")
     p.add_argument("--json", action="store_true", help="print each outcome as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=retrain)
@@ -44,7 +45,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.set_defaults(handler=show_feedback)
 
     p = groups("bench").add_parser("retrain", help="what a nightly retrain costs the host process (in a sandbox)")
-    p.add_argument("model", nargs="?", default=MODEL_NAMES[0], choices=MODEL_NAMES)
+    p.add_argument("model", nargs="?", default=MODEL_NAMES[0], choices=MODEL_CHOICES)
     p.add_argument("--tiny", action="store_true", help="on a tiny model made for the purpose, not a copy of yours")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(handler=bench_retrain)
@@ -66,15 +67,17 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = verbs.add_parser("list", help="versions of each model, the current one marked *")
-    p.add_argument("model", nargs="?", choices=MODEL_NAMES, help="default: all of them")
+    p.add_argument("model", nargs="?", choices=MODEL_CHOICES, help="default: all of them")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=models_list)
     p = verbs.add_parser("promote", help="make VERSION the current version (the running bot swaps it in)")
-    p.add_argument("model", choices=MODEL_NAMES)
+    p.add_argument("model", choices=MODEL_CHOICES)
     p.add_argument("version")
+    p.add_argument("--force", action="store_true",
+                   help="promote a candidate the gate has not judged (marked UNEVALUATED in `models list`)")
     p.set_defaults(handler=models_promote)
     p = verbs.add_parser("rollback", help="go back to the version current before the last promotion")
-    p.add_argument("model", choices=MODEL_NAMES)
+    p.add_argument("model", choices=MODEL_CHOICES)
     p.set_defaults(handler=models_rollback)
 
 
@@ -246,7 +249,7 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
     from playbill.jobs.common import settings_values
     from playbill.jobs.retrain import retrain_from_checkpoint
 
-    models = MODEL_NAMES if args.model == "all" else (args.model,)
+    models = MODEL_NAMES if args.model == "all" else (spec(args.model).name,)
     quiet = args.quiet or args.json
 
     def report(line: str) -> None:
@@ -271,7 +274,7 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
 def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
     from playbill.jobs.bench import bench_retrain as bench
 
-    figures = bench(settings, args.model, tiny=args.tiny)
+    figures = bench(settings, spec(args.model).name, tiny=args.tiny)
     if args.json:
         print_json(figures)
     else:
@@ -330,9 +333,10 @@ def _registry(settings: Any, name: str):
 def models_list(args: argparse.Namespace, settings: Any) -> int:
     """Every version with its figures, and what is wrong with any damaged one (one line per
     problem): the checks serving makes (`spec.verify`: checksums, readable finite weights)."""
+    from playbill.jobs.promotion import unevaluated
     from playbill.jobs.warmup import progress as warmup_progress, status_line as warmup_status_line
 
-    names = (args.model,) if args.model else MODEL_NAMES
+    names = (spec(args.model).name,) if args.model else MODEL_NAMES
     for name in names:
         model = spec(name)
         registry = model.registry(settings.home)
@@ -341,11 +345,13 @@ def models_list(args: argparse.Namespace, settings: Any) -> int:
         problems = {v.version: model.verify(settings.home, v.version) for v in versions}
         good = next((v for v in [current, *registry.fallbacks()] if v and not problems.get(v)), None)
         warming = warmup_status_line(settings, name)
+        pending = unevaluated(model, settings)  # candidates the gate has not judged
         if args.json:
             for v in versions:
                 print_json({"model": name, "version": v.version, "current": v.version == current,
                             "served": v.version == good, "created_at": v.metadata.get("created_at"),
-                            "metrics": v.metrics, "problems": problems[v.version]})
+                            "metrics": v.metrics, "problems": problems[v.version],
+                            "unevaluated": pending.get(v.version)})
             if warming:
                 print_json({"model": name, "warmup": warmup_progress(settings, name)})
             continue
@@ -356,9 +362,13 @@ def models_list(args: argparse.Namespace, settings: Any) -> int:
             mark = "*" if v.version == current else " "
             figures = " ".join(f"{k}={_fmt(val)}" for k, val in sorted(v.metrics.items()) if isinstance(val, int | float))
             state = "DAMAGED" if problems[v.version] else ("served" if v.version == good and good != current else "")
+            if v.version in pending:
+                state = f"UNEVALUATED {state}".strip()
             print(f"  {mark} {v.version:<28} {str(v.metadata.get('created_at', '')):<26} {figures} {state}".rstrip())
             for problem in problems[v.version]:
                 print(f"      - {problem}")
+            if v.version in pending:
+                print(f"      - a candidate {pending[v.version]}; `playbill models promote` refuses it without --force")
         if current is not None and good != current:
             print(f"  the current version {current} is damaged; "
                   + (f"{good} is served instead" if good else "no good version is left to serve"))
@@ -370,25 +380,22 @@ def _fmt(value: float) -> str:
 
 
 def models_promote(args: argparse.Namespace, settings: Any) -> int:
-    from playbill.engine.registry import DamagedVersion
+    from playbill.jobs.promotion import promote_by_hand
 
-    model = spec(args.model)
-    registry = model.registry(settings.home)
-    previous = registry.current_version()
-    registry.get(args.version)  # unknown -> ModelUnavailable naming `playbill models list`
-    problems = model.verify(settings.home, args.version)
-    if problems:
-        raise DamagedVersion(args.model, args.version, problems, ", not promoted")
-    registry.promote(args.version, reason="promoted by hand (playbill models promote)", expected=previous)
-    print(f"{args.model}: {args.version} is now current (was {previous}); a running bot swaps it in on its next refresh")
+    name = spec(args.model).name
+    previous = promote_by_hand(name, settings, args.version, force=args.force)
+    print(f"{name}: {args.version} is now current (was {previous}); a running bot swaps it in on its next refresh")
     return 0
 
 
 def models_rollback(args: argparse.Namespace, settings: Any) -> int:
-    registry = _registry(settings, args.model)
+    from playbill.jobs.promotion import roll_back
+
+    name = spec(args.model).name
+    registry = _registry(settings, name)
     previous = registry.current_version()
     if previous is None:
-        raise CLIError(f"there is no {args.model} model yet; train one with `{spec(args.model).train_command}`")
-    restored = registry.rollback()
-    print(f"{args.model}: rolled back from {previous} to {restored}")
+        raise CLIError(f"there is no {name} model yet; train one with `{spec(name).train_command}`")
+    restored = roll_back(registry)
+    print(f"{name}: rolled back from {previous} to {restored}")
     return 0

@@ -7,15 +7,17 @@ import sys
 import time
 
 from playbill.engine.scene.config import BACKENDS, PROFILES
+from playbill.engine.models import ALIASES
 from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, model_spec,
-                                 print_json, train_gated)
+                                 print_json, run_training)
 
 NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
+ALIASES_OF_NAME = [alias for alias, model in ALIASES.items() if model == NAME]  # "playwright" (engine.models.ALIASES)
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
-    train = groups("train").add_parser(NAME, help="train the playwright (character-level LSTM)")
+    train = groups("train").add_parser(NAME, aliases=ALIASES_OF_NAME, help="train the playwright (character-level LSTM)")
     train.add_argument("--profile", help="size profile: default (best for ~1 h on CPU) or tutorial (the tutorial's model)")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's budget)")
     train.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint; the new "
@@ -26,7 +28,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(handler=_train)
 
-    evaluate = groups("evaluate").add_parser(NAME, help="validation loss on the held-out last 10%% of the corpus")
+    evaluate = groups("evaluate").add_parser(NAME, aliases=ALIASES_OF_NAME, help="validation loss on the held-out last 10%% of the corpus")
     evaluate.add_argument("--version", help="model version (default: the current one)")
     evaluate.add_argument("--corpus", metavar="PATH", help="evaluate on this corpus's held-out block")
     evaluate.add_argument("--backend", choices=BACKENDS, default="float32",
@@ -34,11 +36,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_evaluate)
 
-    checkpoints = groups("checkpoints").add_parser(NAME, help="list the playwright's training checkpoints")
+    checkpoints = groups("checkpoints").add_parser(NAME, aliases=ALIASES_OF_NAME, help="list the playwright's training checkpoints")
     checkpoints.add_argument("--json", action="store_true", help="print JSON, one object per line")
     checkpoints.set_defaults(handler=_checkpoints)
 
-    bench = groups("bench").add_parser(NAME, help="tutorial sampling loop vs the float32 and int8 samplers, same weights")
+    bench = groups("bench").add_parser(NAME, aliases=ALIASES_OF_NAME, help="tutorial sampling loop vs the float32 and int8 samplers, same weights")
     bench.add_argument("--length", type=int, default=2000, help="characters per stream for the numpy sampler")
     bench.add_argument("--tutorial-length", type=int, default=200, help="characters for the (slow) tutorial loop")
     bench.add_argument("--batch", type=int, default=8, help="prompts generated together")
@@ -77,12 +79,10 @@ def _train(args: argparse.Namespace, settings) -> int:
             promote=not args.no_promote and not gated, progress=not args.json, keep_runs=model.keep_runs,
         )
 
-    try:
-        result, verdict = train_gated(NAME, settings, train) if gated else (train(), None)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are checkpointed; continue with `playbill train scene --resume`",
-              file=sys.stderr)
+    done = run_training(NAME, settings, args, train)
+    if done is None:  # Ctrl-C: said what was kept
         return 130
+    result, verdict = done
     if args.json:
         print_json({k: v for k, v in result.as_dict().items() if k != "extra"} | ({"gate": verdict} if verdict else {}))
     else:

@@ -6,17 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from playbill.engine.models import ALIASES
 from playbill.cli.common import (CLIError, CommandGroups, ProgressBar, check_training_options, continues, model_spec,
-                                 print_json, train_gated)
+                                 print_json, run_training)
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
+ALIASES_OF_NAME = [alias for alias, model in ALIASES.items() if model == NAME]  # "critic" (engine.models.ALIASES)
 MAX_FILE_BYTES = 256 << 20  # the largest --file read (IMDB's 50,000 reviews are 65 MiB)
 _BLOCK = 1 << 16
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
     """Add this feature's subcommands."""
-    train = groups("train").add_parser(NAME, help="train the critic on IMDB (or your CSV)")
+    train = groups("train").add_parser(NAME, aliases=ALIASES_OF_NAME, help="train the critic on IMDB (or your CSV)")
     train.add_argument("--profile", help="quick (one n-gram model, seconds), default (three blended on validation) "
                        "or wide_deep (the earlier LSTM + n-gram critic); default: [sentiment] profile")
     train.add_argument("--epochs", type=int, help="epochs to run now (default: [sentiment] epochs)")
@@ -28,7 +30,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
     train.set_defaults(handler=_train)
 
-    evaluate = groups("evaluate").add_parser(NAME, help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
+    evaluate = groups("evaluate").add_parser(NAME, aliases=ALIASES_OF_NAME, help="accuracy on the 25,000 IMDB test reviews (or a CSV)")
     evaluate.add_argument("--data", metavar="FILE.csv", type=Path, help="a CSV with columns text,label")
     evaluate.add_argument("--version", help="a model version (default: the current one)")
     evaluate.add_argument("--split", choices=("test", "validation"),
@@ -37,14 +39,14 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
-    bench = groups("bench").add_parser(NAME, help="the tutorial recipe vs the default model, same run")
+    bench = groups("bench").add_parser(NAME, aliases=ALIASES_OF_NAME, help="the tutorial recipe vs the default model, same run")
     bench.add_argument("--epochs", type=int, default=10, help="epochs for the tutorial recipe (default 10, as the tutorial)")
     bench.add_argument("--skip-train", action="store_true", help="reuse the current default model instead of training one")
     bench.add_argument("--skip-tutorial", action="store_true", help="measure only the default model")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.set_defaults(handler=_bench)
 
-    checkpoints = groups("checkpoints").add_parser(NAME, help="list the critic's training checkpoints")
+    checkpoints = groups("checkpoints").add_parser(NAME, aliases=ALIASES_OF_NAME, help="list the critic's training checkpoints")
     checkpoints.add_argument("--json", action="store_true", help="one JSON object a line")
     checkpoints.set_defaults(handler=_checkpoints)
 
@@ -68,7 +70,10 @@ def _train(args: argparse.Namespace, settings) -> int:
                            data=args.data or model.data_from(section), promote=not args.no_promote and not gated,
                            progress=not args.json, keep_runs=model.keep_runs)
 
-    result, verdict = train_gated(NAME, settings, train) if gated else (train(), None)
+    done = run_training(NAME, settings, args, train)
+    if done is None:  # Ctrl-C: said what was kept
+        return 130
+    result, verdict = done
     if args.json:
         print_json(result.as_dict())
         return 0
