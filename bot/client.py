@@ -21,6 +21,8 @@ from playbill.bot.discord_io import NO_MENTIONS, http_error_line, playbill_of
 from playbill.bot.extension import Playbill, configure
 from playbill.bot.services import Services
 from playbill.engine.serving import ModelHolder
+from playbill.history.identify import IdentifyTurns, IdentifyTurnUnavailable
+from playbill.jobs.leader import on_server_database
 from playbill.settings import BotSettings, Settings
 
 log = logging.getLogger("playbill.bot")
@@ -56,6 +58,9 @@ class PlaybillBot(commands.AutoShardedBot):
         self.gave_up: str | None = None  # why the bot stopped trying to connect, if it did
         self.gave_up_event = asyncio.Event()
         self._playbill: Playbill | None = None
+        # On a server database every process of the fleet takes its identify turns there (history.identify)
+        self.identify_turns = IdentifyTurns(settings.database_url) if on_server_database(settings.database_url) else None
+        self.max_concurrency: int | None = None  # Discord's, asked once (GET /gateway/bot)
 
     async def setup_hook(self) -> None:
         try:
@@ -86,6 +91,36 @@ class PlaybillBot(commands.AutoShardedBot):
         if self.gateway_failures > self.settings.bot.connect_retries:
             self.gave_up = f"its gateway failed: {type(exc).__name__}: {exc}, {self.gateway_failures} tries"
             self.gave_up_event.set()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py calls this before each IDENTIFY. On a server database: wait for this
+        shard's bucket turn (`shard_id % max_concurrency`, one IDENTIFY per 5 s across every
+        process; history.identify), so processes started together are never refused. On SQLite
+        (one process), or if the database gives no turn: discord.py's own spacing."""
+        if self.identify_turns is None:
+            return await super().before_identify_hook(shard_id, initial=initial)
+        if self.max_concurrency is None:
+            try:
+                _, _, limits = await self.http.get_bot_gateway()
+                self.max_concurrency = max(1, int(limits.get("max_concurrency") or 1))
+            except (discord.HTTPException, discord.GatewayNotFound, aiohttp.ClientError, ValueError, TypeError):
+                self.max_concurrency = 1  # the strictest: one bucket
+        bucket = (shard_id or 0) % self.max_concurrency
+        try:
+            waited = await asyncio.to_thread(self.identify_turns.take, bucket, f"shard {shard_id}")
+        except IdentifyTurnUnavailable as exc:
+            log.warning("shard %s: no identify turn from the database (%s); spacing identifies in this process only",
+                        shard_id, exc)
+            return await super().before_identify_hook(shard_id, initial=initial)
+        log.info("shard %s identifies (bucket %d of %d, waited %.1f s for its turn)", shard_id, bucket,
+                 self.max_concurrency, waited)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self.identify_turns is not None:
+                self.identify_turns.close()
 
     async def on_ready(self) -> None:
         self.ready_once = True

@@ -120,7 +120,7 @@ class Console:
         self.say(f"Acting as {self.request.display_name} (user {self.request.user_id}).")
         missing = self.services.missing_models()
         if missing:
-            self.say(missing_models_message(missing, self.services.holders))
+            self.say(missing_models_message(missing, self.services.holders, self.services.settings))
         if not self.services.history.available:
             self.say("(history database unavailable: answers are not recorded)")
 

@@ -41,7 +41,7 @@ from playbill.engine.serving import ModelHolder
 from playbill.history.model_store import use_model_store
 from playbill.jobs.leader import ScheduleElection
 from playbill.jobs.scheduler import create_scheduler, run_now
-from playbill.jobs.warmup import start_warmup
+from playbill.jobs.warmup import learning, start_warmup
 from playbill.settings import Settings, load_settings
 
 log = logging.getLogger("playbill.bot")
@@ -104,7 +104,8 @@ class Playbill(commands.Cog, name=CORE_COG):
         self.watch_health()
         if self.options.load_models:
             await self.services.refresh_models_async()  # TensorFlow loads in a worker thread
-            missing = self.services.missing_models()
+            missing = [name for name in self.services.missing_models()
+                       if await asyncio.to_thread(learning, self.settings, name) is None]  # not a first start's
             if missing:
                 log.warning("%s The other commands work meanwhile.", missing_models_message(missing, self.services.holders))
             self._refresher = asyncio.create_task(self.services.keep_models_fresh(), name="playbill-model-refresh")

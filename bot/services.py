@@ -208,11 +208,18 @@ def missing_models(holders: dict[str, ModelHolder]) -> list[str]:
     return [name for name, holder in holders.items() if not holder.loaded]
 
 
-def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] | None = None) -> str:
-    """Why models are not served: never trained, or (`holders` given) every version damaged."""
-    damaged = [name for name in missing if holders and name in holders and holders[name].set_aside]
-    untrained = [name for name in missing if name not in damaged]
-    parts = []
+def missing_models_message(missing: list[str], holders: dict[str, ModelHolder] | None = None,
+                           settings: Settings | None = None) -> str:
+    """Why models are not served: never trained, (`holders` given) every version damaged, or
+    (`settings` given) its first model is training on this host now (a first start)."""
+    from playbill.jobs.warmup import learning  # reads a small state file
+
+    training = [name for name in missing if settings is not None and learning(settings, name) is not None]
+    damaged = [name for name in missing if holders and name in holders and holders[name].set_aside
+               and name not in training]
+    untrained = [name for name in missing if name not in damaged and name not in training]
+    parts = [f"The {name} model is still learning (its first version trains in the background and is "
+             f"served the moment it is ready)." for name in training]
     if untrained:
         steps = "; ".join(f"`{spec(name).train_command}`" for name in untrained)
         parts.append(f"No trained {' or '.join(untrained)} model yet. Train it with {steps}.")

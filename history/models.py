@@ -266,3 +266,14 @@ class ModelPromotion(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     promoted_by: Mapped[str] = mapped_column(String(255))  # "pid@host"
+
+
+class IdentifyTurn(Base):
+    """Discord's identify limit across processes (history/identify.py): one row per
+    max_concurrency bucket with the last IDENTIFY's time by the database's clock."""
+
+    __tablename__ = "identify_turns"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # shard_id % max_concurrency
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taken_by: Mapped[str | None] = mapped_column(String(255))  # "shard N, pid@host"

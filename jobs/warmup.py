@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -149,21 +150,28 @@ def run_warmup(settings: Settings, *, names: Sequence[str] = MODEL_NAMES, config
                say: Report = log.info) -> list[dict[str, Any]]:
     """Stages, round-robin over the models still warming, until all are done (or `max_stages`).
     Raises JobBusy if this home's warm-up runs elsewhere."""
-    records: list[dict[str, Any]] = []
     with warmup_lock(settings):
-        while max_stages is None or len(records) < max_stages:
-            todo = pending(settings, names)
-            if not todo:
+        return _run_stages(settings, names=names, configs=configs, seconds=seconds, epochs=epochs,
+                           max_stages=max_stages, say=say)
+
+
+def _run_stages(settings: Settings, *, names: Sequence[str], configs: Mapping[str, Any] | None,
+                seconds: float | None, epochs: int | None, max_stages: int | None, say: Report) -> list[dict[str, Any]]:
+    """`run_warmup`'s stages; the caller holds the warm-up lock."""
+    records: list[dict[str, Any]] = []
+    while max_stages is None or len(records) < max_stages:
+        todo = pending(settings, names)
+        if not todo:
+            break
+        for name in todo:
+            if max_stages is not None and len(records) >= max_stages:
                 break
-            for name in todo:
-                if max_stages is not None and len(records) >= max_stages:
-                    break
-                try:
-                    records.append(run_stage(settings, name, config=(configs or {}).get(name), seconds=seconds,
-                                             epochs=epochs, say=say))
-                except JobBusy as exc:  # a nightly retrain of this model: let it finish first
-                    say(f"warm-up {name}: waiting ({exc})")
-                    time.sleep(30)
+            try:
+                records.append(run_stage(settings, name, config=(configs or {}).get(name), seconds=seconds,
+                                         epochs=epochs, say=say))
+            except JobBusy as exc:  # a nightly retrain of this model: let it finish first
+                say(f"warm-up {name}: waiting ({exc})")
+                time.sleep(30)
     return records
 
 
@@ -213,34 +221,53 @@ def missing(settings: Settings, names: Sequence[str] = MODEL_NAMES) -> list[str]
     return [spec(n).name for n in names if spec(n).registry(settings.home).current_version() is None]
 
 
-def train_first(settings: Settings, say: Report = log.info, *, names: Sequence[str] = MODEL_NAMES) -> dict[str, Any]:
+def train_first(settings: Settings, say: Report = log.info, *, names: Sequence[str] = MODEL_NAMES,
+                spawn: bool = True) -> dict[str, Any]:
     """Train each missing model on its spec's `first_profile` (the quick one: good answers within
-    minutes), the critic first, each in a spawned process (`jobs.runner`: TensorFlow stays out of
-    the bot's process). Returns {name: seconds or the error line}; a failure leaves the other
-    model be."""
+    minutes), in `names`' order (the critic first), each in a spawned process (`jobs.runner`:
+    TensorFlow stays out of the bot's process; `spawn=False`: here, for a caller that is itself
+    a spawned training process). Returns {name: seconds or the error line}; a failure leaves the
+    other model be. While a model trains, `learning` says how far it is."""
     done: dict[str, Any] = {}
     for name in missing(settings, names):
         model = spec(name)
         say(f"training a quick {name} model ({model.first_profile} profile) so Playbill can answer soon")
         started = time.monotonic()
-        with TrainingRecord(settings, name, by="first start") as run:
-            messages = TrainingProcess(_train_first, (settings_values(settings), model), name=f"playbill-first-{name}",
-                                       log_level=logging.WARNING).start().wait()
-            trained = messages.get("trained")
-            ok = trained is not None and model.registry(settings.home).current_version() is not None
-            if ok:
-                metrics = trained.get("metrics") or {}
-                run.finish(status="promoted", version=trained["version"], promoted=True, epochs=trained.get("epochs_run"),
-                           candidate_metric=metrics.get(model.gate_metric, metrics.get(f"val_{model.gate_metric}")),
-                           metrics={"profile": model.first_profile, **metrics})
-            else:
-                run.finish(status="failed", error=messages.get("error") or messages["exit"])
+        _mark_learning(settings.home, name, model.first_profile)
+        try:
+            with TrainingRecord(settings, name, by="first start") as run:
+                args = (settings_values(settings), model)
+                messages = TrainingProcess(_train_first, args, name=f"playbill-first-{name}",
+                                           log_level=logging.WARNING).start().wait() if spawn else _here(_train_first, args)
+                trained = messages.get("trained")
+                ok = trained is not None and model.registry(settings.home).current_version() is not None
+                if ok:
+                    metrics = trained.get("metrics") or {}
+                    run.finish(status="promoted", version=trained["version"], promoted=True,
+                               epochs=trained.get("epochs_run"),
+                               candidate_metric=metrics.get(model.gate_metric, metrics.get(f"val_{model.gate_metric}")),
+                               metrics={"profile": model.first_profile, **metrics})
+                else:
+                    run.finish(status="failed", error=messages.get("error") or messages["exit"])
+        finally:
+            _mark_learning(settings.home, name, None)
         if ok:
             enrol(settings.home, name)
             done[name] = round(time.monotonic() - started, 1)
         else:
             done[name] = f"training failed: {messages.get('error') or messages['exit']}"
     return done
+
+
+def _here(target: Callable[..., None], args: tuple[Any, ...]) -> dict[str, Any]:
+    """`target(send, *args)` in this process, its messages as `TrainingProcess.wait` returns them."""
+    messages: dict[str, Any] = {}
+    try:
+        target(lambda kind, payload: messages.__setitem__(kind, payload), *args)
+    except Exception as exc:  # the model is left missing; the line says why
+        messages["error"] = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+    messages["exit"] = "the training ended without a result"
+    return messages
 
 
 def _train_first(send: Any, values: dict[str, Any], model: Any) -> None:
@@ -250,6 +277,80 @@ def _train_first(send: Any, values: dict[str, Any], model: Any) -> None:
     result = model.train(config, settings.home, settings.data_dir, data=model.data_from(section), progress=False,
                          keep_runs=model.keep_runs)
     send("trained", result.as_dict())
+
+
+def _mark_learning(home: Path, name: str, profile: str | None) -> None:
+    """Note (or, `profile` None, clear) that this process trains `name`'s first model now."""
+    state = read_state(home)
+    learning = state.setdefault("learning", {})
+    if profile is None:
+        learning.pop(name, None)
+    else:
+        learning[name] = {"profile": profile, "pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()}
+    _write_state(home, state)
+
+
+def learning(settings: Settings, name: str) -> dict[str, Any] | None:
+    """How far the first model of `name` is while it trains and nothing of it is served yet:
+    {"profile", "epochs_done", "epochs_total", "seconds_per_epoch", "seconds_left", "eta",
+    "started_at"} (the time figures None before its first epoch ends); None when it is not
+    training on this host (never started, finished, or its process is gone)."""
+    model = spec(name)
+    entry = read_state(settings.home).get("learning", {}).get(model.name)
+    if entry is None or entry.get("host") != socket.gethostname() or not _alive(entry.get("pid")):
+        return None
+    config = model.config_from(settings.section(model.name), profile=entry["profile"])
+    trained = model.training_progress(settings.home, config) or {}
+    left = trained.get("seconds_left") if trained.get("epochs_done") else None
+    return {"profile": entry["profile"], "started_at": entry["started_at"],
+            "epochs_done": trained.get("epochs_done", 0), "epochs_total": trained.get("epochs_total"),
+            "seconds_per_epoch": trained.get("seconds_per_epoch"), "seconds_left": left,
+            "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="seconds") if left is not None else None}
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def start_first_start(settings: Settings, names: Sequence[str] = MODEL_NAMES, *, warm_up: bool = True) -> Any | None:
+    """Train the missing models of `names` (`train_first`, in order) in a spawned, niced process
+    while this one serves, then, with `warm_up` and `[jobs] warmup` on, go on with the warm-up in
+    the same process. It holds the warm-up lock throughout, so no other warm-up of this home
+    competes for the CPU. Returns the process (daemonic: it stops with this one), or None when
+    nothing is missing or this home's warm-up already runs. The models it publishes reach the
+    bot or console through their holders' refresh."""
+    todo = missing(settings, names)
+    if not todo or warmup_lock(settings).holder() is not None:
+        return None
+    process = TrainingProcess(_first_start_main, (settings_values(settings), todo, warm_up and settings.jobs.warmup),
+                              name="playbill-first-start", niceness=settings.jobs.training_niceness, daemon=True).start()
+    for name in todo:  # learning at once: the process imports TensorFlow before it marks itself
+        state = read_state(settings.home)
+        state.setdefault("learning", {})[name] = {"profile": spec(name).first_profile, "pid": process.pid,
+                                                  "host": socket.gethostname(), "started_at": _now()}
+        _write_state(settings.home, state)
+    log.info("training %s in the background (process %s)", ", ".join(todo), process.pid)
+    return process.process
+
+
+def _first_start_main(send: Any, values: dict[str, Any], names: list[str], warm_up: bool) -> None:
+    settings = restore_settings(values)
+    logging.getLogger("playbill").setLevel(min(logging.INFO, logging.getLevelNamesMapping()[settings.log_level]))
+    try:
+        with warmup_lock(settings):
+            for name, outcome in train_first(settings, names=names, spawn=False).items():
+                log.info("%s: %s", name, f"ready after {outcome:.0f} s" if not isinstance(outcome, str) else outcome)
+            if warm_up:
+                _run_stages(settings, names=MODEL_NAMES, configs=None, seconds=None, epochs=None, max_stages=None,
+                            say=log.info)
+    except JobBusy as exc:
+        log.info("%s", exc)
+    except Exception:  # the served models stay as they are; the next start tries again
+        log.exception("the background training stopped; the next `playbill run --train-missing` continues it")
 
 
 # --- the spawned process ---------------------------------------------------------------------

@@ -11,8 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Tests never see a developer's token, config file or settings: of the environment's PLAYBILL_*
-# variables only the two the test run itself is given are kept.
-KEPT_SETTINGS = ("PLAYBILL_DATA_DIR", "PLAYBILL_TEST_DATABASE_URL")
+# variables only those the test run itself is given are kept (the last: where `playbill bench
+# cluster` has tests/test_cluster_e2e.py write its figures).
+KEPT_SETTINGS = ("PLAYBILL_DATA_DIR", "PLAYBILL_TEST_DATABASE_URL", "PLAYBILL_BENCH_CLUSTER_FIGURES")
 for _name in [n for n in os.environ if n.startswith("PLAYBILL_") and n not in KEPT_SETTINGS] + ["DISCORD_TOKEN"]:
     os.environ.pop(_name, None)
 

@@ -112,7 +112,8 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
     await asyncio.to_thread(publish_to_database, trained_home, pg_url)
     env = cluster_env(homes[0], pg_url)
     history = db.make_engine(pg_url)
-    async with StandIn(guilds=GUILDS, shards=SHARDS, response_deadline_s=30.0) as discord:  # a busy CI machine
+    # Discord's identify rule enforced (one IDENTIFY per 5 s); the answer deadline relaxed for a busy CI machine
+    async with StandIn(guilds=GUILDS, shards=SHARDS, response_deadline_s=30.0, identify_interval_s=5.0) as discord:
         sync = await asyncio.create_subprocess_exec(PLAYBILL, "sync-commands", "--global",
                                                     env={**os.environ, **env, **discord.environment()})
         assert await sync.wait() == 0
@@ -183,10 +184,12 @@ async def test_three_processes_share_the_shards_the_schedule_and_each_promotion(
             "answered_once_by_owner": sum(a[:3] == e for a, e in zip(answers, expected)), "interactions": len(answers),
             "rollout_s": round(rollout_s, 2), "refresh_interval_s": float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]),
             "failover_s": round(failover_s, 2), "leader_poll_s": float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]),
-            "history_rows": rows, "answers": reviews, "homes": len(homes), "shared_folder": False,
+            "identify_refusals": len(discord.identify_refusals), "identifies": discord.identifies,
+            "history_rows": rows, "rows_lost": reviews - rows, "answers": reviews, "homes": len(homes), "shared_folder": False,
             "rollout_vs_refresh_interval": round(rollout_s / float(env["PLAYBILL_BOT__MODEL_REFRESH_SECONDS"]), 2),
             "failover_vs_leader_poll": round(failover_s / float(env["PLAYBILL_JOBS__LEADER_POLL_SECONDS"]), 2)}))
     assert [a[:3] for a in answers] == expected, "\n".join(b.output[-3000:] for b in bots)
+    assert discord.identify_refusals == [], "an IDENTIFY was refused: the processes did not take turns"
     assert old != new
     assert successor["pid"] in {b.pid for b in bots} - {killed.pid}
     assert rows == reviews

@@ -7,8 +7,10 @@ text arrives, then one `done` update; the request is recorded in the history, an
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,11 +24,13 @@ from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
 from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
 from playbill.bot.discord_io import NO_MENTIONS, ReportsOwnErrors, request_from
-from playbill.bot.errors import Busy
+from playbill.bot.errors import Busy, UserFacingError
 from playbill.bot.messages import Request
 from playbill.bot.services import Services
 from playbill.engine.errors import InvalidInput
 from playbill.engine.scene import SceneRequest
+from playbill.jobs.warmup import learning
+from playbill.settings import Settings
 
 if TYPE_CHECKING:
     from playbill.bot.console import Console
@@ -47,6 +51,30 @@ class SceneUpdate:
     model_version: str | None = None
 
 
+class StillLearning(UserFacingError):
+    """No playwright is served yet, but its first model is training (a first start)."""
+
+
+def still_learning(settings: Settings) -> StillLearning | None:
+    """What /write-scene answers while the first playwright trains on this host (a first start
+    serves the critic at once and trains the playwright in the background), with when it
+    expects to be ready: the epochs left times the time per epoch so far. None when it is not
+    training. Blocking (reads the training's state): call it in a thread."""
+    p = learning(settings, "scene")
+    if p is None:
+        return None
+    head = "The playwright is still learning its lines"
+    if p["seconds_left"] is None:  # no epoch finished yet: no time per epoch to go by
+        started = datetime.fromisoformat(p["started_at"])
+        ago = max(0, round((datetime.now(UTC) - started).total_seconds()))
+        return StillLearning(f"{head} (started {ago} s ago); it can say when it will be ready once its first "
+                             f"epoch of {p['epochs_total'] or 'several'} is done. The critic answers meanwhile.")
+    minutes = max(1, round(p["seconds_left"] / 60))
+    return StillLearning(f"{head} (epoch {p['epochs_done']} of {p['epochs_total']} done, about "
+                         f"{p['seconds_per_epoch']:.0f} s each); it expects to be ready in about {minutes} min "
+                         f"(about {p['eta'][11:16]} UTC). The critic answers meanwhile.")
+
+
 async def write_scene(services: Services, request: Request, prompt: str, length: int | None = None,
                       temperature: float | None = None, *, before_work: BeforeWork = None) -> AsyncIterator[SceneUpdate]:
     """Stream a scene: updates as text arrives, then one `done` update. Options left out come
@@ -59,6 +87,10 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
                              {"length": ask.length, "temperature": ask.temperature, "top_k": ask.top_k})
     worker = services.scene_worker
     try:
+        if not services.holders["scene"].loaded:
+            learning_now = await asyncio.to_thread(still_learning, services.settings)
+            if learning_now is not None:
+                raise learning_now
         ask = worker.check(ask)
         if not worker.has_room():
             raise Busy("The playwright")

@@ -83,10 +83,11 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
 
     first = groups("bench").add_parser(
         "first-start",
-        help="from an empty home: the first answer, then every warm-up promotion with its figures",
-        description="What `playbill run --train-missing` does for a new admin, timed: quick models in an empty "
-        "home, the first review and scene, then the warm-up while answering (event-loop lag measured), "
-        "each promotion with its validation figures. A table, and the JSON with --json.",
+        help="from an empty home: the first review, the first scene, then every warm-up promotion with its figures",
+        description="What `playbill run --train-missing` does for a new admin, timed: the quick critic in an empty "
+        "home and the first review at once, the quick playwright training in the background (/write-scene's "
+        "'still learning' answers) until the first scene, then the warm-up while answering (event-loop lag "
+        "measured), each promotion with its validation figures. A table, and the JSON with --json.",
     )
     first.add_argument("--minutes", type=float, default=60.0, help="how long to run in all (default 60)")
     first.add_argument("--home", help="the empty home to start in (default: a new temporary folder)")
@@ -112,10 +113,11 @@ def _run(args: argparse.Namespace, settings) -> int:
     from playbill.bot.client import DiscordUnavailable, StartRefused, serve
     from playbill.bot.discord_io import http_error_line
     from playbill.bot.services import default_holders, missing_models, missing_models_message, refresh_models
+    from playbill.jobs.warmup import learning
 
     holders = default_holders(settings)  # loaded once, kept by every connection attempt
     refresh_models(holders)
-    missing = missing_models(holders)
+    missing = [name for name in missing_models(holders) if learning(settings, name) is None]
     if missing:
         print(f"warning: {missing_models_message(missing, holders)} "
               "(or start with `playbill run --train-missing`)", file=sys.stderr)
@@ -203,15 +205,24 @@ def _sync_commands(args: argparse.Namespace, settings) -> int:
 
 
 def _train_missing(settings, args: argparse.Namespace) -> None:
-    """Train a quick model (the spec's `first_profile`) for each missing one, the critic first,
-    each in its own process; the warm-up then trains both on to their full default while serving."""
-    from playbill.jobs.warmup import train_first
+    """A first start: train a quick critic (the spec's `first_profile`) if it is missing, in its
+    own process, and serve as soon as it is ready; the other missing models train in a spawned
+    background process meanwhile (`jobs.warmup.start_first_start`), which then goes on with the
+    warm-up. Until the playwright is ready, /write-scene says when it expects to be."""
+    from playbill.engine.models import MODEL_NAMES
+    from playbill.jobs.warmup import missing, start_first_start, train_first
 
-    for name, outcome in train_first(settings, say=lambda line: print(line, file=sys.stderr, flush=True)).items():
+    first, later = MODEL_NAMES[:1], MODEL_NAMES[1:]  # the critic first: answers within the first minute
+    for name, outcome in train_first(settings, say=lambda line: print(line, file=sys.stderr, flush=True),
+                                     names=first).items():
         if isinstance(outcome, str):  # still start: the other model and the console work
             print(f"warning: {name}: {outcome}; starting without it", file=sys.stderr)
         else:
             print(f"{name} model ready after {outcome:.0f} s", file=sys.stderr, flush=True)
+    todo = missing(settings, later)
+    if todo and start_first_start(settings, later, warm_up=not args.no_scheduler) is not None:
+        print(f"training a quick {' and '.join(todo)} model in the background; serving meanwhile "
+              "(/write-scene says when it expects to be ready)", file=sys.stderr, flush=True)
 
 
 def _start_warmup(settings) -> None:
@@ -271,7 +282,10 @@ def _bench_first_start(args: argparse.Namespace, settings) -> int:
         raise CLIError(str(exc)) from None
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
-    print(f"first start in {home}: first answer after {report['first_answer_s']:.0f} s; ran "
+    scene = f"{report['first_scene_s']:.0f} s" if report["first_scene_s"] is not None else "not within the run"
+    print(f"first start in {home}: critic ready after {report['critic_ready_s']} s, first review after "
+          f"{report['first_review_s']:.0f} s, first scene after {scene} ({report['still_learning_answers']} "
+          f"'still learning' answers before it); ran "
           f"{report['minutes_run']} min on {report['cpus']} CPUs (load average {report['load_average']})")
     print(f"{'t (s)':>8}  event")
     for e in report["timeline"]:

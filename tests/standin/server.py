@@ -145,6 +145,7 @@ class StandIn:
         self._identified_at: dict[int, float] = {}  # rate-limit key -> last IDENTIFY
         self.faults: list[Fault] = []
         self.identifies = 0
+        self.identify_refusals: list[tuple[int, int]] = []  # (shard_id, shard_count) of each IDENTIFY refused
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
 
@@ -445,6 +446,7 @@ class StandIn:
         if self.identify_interval_s is not None:
             last = self._identified_at.get(key)
             if last is not None and now - last < self.identify_interval_s:
+                self.identify_refusals.append((shard_id, shard_count))
                 await connection.send({"op": OP_INVALID_SESSION, "d": False, "s": None, "t": None})
                 return
         self._identified_at[key] = now
