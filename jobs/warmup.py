@@ -303,7 +303,8 @@ def learning(settings: Settings, name: str) -> dict[str, Any] | None:
     trained = model.training_progress(settings.home, config) or {}
     left = trained.get("seconds_left") if trained.get("epochs_done") else None
     return {"profile": entry["profile"], "started_at": entry["started_at"],
-            "epochs_done": trained.get("epochs_done", 0), "epochs_total": trained.get("epochs_total"),
+            "epochs_done": trained.get("epochs_done", 0),
+            "epochs_total": trained.get("epochs_total") or getattr(config, "epochs", None),
             "seconds_per_epoch": trained.get("seconds_per_epoch"), "seconds_left": left,
             "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="seconds") if left is not None else None}
 

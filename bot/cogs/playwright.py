@@ -24,10 +24,10 @@ from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
 from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
 from playbill.bot.discord_io import NO_MENTIONS, ReportsOwnErrors, request_from
-from playbill.bot.errors import Busy, UserFacingError
+from playbill.bot.errors import Busy
 from playbill.bot.messages import Request
 from playbill.bot.services import Services
-from playbill.engine.errors import InvalidInput
+from playbill.engine.errors import InvalidInput, ModelUnavailable
 from playbill.engine.scene import SceneRequest
 from playbill.jobs.warmup import learning
 from playbill.settings import Settings
@@ -51,8 +51,9 @@ class SceneUpdate:
     model_version: str | None = None
 
 
-class StillLearning(UserFacingError):
-    """No playwright is served yet, but its first model is training (a first start)."""
+class StillLearning(ModelUnavailable):
+    """No playwright is served yet, but its first model is training (a first start); counted
+    as unavailable, and shown to the member as it is."""
 
 
 def still_learning(settings: Settings) -> StillLearning | None:
