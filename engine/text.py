@@ -52,6 +52,13 @@ def tokenize(text: str) -> list[str]:
     return standardize(text).split()
 
 
+def clean_markup(text: str) -> str:
+    """Lower case, HTML entities unescaped, `<br />` a sentence break and other tags spaces, curly
+    apostrophes straight: what the linear critic's tokenizer (engine.sentiment.linear) reads."""
+    text = _TAGS.sub(" ", _BREAKS.sub(" . ", html.unescape(text)))
+    return text.lower().replace("\u2019", "'").replace("`", "'")
+
+
 _PUNCT_TOKENS = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[.,!?;:()\"-]")
 
 

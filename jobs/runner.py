@@ -23,8 +23,10 @@ this process started (shutting down).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -58,8 +60,14 @@ class TrainingProcess:
         return self.process.pid
 
     def start(self) -> TrainingProcess:
-        self.process.start()
-        _ACTIVE.add(self.process)
+        _ACTIVE.add(self.process)  # first: an interrupt during the spawn still finds the child
+        try:
+            self.process.start()
+        except BaseException:
+            if self.process.is_alive():
+                self.process.terminate()
+            _ACTIVE.discard(self.process)
+            raise
         self._send.close()  # the child holds the only writer: EOF as soon as it exits
         return self
 
@@ -111,13 +119,19 @@ class TrainingProcess:
 
 
 def terminate_training() -> int:
-    """Stop the training processes this process started (shutting down); their runs fail cleanly."""
+    """Stop the training processes this process started (shutting down); their runs fail cleanly.
+    Also called at interpreter exit (registered below, after multiprocessing's own exit hook, so
+    it runs first): an interrupt that lands between `start()` and `wait()` would otherwise leave
+    multiprocessing joining a child that trains on, and the process would never exit."""
     stopped = 0
     for process in list(_ACTIVE):
         if process.is_alive():
             process.terminate()
             stopped += 1
     return stopped
+
+
+atexit.register(terminate_training)
 
 
 def _child_main(target: Callable[..., None], args: tuple[Any, ...], niceness: int, log_level: int, conn: Any) -> None:

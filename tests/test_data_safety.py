@@ -10,6 +10,7 @@ import io
 import json
 import os
 import select
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def test_search_finds_non_ascii_capitals_on_sqlite(history_url: str) -> None:
 
 
 def console_process(home: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PLAYBILL_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PLAYBILL_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "playbill", "console"], env=env, **kwargs)
 
 
@@ -193,7 +194,17 @@ def test_ctrl_c_at_the_console_prompt_exits_at_once(home: Path) -> None:
         while b"playbill> " not in seen and select.select([master], [], [], 120)[0]:
             seen += os.read(master, 4096)
         os.write(master, b"\x03")  # Ctrl-C, and no Enter after it
-        code = proc.wait(timeout=120)  # a guard against a hang, not a speed check
+        try:
+            code = proc.wait(timeout=120)  # a guard against a hang, not a speed check
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            dump = b""
+            while select.select([master], [], [], 5)[0]:
+                try:
+                    dump += os.read(master, 65536)
+                except OSError:
+                    break
+            pytest.fail(f"the console did not exit after Ctrl-C:\n{dump.decode('utf-8', 'replace')[-6000:]}")
     finally:
         proc.kill()
         os.close(master)

@@ -94,7 +94,7 @@ def default_critic(csv_path: Path, tmp_path_factory):
 def test_the_default_profile_blends_its_ngram_models(default_critic) -> None:
     home, result = default_critic
     model = spec("sentiment").load(spec("sentiment").registry(home).get(result.version).path)
-    assert model.config.ngrams == SENTIMENT_PROFILES["default"].ngrams
+    assert model.config.views == SENTIMENT_PROFILES["default"].views
     assert [v.label for v in model.predict(["a superb delightful film", "a dreadful boring waste"])] == [
         "positive", "negative"]
 
@@ -244,4 +244,4 @@ def test_train_sentiment_profile_picks_the_critic_profile(csv_path: Path, tmp_pa
                           "--data", str(csv_path), "--json"], capture_output=True, env=env, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     extra = json.loads(run.stdout)["extra"]
-    assert (extra["profile"], sorted(extra["per_model"])) == ("quick", ["words_p"])
+    assert (extra["profile"], sorted(extra["per_model"])) == ("quick", sorted(SENTIMENT_PROFILES["quick"].views))

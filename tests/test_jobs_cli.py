@@ -145,7 +145,8 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
     control(settings.home, block_on=str(tmp_path / "never"))
     script = tmp_path / "cli.py"
     script.write_text(CLI_HOST)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -153,7 +154,12 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
             time.sleep(0.05)
         child = calls(settings.home)[0]["pid"]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=60)  # a guard against a hang, not a speed check
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"playbill retrain did not exit after Ctrl-C:\n{err[-6000:]}")
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from playbill.bot.console import Console
 
 DESCRIPTION = "The critic reads a movie review and says how positive it is."
-POSITIVE, NEGATIVE = 0x2ECC71, 0xE74C3C
+POSITIVE, NEGATIVE, MIXED = 0x2ECC71, 0xE74C3C, 0xF1C40F
 
 
 # --------------------------------------------------------------------------- what it does
@@ -45,6 +45,12 @@ class Verdict:
     positive_probability: float
     model_version: str | None
     interaction_id: int | None
+    mixed: bool = False  # too close to call (the engine's calibrated band): `label` is only where it leans
+
+    def leaning(self) -> str:
+        """'leans positive, 56%' (the probability of the label it leans to)."""
+        p = self.positive_probability if self.label == "positive" else 1.0 - self.positive_probability
+        return f"leans {self.label}, {p:.0%}"
 
 
 async def review_sentiment(services: Services, request: Request, text: str, *,
@@ -66,14 +72,14 @@ async def review_sentiment(services: Services, request: Request, text: str, *,
         raise
     label, p = str(answer.label), float(answer.positive_probability)
     interaction_id = await record.done(output=label, label=label, probability=p, model_version=version)
-    return Verdict(text, label, p, version, interaction_id)
+    return Verdict(text, label, p, version, interaction_id, bool(getattr(answer, "mixed", False)))
 
 
 def verdict_response(verdict: Verdict) -> Response:
     embed = EmbedData(
-        title=f"The critic says: {verdict.label}",
+        title=f"The critic says: mixed ({verdict.leaning()})" if verdict.mixed else f"The critic says: {verdict.label}",
         description=fmt.quote_block(verdict.text, 1000),
-        colour=POSITIVE if verdict.label == "positive" else NEGATIVE,
+        colour=MIXED if verdict.mixed else POSITIVE if verdict.label == "positive" else NEGATIVE,
         fields=[Field("Positive", f"`{fmt.bar(verdict.positive_probability)}`"),
                 Field("Model", f"sentiment {verdict.model_version}")],
         footer="Was the critic right? Your vote helps it learn." if verdict.interaction_id else "",

@@ -4,8 +4,10 @@
     features   review text -> LSTM windows and n-gram ids (numpy)
     serving    SentimentModel, Verdict: check, predict (numpy, on the shared `engine.lstm` cell)
     data       the fixed train/validation split; extra (voted) examples with weights; the memory
-    ngrams     n-gram features, NB ratios, the direct logistic-regression fit, the blend (numpy)
-    fit        train_ngrams: the "quick" and "default" profiles (numpy, no Keras)
+    linear     the linear views: scikit-learn hashed n-grams, NB-scaled normalised features, logistic regression
+    ngrams     how versions trained before issue 20 read a review (hand-hashed n-grams; serving only)
+    community  the votes' correction (scipy sparse rows, L-BFGS-B)
+    fit        train_ngrams: the "quick" and "default" profiles (scikit-learn, no Keras)
     evaluate   accuracy on labelled reviews in memory, a CSV, IMDB validation or test
     train      train_sentiment, build_model, NBScore, export_weights: the "wide_deep" profile (Keras)
     bench      `playbill bench sentiment` (Keras)

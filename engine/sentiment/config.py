@@ -27,15 +27,20 @@ MAX_CHARS = 200_000  # longer input is refused with a message, not silently cut
 class SentimentConfig:
     """Hyper-parameters of one critic (all of them: nothing else is tuned).
 
-    Two layouts. `ngrams` names n-gram models (`engine.sentiment.ngrams.NGRAM_SETS`) fitted
-    directly with numpy and blended on validation: the profiles "quick" and "default". Empty
-    `ngrams` is the wide-and-deep layout (an LSTM beside one n-gram branch, Keras): the
-    profile "wide_deep", the previous default, and what a config built with no profile (or
+    Three layouts. `views` names linear views (`engine.sentiment.linear.VIEWS`: scikit-learn
+    hashed n-grams and logistic regressions), blended and calibrated on validation: the profiles
+    "quick" and "default". `ngrams` names the hand-hashed n-gram models of versions trained
+    before (served, no longer trained). Neither is the wide-and-deep layout (an LSTM beside one
+    n-gram branch, Keras): the profile "wide_deep", and what a config built with no profile (or
     saved before profiles) means, so old versions and tiny test configs keep their meaning.
     """
 
     name: str = "custom"  # the profile it came from, for metadata and warm-up progress
-    ngrams: tuple[str, ...] = ()  # n-gram models, blended on validation; () = the wide-and-deep layout
+    views: tuple[str, ...] = ()  # linear views, blended on validation (engine.sentiment.linear)
+    ngrams: tuple[str, ...] = ()  # hand-hashed n-gram models of earlier versions (serving only)
+    # a verdict whose calibrated probability is within this of 0.5 is shown as mixed ("leans
+    # positive, 56%"); checked on validation (docs/benchmarks.md "## Critic")
+    mixed_band: float = 0.1
     # votes (extra examples), n-gram layout: a community layer on top of the IMDB-only models
     # (engine.sentiment.community): L2 of its mean-pooled correction, and the settled weight
     # from which a review is remembered verbatim (docs/benchmarks.md "votes")
@@ -61,11 +66,12 @@ class SentimentConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ngrams", tuple(self.ngrams))  # JSON gives lists
+        object.__setattr__(self, "views", tuple(self.views))
 
     @property
     def wide_deep(self) -> bool:
         """The Keras layout (LSTM + one n-gram branch), trained epoch by epoch."""
-        return not self.ngrams
+        return not self.ngrams and not self.views
 
     def with_overrides(self, **changes: Any) -> SentimentConfig:
         """This config with the given fields changed; None leaves a field as it is."""
@@ -88,10 +94,10 @@ class SentimentConfig:
 
 
 PROFILES: dict[str, SentimentConfig] = {
-    # First start: one NB-prior logistic regression over hashed word uni+bigrams, ~15 s on 2 cores.
-    "quick": SentimentConfig(name="quick", ngrams=("words_p",)),
-    # The full critic: three n-gram models blended on validation (docs/benchmarks.md "## Sentiment").
-    "default": SentimentConfig(name="default", ngrams=("words_p", "trigrams_p", "chars")),
+    # First start: one logistic regression over NB-scaled, normalised word uni+bigrams, seconds.
+    "quick": SentimentConfig(name="quick", views=("words12",)),
+    # The full critic: linear views blended on validation (docs/benchmarks.md "## Critic").
+    "default": SentimentConfig(name="default", views=("words12", "words13_neg")),
     # The previous default (LSTM + n-gram branch, Keras, ~8 min): the benchmark's baseline.
     "wide_deep": SentimentConfig(name="wide_deep"),
 }

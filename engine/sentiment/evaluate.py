@@ -18,7 +18,6 @@ from playbill.engine.imdb import Reviews, load_csv, load_imdb
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME, SentimentConfig
 from playbill.engine.sentiment.data import validation_reviews
-from playbill.engine.sentiment.ngrams import fit_blend as blend_columns
 from playbill.engine.sentiment.serving import SentimentModel
 
 SPLITS = ("validation", "test")
@@ -36,6 +35,20 @@ def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     """Mean log(1 + exp(-y*z)) with y in {-1, +1}, computed stably."""
     signed = np.where(np.asarray(labels) > 0, logits, -np.asarray(logits)).astype(np.float64)
     return float(np.mean(np.logaddexp(0.0, -signed)))
+
+
+def blend_columns(columns: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> np.ndarray:
+    """(a_1..a_k, c) of the logistic regression sigmoid(sum a_i x_i + c) on held-out reviews (scikit-learn,
+    L2 `l2` per review on the a_i: finite on separable, tiny data): how much to trust each model,
+    and the calibration of the served probability."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels) > 0.5
+    x = np.asarray(columns, np.float64).reshape(len(labels), -1)
+    if labels.all() or not labels.any():  # one label only: no evidence to weigh; trust the models as they are
+        return np.concatenate([np.ones(x.shape[1]), [0.0]]).astype(np.float32)
+    fitted = LogisticRegression(C=1.0 / (l2 * len(labels)), max_iter=1000, tol=1e-8).fit(x, labels)
+    return np.concatenate([fitted.coef_.ravel(), fitted.intercept_]).astype(np.float32)
 
 
 def fit_blend(deep: np.ndarray, wide: np.ndarray, labels: np.ndarray, l2: float = 1e-4) -> np.ndarray:

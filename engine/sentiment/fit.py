@@ -1,10 +1,12 @@
-"""Training the n-gram critic (the "quick" and "default" profiles): numpy only, no Keras.
+"""Training the linear critic (the "quick" and "default" profiles): scikit-learn, no Keras.
 
-Each n-gram model of `config.ngrams` is fitted directly (engine.sentiment.ngrams) on the
-training reviews only; the blend of their logits is fitted on the validation reviews; the
-extra examples (votes) go into the community layer on top (engine.sentiment.community: a
-memory and a mean-pooled correction). One checkpoint per fit holds the learnt n-gram
-weights, so a resume (the nightly job's path) warm-starts from them.
+Each view of `config.views` (engine.sentiment.linear) is fitted on the training reviews (and,
+where the view says so, their denoised sentences); the blend of the views' logits is a
+logistic regression on the validation reviews, so the served probability is calibrated there;
+the extra examples (votes) go into the community layer on top (engine.sentiment.community: a
+memory and a mean-pooled correction). One checkpoint per fit holds the fitted arrays; a resume
+(the nightly job's path) fits again from the data (a fit takes seconds to minutes) and records
+where it started.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
 
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
-from playbill.engine.errors import CheckpointError
 from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
-from playbill.engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, WEIGHTS_FILE, SentimentConfig
+from playbill.engine.sentiment.community import fit_correction, pooled
+from playbill.engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, PROFILES, WEIGHTS_FILE, SentimentConfig
 from playbill.engine.sentiment.data import memory_of, training_split
-from playbill.engine.sentiment.evaluate import accuracy, hit_rate, log_loss
-from playbill.engine.sentiment.community import community_ids, fit_correction
-from playbill.engine.sentiment.ngrams import NGRAM_SETS, Rows, fit, fit_blend, nb_ratios, review_ids
+from playbill.engine.sentiment.evaluate import accuracy, blend_columns, hit_rate, log_loss
+from playbill.engine.sentiment.linear import LinearModel, counts, features, idf, nb_ratios, sentences, view
 from playbill.engine.sentiment.serving import COMMUNITY, SentimentModel, ngram_arrays
 from playbill.engine.training import TrainingResult
 
@@ -34,74 +37,101 @@ log = logging.getLogger(__name__)
 
 
 class FitState:
-    """What a checkpoint of an n-gram fit holds: each model's learnt correction u (non-zeros)."""
+    """What a checkpoint of a linear fit holds: the fitted arrays (for the record; a resume refits)."""
 
-    def __init__(self, corrections: dict[str, np.ndarray]) -> None:
-        self.corrections = corrections
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.weights = weights
 
     def save(self, path: str | Path) -> None:
-        arrays = {}
-        for name, u in self.corrections.items():
-            ids = np.flatnonzero(u).astype(np.int32)
-            arrays.update({f"{name}_ids": ids, f"{name}_values": u[ids], f"{name}_size": np.asarray([len(u)])})
         with open(path, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
-            np.savez(fh, **arrays)
+            np.savez(fh, **self.weights)
 
-    @classmethod
-    def load(cls, checkpoint: Checkpoint, names: tuple[str, ...]) -> FitState:
-        try:
-            with np.load(checkpoint.path) as data:
-                out = {}
-                for name in names:
-                    u = np.zeros(int(data[f"{name}_size"][0]), np.float32)
-                    u[data[f"{name}_ids"]] = data[f"{name}_values"]
-                    out[name] = u
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"cannot load checkpoint {checkpoint.label()}: {exc}") from None
-        return cls(out)
+
+def fit_view(name: str, texts: list[str], labels: np.ndarray, progress: bool = False) -> tuple[LinearModel, dict]:
+    """One linear view: idf and NB ratios over `texts` and their sentences, fitted on `texts` (and
+    their confident sentences, if the view learns from them)."""
+    spec = view(name)
+    x = counts(texts, spec)
+    labels = np.asarray(labels)
+    stats: dict[str, Any] = {"reviews": len(texts)}
+    owner, parts = [], []
+    for row, text in enumerate(texts):
+        found = sentences(text)
+        parts.extend(found)
+        owner.extend([row] * len(found))
+    xs = counts(parts, spec) if parts else sp.csr_matrix((0, x.shape[1]), dtype=np.float32)
+    ys = labels[np.asarray(owner, np.int64)] if parts else np.zeros(0, labels.dtype)
+    both = sp.vstack([x, xs]).tocsr()
+    scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
+    seen = np.bincount(both.indices, minlength=both.shape[1]) > 0
+    scale = np.where(seen, scale, 0.0).astype(np.float32)
+    fitted = _logistic(features(x, scale), labels, spec.c)
+    if spec.sentences and xs.shape[0]:
+        xf = features(xs, scale)
+        p = 1.0 / (1.0 + np.exp(-(xf @ fitted.coef_.ravel() + fitted.intercept_[0])))
+        keep = np.where(ys > 0, p >= spec.sentence_confidence, p <= 1 - spec.sentence_confidence)
+        stats.update(sentences=int(xs.shape[0]), sentences_kept=int(keep.sum()))
+        if progress:
+            print(f"{name}: {keep.sum():,} of {xs.shape[0]:,} sentences kept", flush=True)
+        if keep.any():
+            weights = np.concatenate([np.ones(x.shape[0]), np.full(int(keep.sum()), spec.sentence_weight)])
+            fitted = _logistic(sp.vstack([features(x, scale), xf[keep]]).tocsr(),
+                               np.concatenate([labels, ys[keep]]), spec.c, weights)
+    coef = np.where(seen, fitted.coef_.ravel(), 0.0).astype(np.float32)
+    return LinearModel(name, scale, coef, float(fitted.intercept_[0])), stats
+
+
+def _logistic(x, labels: np.ndarray, c: float, weights: np.ndarray | None = None) -> LogisticRegression:
+    if len(set(np.asarray(labels).tolist())) < 2:
+        raise ValueError("a linear view needs reviews of both labels")
+    return LogisticRegression(C=c, solver="liblinear", max_iter=300).fit(x, labels, sample_weight=weights)
+
+
+def linear_layout(config: SentimentConfig) -> SentimentConfig:
+    """A config of the hand-hashed n-gram layout (a checkpoint from before issue 20) trains as
+    the same-named profile of today's linear layout."""
+    if config.views:
+        return config
+    profile = PROFILES.get(config.name)
+    return profile if profile is not None and profile.views else PROFILES["default"]
 
 
 def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: Checkpoint | None,
                  data: Path | None, extra, promote: bool, progress: bool, evaluate_test: bool,
                  keep_runs: int | None) -> TrainingResult:
-    """Fit the n-gram models, blend them on validation, publish a version; see the module doc."""
+    """Fit the linear views, blend them on validation, publish a version; see the module doc."""
     started = time.perf_counter()
     home, data_dir = Path(home), Path(data_dir)
+    if not config.views:
+        config, start = linear_layout(config), None
     manager = CheckpointManager(home / "checkpoints", NAME)
-    warm = FitState.load(start, config.ngrams) if start is not None else None
     split = training_split(data_dir, data, extra, config)
-    train_ids = review_ids(split.train_texts, config.ngrams)
-    val_ids = review_ids(split.val_texts, config.ngrams)
 
     weights: dict[str, np.ndarray] = {}
-    corrections: dict[str, np.ndarray] = {}
     val_columns = []
-    per_model: dict[str, dict[str, float]] = {}
+    per_model: dict[str, dict[str, Any]] = {}
     fit_started = time.perf_counter()
-    for name in config.ngrams:
-        spec = NGRAM_SETS[name]
+    for name in config.views:
         t0 = time.perf_counter()
-        rows = Rows(train_ids[name])
-        ones = np.ones(rows.n)
-        r = nb_ratios(rows, split.train_labels, ones, spec.buckets + 1, spec.min_count)
-        fitted = fit(rows, split.train_labels, ones, r, spec,
-                     u0=warm.corrections.get(name) if warm else None)
-        weights.update(ngram_arrays(name, fitted.table, fitted.bias))
-        corrections[name] = fitted.u
-        val_logit = Rows(val_ids[name]).sums(fitted.table) + fitted.bias
+        model, stats = fit_view(name, split.train_texts, split.train_labels, progress)
+        weights.update(model.arrays())
+        val_logit = model.logits(counts(split.val_texts, model.spec))
         val_columns.append(val_logit)
-        per_model[name] = {"val_accuracy": hit_rate(val_logit, split.val_labels), "seconds": time.perf_counter() - t0}
+        per_model[name] = {"val_accuracy": hit_rate(val_logit, split.val_labels),
+                           "seconds": time.perf_counter() - t0, **stats}
         if progress:
             print(f"{name}: validation accuracy {per_model[name]['val_accuracy']:.4f} "
                   f"({per_model[name]['seconds']:.1f} s)", flush=True)
     columns = np.column_stack(val_columns)
-    weights["blend"] = blend = fit_blend(columns, split.val_labels)
+    weights["blend"] = blend = blend_columns(columns, split.val_labels)
     train_seconds = time.perf_counter() - fit_started
     memory = memory_of(split.extras, config.memory_min_weight)
     if split.extras:
         texts = [t for t, _, _ in split.extras]
-        base = SentimentModel(weights, None, config).model_logits(texts).astype(np.float64)
-        table = fit_correction(community_ids(texts), np.asarray([y for _, y, _ in split.extras]),
+        base_model = SentimentModel(weights, None, config)
+        base = base_model.model_logits(texts).astype(np.float64)
+        _, x = base_model.view_logits(texts)
+        table = fit_correction(pooled(x), np.asarray([y for _, y, _ in split.extras]),
                                np.asarray([w for _, _, w in split.extras]), base, config.community_l2)
         weights.update(ngram_arrays(COMMUNITY, table, 0.0))
     serving = SentimentModel(weights, None, config, memory=memory)
@@ -114,14 +144,14 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
         metrics["test_n"] = len(test)
 
     run = manager.new_run()
-    manager.save(FitState(corrections), run, 1, metrics, config=asdict(config), data=split.fingerprint,
+    manager.save(FitState(weights), run, 1, metrics, config=asdict(config), data=split.fingerprint,
                  epochs_total=1)  # one fit is the whole budget
     registry = ModelRegistry.in_home(home, NAME)
     meta = {
         "metrics": metrics,
         "profile": config.name,
         "config": asdict(config),
-        "ngram_sets": {name: asdict(NGRAM_SETS[name]) for name in config.ngrams},
+        "views": {name: asdict(view(name)) for name in config.views},
         "per_model": per_model,
         "data_fingerprint": split.fingerprint,
         "data_source": "IMDB train" if data is None else f"CSV {Path(data).name}",

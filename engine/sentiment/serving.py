@@ -1,16 +1,21 @@
-"""The served critic: raw review text in, probability that it is positive out; numpy only.
+"""The served critic: raw review text in, probability that it is positive out; no TensorFlow.
 
-Two layouts (`SentimentConfig.ngrams`):
-- n-gram models (the "quick" and "default" profiles): each model's logit is a sum of table
-  entries over the review's hashed n-grams plus a bias; the served logit is
-  a_1 * logit_1 + ... + a_k * logit_k + c, the blend fitted on validation reviews.
+Three layouts (`SentimentConfig`):
+- linear views (`views`, the "quick" and "default" profiles since issue 20): scikit-learn's
+  hashed n-gram counts of a batch, one sparse matrix product per view
+  (engine.sentiment.linear); the served logit is the blend of the views' logits fitted on
+  validation (a logistic regression there: the probability is calibrated on it).
+- hand-hashed n-gram models (`ngrams`, versions trained before issue 20): each model's logit
+  is its table's entries over the review's hashed n-grams plus a bias (engine.sentiment.ngrams,
+  one sparse product per model); the served logit is a_1 * logit_1 + ... + a_k * logit_k + c.
 - wide and deep (the "wide_deep" profile and versions trained before profiles): training
   exports the Keras weights to numpy and `SentimentModel` runs the forward pass itself: the
   embedding@kernel table precomputed, the shared `engine.lstm` step, padding steps skipped,
   many windows stepped together. The review's deep logit is the mean of its windows'
   logits; the served logit is a * deep + b * wide + c.
-Both may carry a memory (`memory.json`): reviews the community settled, by standardized
-text, answered with their settled label.
+All may carry a memory (`memory.json`): reviews the community settled, by standardized
+text, answered with their settled label. A verdict whose probability lies within
+`config.mixed_band` of 0.5 is marked mixed: the critic cannot call it.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
                                      SentimentConfig, SentimentLimits)
 from playbill.engine.sentiment.features import features, pad_windows, split_windows
-from playbill.engine.sentiment.community import community_ids, correction
-from playbill.engine.sentiment.ngrams import Rows, review_ids
+from playbill.engine.sentiment.community import pooled
+from playbill.engine.sentiment.linear import LinearModel, counts
+from playbill.engine.sentiment.ngrams import community_ids, id_matrix, review_ids
 from playbill.engine.text import Vocabulary, standardize, tokenize
 from playbill.engine.weights import read_arrays
 
@@ -43,9 +49,10 @@ MEMORY_LOGIT = 4.0  # a remembered review's answer: probability 0.982 for its se
 class Verdict:
     label: str  # "positive" or "negative"
     positive_probability: float
+    mixed: bool = False  # too close to call: the label is only where it leans
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "positive_probability": round(self.positive_probability, 6)}
+        return {"label": self.label, "positive_probability": round(self.positive_probability, 6), "mixed": self.mixed}
 
 
 class SentimentModel:
@@ -67,6 +74,12 @@ class SentimentModel:
             # served logit = a * deep + b * wide + c (models of the fasttext layout: the plain sum)
             self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
             tables = [self._table, self._recurrent, self._dense_w, self._ngram_weight]
+        elif config.views:
+            self._linear = [LinearModel.from_arrays(name, weights) for name in config.views]
+            self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(len(config.views) + 1)
+            self._community = ngram_table(weights, COMMUNITY) if f"{COMMUNITY}_ids" in weights else None
+            tables = [a for m in self._linear for a in (m.scale, m.coef)]
+            tables += [self._community] if self._community is not None else []
         else:
             self._tables = {name: ngram_table(weights, name) for name in config.ngrams}
             self._biases = {name: float(np.asarray(weights[f"{name}_bias"]).reshape(-1)[0]) for name in config.ngrams}
@@ -120,7 +133,8 @@ class SentimentModel:
         each review is checked first, and one bad review refuses the batch."""
         logits = self.logits([self.check(ReviewRequest(t)).text for t in texts])
         probs = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
-        return [Verdict("positive" if p >= 0.5 else "negative", float(p)) for p in probs]
+        band = self.config.mixed_band
+        return [Verdict("positive" if p >= 0.5 else "negative", float(p), bool(abs(p - 0.5) < band)) for p in probs]
 
     def logits(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
         """The served logits (memory first, then the model) of reviews already checked."""
@@ -136,19 +150,37 @@ class SentimentModel:
         return out
 
     def model_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """The n-gram layout's blended logits plus the community's correction, without the memory."""
-        columns = self.ngram_logits(texts)
-        out = columns @ self._blend[:-1] + self._blend[-1]
-        if self._community is not None:
-            out += correction(community_ids(texts), self._community)
+        """The n-gram layouts' blended logits plus the community's correction, without the memory."""
+        if self.config.views:
+            columns, x = self.view_logits(texts)
+            out = columns @ self._blend[:-1] + self._blend[-1]
+            if self._community is not None:
+                out += pooled(x) @ self._community
+        else:
+            columns = self.ngram_logits(texts)
+            out = columns @ self._blend[:-1] + self._blend[-1]
+            if self._community is not None:
+                out += pooled(id_matrix(community_ids(texts), len(self._community))) @ self._community
         return out.astype(np.float32)
 
+    def view_logits(self, texts: Sequence[str]) -> tuple[np.ndarray, Any]:
+        """([reviews, views] each linear view's own logit, the first view's counts): one hashing
+        pass and one sparse product per view for the whole batch."""
+        out = np.empty((len(texts), len(self._linear)), np.float64)
+        first = None
+        for k, model in enumerate(self._linear):
+            x = counts(texts, model.spec)
+            first = x if first is None else first
+            out[:, k] = model.logits(x)
+        return out, first
+
     def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """[reviews, models]: each n-gram model's own logit (before the blend)."""
+        """[reviews, models]: each hand-hashed n-gram model's own logit (before the blend)."""
         ids = review_ids(texts, self.config.ngrams)
         out = np.empty((len(texts), len(self.config.ngrams)), np.float64)
         for k, name in enumerate(self.config.ngrams):
-            out[:, k] = Rows(ids[name]).sums(self._tables[name]) + self._biases[name]
+            table = self._tables[name]
+            out[:, k] = id_matrix(ids[name], len(table)) @ table + self._biases[name]
         return out
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from playbill import __version__
 from playbill.cli.common import USER_ERRORS, CommandGroups, print_json
 from playbill.history.model_store import use_model_store
 from playbill.logs import configure_logging, hide_native_logs
-from playbill.settings import load_settings
+from playbill.settings import Settings, load_settings
 
 COMMAND_MODULES = (
     "playbill.cli.sentiment",  # train/evaluate/bench sentiment, predict
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_config(args: argparse.Namespace, settings) -> int:
+def _show_config(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.settings import discord_token
 
     if args.example:

@@ -10,6 +10,7 @@ from typing import Any
 
 from playbill.engine.errors import EngineError
 from playbill.history.errors import HistoryError
+from playbill.settings import Settings
 
 
 class CLIError(Exception):
@@ -70,7 +71,7 @@ def continues(args: argparse.Namespace) -> bool:
     return bool(args.resume or args.checkpoint) and not args.no_promote
 
 
-def run_training(name: str, settings: Any, args: argparse.Namespace,
+def run_training(name: str, settings: Settings, args: argparse.Namespace,
                  train: Callable[[], Any]) -> tuple[Any, str | None] | None:
     """Every `playbill train MODEL`: `train()` runs once and is recorded in the history's training
     runs (`playbill history runs`). A run that continues a checkpoint (--resume/--checkpoint) and
@@ -164,7 +165,7 @@ class ProgressBar:
 _METRICS: list[Any] = []  # this process's metrics endpoint, once started
 
 
-def serve_metrics(settings: Any) -> Any:
+def serve_metrics(settings: Settings) -> Any:
     """Start this process's metrics and health endpoint if `[metrics] port` is set (once per
     process; `playbill run` without a token goes on to the console). A port that cannot be bound
     is one line naming the setting."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from playbill.cli.common import CLIError, CommandGroups
+from playbill.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -33,7 +34,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     backup.set_defaults(handler=_backup)
 
 
-def _upgrade(args: argparse.Namespace, settings) -> int:
+def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.db import make_engine, safe_url, upgrade
 
     engine = make_engine(settings.database_url)
@@ -49,7 +50,7 @@ def _upgrade(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _downgrade(args: argparse.Namespace, settings) -> int:
+def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.db import downgrade, make_engine, safe_url
 
     if args.revision == "base" and not args.yes:
@@ -63,7 +64,7 @@ def _downgrade(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _current(args: argparse.Namespace, settings) -> int:
+def _current(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.db import make_engine, safe_url, schema_status
 
     engine = make_engine(settings.database_url)
@@ -78,7 +79,7 @@ def _current(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _revision(args: argparse.Namespace, settings) -> int:
+def _revision(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -115,7 +116,7 @@ def _revision(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _backup(args: argparse.Namespace, settings) -> int:
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.backup import backup_sqlite
 
     made = backup_sqlite(settings.database_url, settings.backups_dir, settings.jobs.backups_keep)

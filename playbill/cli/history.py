@@ -18,6 +18,7 @@ from dataclasses import asdict, fields
 from playbill.cli.common import CLIError, CommandGroups
 from playbill.cli.output import FORMATS, Column, Listing, Report, render
 from playbill.history.models import KINDS, LABELS, SOURCES, STATUSES
+from playbill.settings import Settings
 
 DEFAULT_LIMIT = 50  # interactions listed unless --limit says otherwise
 DEFAULT_RUNS = 20  # training runs listed unless --limit says otherwise
@@ -141,7 +142,7 @@ def _check_window(args: argparse.Namespace) -> None:
         raise CLIError("--since must be before --until")
 
 
-def _sessions(settings):
+def _sessions(settings: Settings):
     """The database, with the rows kept in the spool during an outage written first (they belong
     in what is listed, counted or forgotten). Returns (engine, sessions, rows still spooled)."""
     from playbill.history.db import open_history
@@ -162,7 +163,7 @@ def _spool_note(settings, waiting: int) -> str | None:
 # --- history list ------------------------------------------------------------------------
 
 
-def _list(args: argparse.Namespace, settings) -> int:
+def _list(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.api import InteractionFilter, query_interactions
 
     _check_window(args)
@@ -224,7 +225,7 @@ def _answer(row) -> str:
 # --- history runs ------------------------------------------------------------------------
 
 
-def _runs(args: argparse.Namespace, settings) -> int:
+def _runs(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.api import TrainingRunRecord, list_training_runs
 
     engine, sessions, _ = _sessions(settings)
@@ -261,7 +262,7 @@ def _metric(value: float | None) -> str:
 # --- history stats -----------------------------------------------------------------------
 
 
-def _stats(args: argparse.Namespace, settings) -> int:
+def _stats(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.api import history_stats
 
     _check_window(args)
@@ -333,7 +334,7 @@ def _ms(value: float | None) -> str:
 # --- history forget ----------------------------------------------------------------------
 
 
-def _forget(args: argparse.Namespace, settings) -> int:
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.spool import InteractionWriter, Spool
 
     if args.user is None:
@@ -356,7 +357,7 @@ def _forget(args: argparse.Namespace, settings) -> int:
 # --- playbill bench history --------------------------------------------------------------
 
 
-def _bench(args: argparse.Namespace, settings) -> int:
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.history.bench import run_bench
 
     from playbill.cli.common import print_json

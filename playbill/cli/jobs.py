@@ -9,6 +9,7 @@ from typing import Any
 from playbill import metrics
 from playbill.cli.common import CLIError, CommandGroups, print_json, serve_metrics
 from playbill.engine.models import MODEL_CHOICES, MODEL_NAMES, spec
+from playbill.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> None:
@@ -81,7 +82,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     p.set_defaults(handler=models_rollback)
 
 
-def show_feedback(args: argparse.Namespace, settings: Any) -> int:
+def show_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.trainers import next_feedback
 
     if args.reviews < 0:
@@ -112,7 +113,7 @@ def _short(text: str, width: int = 50) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
+def run_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.leader import ScheduleElection, schedule_holder
     from playbill.jobs.scheduler import create_scheduler, list_jobs as stored_jobs, run_now
 
@@ -152,7 +153,7 @@ def run_scheduler(args: argparse.Namespace, settings: Any) -> int:
     return stop.wait_then(election.stop)
 
 
-def watch_scheduler(settings: Any) -> None:
+def watch_scheduler(settings: Settings) -> None:
     """`playbill scheduler`'s endpoint (`[metrics] port`): the process is alive while it runs
     (it has no event loop); ready while the database answers."""
     import sqlalchemy as sa
@@ -175,7 +176,7 @@ def watch_scheduler(settings: Any) -> None:
     metrics.watch_readiness("database", database)
 
 
-def _say_holding(settings: Any) -> None:
+def _say_holding(settings: Settings) -> None:
     from playbill.jobs.scheduler import list_jobs as stored_jobs
 
     print(f"scheduler running (time zone {settings.jobs.timezone}); this process holds the schedule; "
@@ -220,7 +221,7 @@ def _when(moment: Any) -> str:
     return moment.isoformat(timespec="minutes") if moment is not None else "paused"
 
 
-def list_jobs(args: argparse.Namespace, settings: Any) -> int:
+def list_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.leader import schedule_holder
     from playbill.jobs.scheduler import list_jobs as stored_jobs
 
@@ -245,7 +246,7 @@ def list_jobs(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def retrain(args: argparse.Namespace, settings: Any) -> int:
+def retrain(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.common import settings_values
     from playbill.jobs.retrain import retrain_from_checkpoint
 
@@ -271,7 +272,7 @@ def retrain(args: argparse.Namespace, settings: Any) -> int:
     return code
 
 
-def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
+def bench_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.bench import bench_retrain as bench
 
     figures = bench(settings, spec(args.model).name, tiny=args.tiny)
@@ -283,7 +284,7 @@ def bench_retrain(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def bench_feedback(args: argparse.Namespace, settings: Any) -> int:
+def bench_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.bench import bench_feedback as bench
 
     figures = bench(settings)
@@ -296,7 +297,7 @@ def bench_feedback(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def bench_cluster(args: argparse.Namespace, settings: Any) -> int:
+def bench_cluster(args: argparse.Namespace, settings: Settings) -> int:
     import json
     import os
     import subprocess
@@ -326,11 +327,11 @@ def bench_cluster(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _registry(settings: Any, name: str):
+def _registry(settings: Settings, name: str):
     return spec(name).registry(settings.home)
 
 
-def models_list(args: argparse.Namespace, settings: Any) -> int:
+def models_list(args: argparse.Namespace, settings: Settings) -> int:
     """Every version with its figures, and what is wrong with any damaged one (one line per
     problem): the checks serving makes (`spec.verify`: checksums, readable finite weights)."""
     from playbill.jobs.promotion import unevaluated
@@ -379,7 +380,7 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def models_promote(args: argparse.Namespace, settings: Any) -> int:
+def models_promote(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.promotion import promote_by_hand
 
     name = spec(args.model).name
@@ -388,7 +389,7 @@ def models_promote(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def models_rollback(args: argparse.Namespace, settings: Any) -> int:
+def models_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.jobs.promotion import roll_back
 
     name = spec(args.model).name

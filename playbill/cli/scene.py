@@ -10,6 +10,7 @@ from playbill.engine.scene.config import BACKENDS, PROFILES
 from playbill.engine.models import ALIASES
 from playbill.cli.common import (CLIError, CommandGroups, check_training_options, continues, model_spec,
                                  print_json, run_training)
+from playbill.settings import Settings
 
 NAME = "scene"  # this module is the playwright's commands (engine.models.spec(NAME))
 ALIASES_OF_NAME = [alias for alias, model in ALIASES.items() if model == NAME]  # "playwright" (engine.models.ALIASES)
@@ -63,7 +64,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     write.set_defaults(handler=_write)
 
 
-def _train(args: argparse.Namespace, settings) -> int:
+def _train(args: argparse.Namespace, settings: Settings) -> int:
     check_training_options(args)
     model, section = model_spec(NAME), settings.section(NAME)
     if args.profile:
@@ -97,7 +98,7 @@ def _train(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace, settings) -> int:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     data = Path(args.corpus) if args.corpus else None  # None: the version's own corpus
@@ -116,7 +117,7 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _checkpoints(args: argparse.Namespace, settings) -> int:
+def _checkpoints(args: argparse.Namespace, settings: Settings) -> int:
     found = model_spec(NAME).checkpoints(settings.home).list()
     if not found:
         print("no scene checkpoints yet; `playbill train scene` writes one per epoch")
@@ -140,7 +141,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, settings) -> int:
+def _write(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.engine.scene import SceneRequest
 
     spec, section, s = model_spec(NAME), settings.section(NAME), settings.scene
@@ -174,7 +175,7 @@ def _write(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace, settings) -> int:
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.engine.scene.bench import run_bench
 
     if args.length < 1 or args.tutorial_length < 1 or args.batch < 1:

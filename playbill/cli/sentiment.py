@@ -167,7 +167,8 @@ def _predict(args: argparse.Namespace, settings) -> int:
             if args.json:
                 print_json(verdict.as_dict() | ({"line": line} if line is not None else {}))
             else:
-                print(f"{verdict.label} ({verdict.positive_probability:.1%} positive)")
+                mixed = "mixed, leans " if getattr(verdict, "mixed", False) else ""
+                print(f"{mixed}{verdict.label} ({verdict.positive_probability:.1%} positive)")
     return 0
 
 

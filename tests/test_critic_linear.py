@@ -1,0 +1,129 @@
+"""The linear critic (issue 20): scikit-learn views trained on tiny IMDB fixtures, served in
+batches, calibrated and "mixed" near 0.5; versions of the earlier hand-hashed layout still serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from playbill.bot.cogs import critic
+from playbill.engine.models import spec
+from playbill.engine.sentiment import CONFIG_FILE, WEIGHTS_FILE, SentimentConfig, SentimentModel
+from playbill.engine.sentiment.linear import VIEWS, counts, features, sentences
+from playbill.engine.sentiment.serving import ngram_arrays
+from tiny_imdb import write_imdb
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = ["wonderful", "superb", "delightful", "masterpiece", "loved", "brilliant"]
+BAD = ["awful", "boring", "dreadful", "waste", "hated", "terrible"]
+FILLER = ["the", "movie", "plot", "actor", "scene", "and", "a", "director", "film", "was", "story", "of"]
+
+
+def review(rng, positive: bool) -> str:
+    words = [rng.choice(FILLER) for _ in range(rng.randint(20, 50))]
+    for _ in range(rng.randint(2, 4)):
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if positive else BAD))
+    cut = len(words) // 2
+    return " ".join(words[:cut]) + ". " + " ".join(words[cut:]) + ".<br /><br />"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The default profile trained on a tiny aclImdb folder through the real loader (test set too)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    write_imdb(data_dir, {"train": 150, "test": 40}, review)
+    home = tmp_path_factory.mktemp("home")
+    critic_spec = spec("sentiment")
+    result = critic_spec.train(critic_spec.config_from({}), home, data_dir, progress=False)
+    return home, data_dir, result
+
+
+def test_features_are_normalised_per_review_and_read_markup_as_text() -> None:
+    view = VIEWS["words13_neg"]
+    x = counts(["A superb film!", "a SUPERB film!<br />", "not good at all"], view)
+    scale = np.ones(x.shape[1], np.float32)
+    f = features(x, scale)
+    np.testing.assert_allclose(np.asarray(f.multiply(f).sum(axis=1)).ravel(), 1.0, rtol=1e-5)
+    assert (f[0] != f[1]).nnz == 0  # case and a line break are not evidence
+    assert sentences("One fine film. Two bad acts!<br />Three words here") == [
+        "One fine film.", "Two bad acts!", "Three words here"]
+
+
+def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
+    home, _, result = trained
+    critic_spec = spec("sentiment")
+    version = critic_spec.registry(home).get(result.version)
+    model = critic_spec.load(version.path)
+    assert model.config.views == critic_spec.config_from({}).views and len(model.config.views) >= 1
+    assert result.metrics["val_accuracy"] >= 0.9 and result.metrics["test_accuracy"] >= 0.9
+    assert set(version.metadata["per_model"]) == set(model.config.views)
+    texts = ["a superb delightful film", "a dreadful boring waste", "the plot", "loved it"] * 3
+    batch = model.predict(texts)
+    one_by_one = [model.predict_one(t) for t in texts]
+    assert [v.label for v in batch] == [v.label for v in one_by_one]
+    np.testing.assert_allclose([v.positive_probability for v in batch],
+                               [v.positive_probability for v in one_by_one], rtol=1e-5)
+    assert [v.label for v in batch[:2]] == ["positive", "negative"]
+    # stored as plain arrays: no pickle in the version folder
+    with np.load(version.path / WEIGHTS_FILE, allow_pickle=False) as arrays:
+        assert "blend" in arrays.files
+
+
+def test_a_review_it_cannot_call_is_mixed_and_leans(trained) -> None:
+    home, _, result = trained
+    model = spec("sentiment").load(spec("sentiment").registry(home).get(result.version).path)
+    confident, unsure = model.predict(["a superb delightful brilliant masterpiece", "xyzzy plugh"])
+    assert not confident.mixed and confident.as_dict()["mixed"] is False
+    assert abs(unsure.positive_probability - 0.5) < model.config.mixed_band and unsure.mixed
+    shown = critic.Verdict("x", "positive", 0.56, "v0001", None, mixed=True)
+    embed = critic.verdict_response(shown).embed
+    assert embed.title == "The critic says: mixed (leans positive, 56%)"
+    assert critic.Verdict("x", "negative", 0.3, "v0001", None, mixed=True).leaning() == "leans negative, 70%"
+    assert critic.verdict_response(critic.Verdict("x", "negative", 0.1, "v1", None)).embed.title == (
+        "The critic says: negative")
+
+
+def test_predict_json_says_mixed(trained) -> None:
+    home, _, _ = trained
+    env = {**os.environ, "PLAYBILL_HOME": str(home), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-m", "playbill.cli", "predict", "--json", "xyzzy plugh"], capture_output=True,
+                         env=env, timeout=120, cwd=home.parent, check=True)
+    answer = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    assert answer["mixed"] is True and answer["label"] in ("positive", "negative")
+
+
+def test_versions_of_the_hand_hashed_layout_still_serve(tmp_path: Path) -> None:
+    """A version saved before issue 20 (config `ngrams`, tables of hashed ids) loads and judges."""
+    from playbill.engine.sentiment.ngrams import review_ids
+
+    table = np.zeros(2**21 + 1, np.float32)
+    [good] = review_ids(["superb"], ("words_p",))["words_p"]
+    [bad] = review_ids(["awful"], ("words_p",))["words_p"]
+    table[good], table[bad] = 3.0, -3.0
+    weights = {**ngram_arrays("words_p", table, 0.0), "blend": np.array([1.0, 0.0], np.float32)}
+    folder = tmp_path / "v0001"
+    folder.mkdir()
+    np.savez(folder / WEIGHTS_FILE, **weights)
+    config = {"name": "quick", "ngrams": ["words_p"], "community_l2": 0.03, "memory_min_weight": 1.0}
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    model = SentimentModel.load(folder)
+    assert model.config.ngrams == ("words_p",) and not model.config.views
+    verdicts = model.predict(["superb", "awful", "superb superb"])
+    assert [v.label for v in verdicts] == ["positive", "negative", "positive"]
+    assert verdicts[0].positive_probability == pytest.approx(1 / (1 + np.exp(-3.0)), rel=1e-5)
+
+
+def test_a_checkpoint_of_the_hand_hashed_layout_trains_todays_profile(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    write_imdb(data_dir, {"train": 60, "test": 5}, review)
+    critic_spec = spec("sentiment")
+    legacy = SentimentConfig(name="quick", ngrams=("words_p",))
+    result = critic_spec.train(legacy, tmp_path, data_dir, progress=False)
+    assert result.extra["profile"] == "quick" and set(result.extra["per_model"]) == set(
+        critic_spec.config_from({}, profile="quick").views)
