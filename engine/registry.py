@@ -31,7 +31,6 @@ import os
 import shutil
 import socket
 import tempfile
-import fcntl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from playbill.engine.datasets import hash_file
 from playbill.engine.errors import ModelUnavailable
+from playbill.files import exclusive_lock, pid_alive, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +98,6 @@ class StagedVersion:
 
 def _utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModelRegistry:
@@ -273,7 +260,7 @@ class ModelRegistry:
         current = self.current_version()
         if current is not None and not self.pinned():
             self.root.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.root / POINTER_FILE, current + "\n")
+            write_atomic(self.root / POINTER_FILE, current + "\n")
         return current
 
     def lineage(self) -> dict[str, str]:
@@ -318,8 +305,8 @@ class ModelRegistry:
             yield staged
             version = self._next_version()
             full = {**metadata, **staged.metadata, "name": self.name, "version": version, "created_at": _utcnow()}
-            _write_atomic(staged.path / CHECKSUMS_FILE, json.dumps({"sha256": _checksums(staged)}, indent=2))
-            _write_atomic(staged.path / METADATA_FILE, json.dumps(full, indent=2, default=str))
+            write_atomic(staged.path / CHECKSUMS_FILE, json.dumps({"sha256": _checksums(staged)}, indent=2))
+            write_atomic(staged.path / METADATA_FILE, json.dumps(full, indent=2, default=str))
             os.replace(staged.path, self.root / version)
         except BaseException:
             shutil.rmtree(staged.path, ignore_errors=True)
@@ -337,7 +324,7 @@ class ModelRegistry:
             name = child.name
             if name.startswith(_STAGING):
                 owner = name[len(_STAGING):].split("-")  # host, pid, random
-                if len(owner) != 3 or owner[0] != _HOST or not owner[1].isdigit() or _alive(int(owner[1])):
+                if len(owner) != 3 or owner[0] != _HOST or not owner[1].isdigit() or pid_alive(int(owner[1])):
                     continue  # another host's, an older layout's, or a live writer's
             elif not name.startswith(_REMOVING):
                 continue
@@ -354,7 +341,7 @@ class ModelRegistry:
         data = dict(found.metadata)
         data.update(fields)
         path = found.path / METADATA_FILE
-        _write_atomic(path, json.dumps(data, indent=2, default=str))
+        write_atomic(path, json.dumps(data, indent=2, default=str))
 
     def promote(self, version: str, reason: str = "", *, expected: str | None = ANY_CURRENT) -> None:
         """Make `version` the current one (atomically) and remember the step for rollback.
@@ -373,7 +360,7 @@ class ModelRegistry:
                 raise PromotionConflict(self.name, version, expected, previous)
             if previous == version:
                 previous = None  # the first version: nothing to roll back to
-            _write_atomic(self.root / POINTER_FILE, version + "\n")
+            write_atomic(self.root / POINTER_FILE, version + "\n")
             with (self.root / PROMOTIONS_FILE).open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"at": _utcnow(), "version": version, "previous": previous, "reason": reason}) + "\n")
 
@@ -382,12 +369,8 @@ class ModelRegistry:
         """An exclusive flock on the registry's folder itself (no lock file is left behind): one
         promotion at a time among the processes sharing this folder."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(self.root):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def rollback(self) -> str:
         """Go back to the version that was current before the last promotion."""
@@ -444,16 +427,6 @@ class ModelRegistry:
 _STAGING = ".incoming-"  # + host-pid-random: a version being written
 _REMOVING = ".removing-"  # + version: a version being deleted
 _HOST = socket.gethostname().replace("-", "_") or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_metadata(path: Path) -> tuple[dict[str, Any], str | None]:

@@ -18,7 +18,6 @@ and the spool, never a member's text or the SQL.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from playbill.files import exclusive_lock
 from playbill.history import api, db
 from playbill.history.errors import DamagedDatabase, DatabaseBusy, HistoryError, SchemaOutdated, SpoolUnavailable
 from playbill.history.models import utcnow
@@ -57,12 +57,8 @@ class Spool:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.folder / "spool.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(self.folder / "spool.lock"):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def has_rows(self) -> bool:
         """Whether rows wait (cheap: one stat, no lock)."""

@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from playbill.files import pid_alive
 from playbill.settings import TOKEN_ENV_VARS, Settings
 from playbill.terminal import strip_controls
 
@@ -140,20 +141,10 @@ def _remove_finished_files(logs_dir: Path) -> None:
     for path in logs_dir.glob(f"{prefix}*.log*"):
         pid = path.name[len(prefix):].split(".", 1)[0]
         try:
-            if pid.isdigit() and not _alive(int(pid)) and path.stat().st_mtime < cutoff:
+            if pid.isdigit() and not pid_alive(int(pid)) and path.stat().st_mtime < cutoff:
                 path.unlink()
         except OSError:
             continue
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Native (C++) log lines of TensorFlow and LiteRT that say nothing a person can act on: absl's

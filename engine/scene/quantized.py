@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -39,6 +38,7 @@ else:
 
 from playbill.engine.datasets import hash_file
 from playbill.engine.scene.sampler import NumpyLSTM, State
+from playbill.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ def write_cache(version_dir: Path, blob: bytes, digest: str) -> bool:
     """Store the converted step next to its weights (atomically); False if the folder is read-only."""
     note = {"recipe": RECIPE, "weights_sha256": digest, "tflite_sha256": hashlib.sha256(blob).hexdigest()}
     try:
-        _write_atomic(Path(version_dir) / CACHE_FILE, blob)
-        _write_atomic(Path(version_dir) / NOTE_FILE, json.dumps(note).encode())
+        write_atomic(Path(version_dir) / CACHE_FILE, blob, sync=False)
+        write_atomic(Path(version_dir) / NOTE_FILE, json.dumps(note), sync=False)
     except OSError as exc:
         log.warning("could not cache the int8 scene step in %s (%s); it will be converted again next load",
                     version_dir, exc)
@@ -169,17 +169,6 @@ def _read_cache(cache: Path, note_file: Path, digest: str) -> bytes | None:
         log.warning("the int8 scene step cache %s is corrupt (checksum mismatch); converting again", cache)
         return None
     return blob
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------- running
