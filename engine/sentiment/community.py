@@ -6,12 +6,13 @@ validation points lost, research-critic.md Q3). Instead:
 
 - a memory: reviews settled with weight >= `memory_min_weight` answer with their label
   (engine.sentiment.data.memory_of; served first);
-- a correction d over the hashed n-grams of the voted reviews (each review's row: 1 / (its
-  number of distinct n-grams) at each of them, `pooled`), fitted on the votes alone with the
+- a correction d over the words of the voted reviews (each review's row: 1 / (its number of
+  distinct words) at each of them, `pooled`; linear.COMMUNITY_VIEW: single words, which
+  paraphrases share; versions before issue 20: hashed word uni+bigrams), fitted on the votes alone with the
   base logit as offset, no bias, L2 `l2` (scipy's L-BFGS-B):
       minimise sum_i w_i log(1 + exp(-y_i (base_i + x_i . d))) + l2/2 |d|^2
-  and served as base + x . d. Mean pooling is what keeps IMDB intact: on a 400-n-gram review
-  the correction is divided by 400, on a six-word member review by ~11.
+  and served as base + x . d. Mean pooling is what keeps IMDB intact: on a 230-word review
+  the correction is divided by ~150 distinct words, on a six-word member review by 6.
 """
 
 from __future__ import annotations

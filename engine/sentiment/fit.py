@@ -25,13 +25,13 @@ from sklearn.linear_model import LogisticRegression
 from playbill.engine.checkpoints import Checkpoint, CheckpointManager
 from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
-from playbill.engine.sentiment.community import fit_correction, pooled
+from playbill.engine.sentiment.community import fit_correction
 from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, PROFILES, VOCAB_FILE, WEIGHTS_FILE,
                                               SentimentConfig)
 from playbill.engine.sentiment.data import memory_of, training_split
 from playbill.engine.sentiment.evaluate import accuracy, blend_columns, hit_rate, log_loss
 from playbill.engine.sentiment.linear import Lexicon, LinearModel, counts, features, idf, nb_ratios, sentences, view
-from playbill.engine.sentiment.serving import COMMUNITY, SentimentModel, ngram_arrays
+from playbill.engine.sentiment.serving import COMMUNITY_WORDS, SentimentModel, ngram_arrays
 from playbill.engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,9 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
         texts = [t for t, _, _ in split.extras]
         base_model = SentimentModel(weights, vocab, config)
         base = base_model.model_logits(texts).astype(np.float64)
-        _, x = base_model.view_logits(texts)
-        table = fit_correction(pooled(x), np.asarray([y for _, y, _ in split.extras]),
+        table = fit_correction(base_model.community_rows(texts), np.asarray([y for _, y, _ in split.extras]),
                                np.asarray([w for _, _, w in split.extras]), base, config.community_l2)
-        weights.update(ngram_arrays(COMMUNITY, table, 0.0))
+        weights.update(ngram_arrays(COMMUNITY_WORDS, table, 0.0))
     serving = SentimentModel(weights, vocab, config, memory=memory)
     val_logits = serving.logits(split.val_texts).astype(np.float64)  # as served: memory and community included
     metrics: dict[str, Any] = {"val_loss": log_loss(val_logits, split.val_labels),

@@ -75,6 +75,12 @@ VIEWS: dict[str, View] = {
 }
 
 
+# What the community's correction of votes is written over (engine.sentiment.community): single
+# words, which paraphrases of a voted review share more often than its bi- or trigrams
+# (docs/benchmarks.md "## Votes").
+COMMUNITY_VIEW = View(1, False, 0.0, 0.0, False)
+
+
 def view(name: str) -> View:
     try:
         return VIEWS[name]

@@ -36,12 +36,15 @@ from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VO
                                      SentimentConfig, SentimentLimits)
 from playbill.engine.sentiment.features import features, pad_windows, split_windows
 from playbill.engine.sentiment.community import pooled
-from playbill.engine.sentiment.linear import Lexicon, LinearModel, counts, read
+from playbill.engine.sentiment.linear import COMMUNITY_VIEW, Lexicon, LinearModel, counts, read
 from playbill.engine.sentiment.ngrams import community_ids, id_matrix, review_ids
 from playbill.engine.text import Vocabulary, standardize, tokenize
 from playbill.engine.weights import read_arrays
 
 COMMUNITY = "community"  # the stored name of the votes' correction table (engine.sentiment.community)
+# the linear layout's correction, over `COMMUNITY_VIEW`'s words (versions of that layout trained on
+# 2026-12-07 before it stored theirs under COMMUNITY, over their first view's n-grams)
+COMMUNITY_WORDS = "community_words"
 MEMORY_LOGIT = 4.0  # a remembered review's answer: probability 0.982 for its settled label
 
 
@@ -78,7 +81,9 @@ class SentimentModel:
             self._linear = [LinearModel.from_arrays(name, weights) for name in config.views]
             self._lexicon = Lexicon(vocab) if vocab is not None else None
             self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(len(config.views) + 1)
-            self._community = ngram_table(weights, COMMUNITY) if f"{COMMUNITY}_ids" in weights else None
+            self._community_over_first_view = f"{COMMUNITY}_ids" in weights
+            stored = COMMUNITY if self._community_over_first_view else COMMUNITY_WORDS
+            self._community = ngram_table(weights, stored) if f"{stored}_ids" in weights else None
             tables = [a for m in self._linear for a in (m.scale, m.coef)]
             tables += [self._community] if self._community is not None else []
         else:
@@ -154,9 +159,10 @@ class SentimentModel:
     def model_logits(self, texts: Sequence[str]) -> np.ndarray:
         """The n-gram layouts' blended logits plus the community's correction, without the memory."""
         if self.config.views:
-            columns, x = self.view_logits(texts)
+            columns, ids, first = self._view_columns(texts)
             out = columns @ self._blend[:-1] + self._blend[-1]
             if self._community is not None:
+                x = first if self._community_over_first_view else counts(texts, COMMUNITY_VIEW, self._lexicon, ids)
                 out += pooled(x) @ self._community
         else:
             columns = self.ngram_logits(texts)
@@ -165,9 +171,18 @@ class SentimentModel:
                 out += pooled(id_matrix(community_ids(texts), len(self._community))) @ self._community
         return out.astype(np.float32)
 
-    def view_logits(self, texts: Sequence[str]) -> tuple[np.ndarray, Any]:
-        """([reviews, views] each linear view's own logit, the first view's counts): one hashing
-        pass and one sparse product per view for the whole batch."""
+    def view_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """[reviews, views]: each linear view's own logit (before the blend)."""
+        return self._view_columns(texts)[0]
+
+    def community_rows(self, texts: Sequence[str]) -> Any:
+        """The pooled rows the votes' correction reads (engine.sentiment.community): the words of
+        `COMMUNITY_VIEW`."""
+        return pooled(counts(texts, COMMUNITY_VIEW, self._lexicon))
+
+    def _view_columns(self, texts: Sequence[str]) -> tuple[np.ndarray, Any, Any]:
+        """(the views' logits, the batch's token ids, the first view's counts): one tokenization
+        and one sparse product per view for the whole batch."""
         out = np.empty((len(texts), len(self._linear)), np.float64)
         first = None
         ids = read(texts, self._lexicon) if self._lexicon is not None else None  # once for every view
@@ -175,7 +190,7 @@ class SentimentModel:
             x = counts(texts, model.spec, self._lexicon, ids)
             first = x if first is None else first
             out[:, k] = model.logits(x)
-        return out, first
+        return out, ids, first
 
     def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
         """[reviews, models]: each hand-hashed n-gram model's own logit (before the blend)."""
