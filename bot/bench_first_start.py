@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from playbill.bot.cogs.critic import review_sentiment, verdict_response
-from playbill.bot.cogs.playwright import StillLearning, write_scene
+from playbill.bot.cogs.playwright import write_scene
 from playbill.bot.bench import LagMeter, percentile
 from playbill.bot.messages import Request
 from playbill.bot.services import Services
+from playbill.engine.errors import ModelUnavailable
 from playbill.engine.models import MODEL_NAMES, spec
 from playbill.jobs.warmup import pending, read_state, start_first_start, train_first
 from playbill.settings import Settings
@@ -36,17 +38,24 @@ def _figures(settings: Settings, name: str) -> dict[str, Any]:
     return {"version": current, **{k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}}
 
 
+def _gist(answer: str) -> str:
+    """A "still learning" answer without its clock figures: a new timeline event only when the
+    epochs done change."""
+    return re.sub(r"\d+ s ago|about \d+ s each|about \d+ min \(about [\d:]+ UTC\)", "", answer)
+
+
 async def _review(services: Services) -> str:
     return verdict_response(await review_sentiment(services, ASKER, REVIEW)).plain()[:120]
 
 
 async def _scene(services: Services) -> dict[str, Any]:
-    """{"scene", "scene_version"}, or {"learning": the answer} while the playwright still learns."""
+    """{"scene", "scene_version"}, or {"learning": the answer} while the playwright still learns
+    (or none is served)."""
     scene, version = "", None
     try:
         async for update in write_scene(services, ASKER, PROMPT, 200, None):
             scene, version = update.text, update.model_version
-    except StillLearning as exc:
+    except ModelUnavailable as exc:  # StillLearning among them; none at all after the bench stopped it
         return {"learning": str(exc)}
     return {"scene": scene, "scene_version": version}
 
@@ -94,7 +103,7 @@ async def bench_first_start(settings: Settings, *, minutes: float, say: Callable
             answer = await _answer(services)
             answers += 1
             if "learning" in answer:
-                if not learning_answers or answer["learning"] != learning_answers[-1]:
+                if not learning_answers or _gist(answer["learning"]) != _gist(learning_answers[-1]):
                     event("/write-scene: still learning", answer=answer["learning"])
                 learning_answers.append(answer["learning"])
             elif first_scene_s is None:

@@ -16,6 +16,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from playbill import metrics
 from playbill.bot.discord_compat import point_at, watch_gateway_failures
 from playbill.bot.discord_io import NO_MENTIONS, http_error_line, playbill_of
 from playbill.bot.extension import Playbill, configure
@@ -112,6 +113,7 @@ class PlaybillBot(commands.AutoShardedBot):
             log.warning("shard %s: no identify turn from the database (%s); spacing identifies in this process only",
                         shard_id, exc)
             return await super().before_identify_hook(shard_id, initial=initial)
+        metrics.observe_identify_wait(waited)
         log.info("shard %s identifies (bucket %d of %d, waited %.1f s for its turn)", shard_id, bucket,
                  self.max_concurrency, waited)
 

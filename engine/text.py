@@ -95,6 +95,11 @@ class Vocabulary:
         ranked = sorted((c for c in counts.items() if c[1] >= min_count), key=lambda kv: (-kv[1], kv[0]))
         return cls(["", OOV_TOKEN] + [token for token, _ in ranked[: max_size - 2]])
 
+    @property
+    def ids_by_token(self) -> dict[str, int]:
+        """token -> id (read only, please: a lookup table for batch encoders)."""
+        return self._index
+
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
         get = self._index.get
         return np.fromiter((get(t, OOV) for t in tokens), dtype=np.int32, count=len(tokens))

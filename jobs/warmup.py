@@ -36,6 +36,7 @@ from typing import Any
 
 from playbill.engine.errors import EngineError
 from playbill.engine.models import MODEL_NAMES, spec
+from playbill.files import exclusive_lock, pid_alive, write_atomic
 from playbill.jobs.common import FileLock, JobBusy, restore_settings, settings_values
 from playbill.jobs.promotion import Promotion
 from playbill.jobs.records import TrainingRecord
@@ -65,12 +66,15 @@ def read_state(home: Path) -> dict[str, Any]:
     return state if isinstance(state.get("models"), dict) else {"models": {}}
 
 
-def _write_state(home: Path, state: dict[str, Any]) -> None:
+def _update_state(home: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read the state, `change` it, write it back (atomically), one process at a time: the
+    first start's background process and the one that started it both write it."""
     path = state_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, default=str), "utf-8")
-    os.replace(tmp, path)  # readers see the old state or the new one
+    with exclusive_lock(path.parent):
+        state = read_state(home)
+        change(state)
+        write_atomic(path, json.dumps(state, indent=1, default=str), sync=False)  # readers: old or new
 
 
 def target_config(settings: Settings, name: str) -> Any:
@@ -89,10 +93,11 @@ def pending(settings: Settings, names: Sequence[str] = MODEL_NAMES) -> list[str]
 
 def enrol(home: Path, name: str) -> None:
     """Mark `name` for the warm-up (what a first start does after its quick model)."""
-    state = read_state(home)
-    state.setdefault("started_at", _now())
-    state["models"].setdefault(name, {"status": "warming", "stages": []})
-    _write_state(home, state)
+    def change(state: dict[str, Any]) -> None:
+        state.setdefault("started_at", _now())
+        state["models"].setdefault(name, {"status": "warming", "stages": []})
+
+    _update_state(home, change)
 
 
 def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: float | None = None,
@@ -137,12 +142,13 @@ def run_stage(settings: Settings, name: str, *, config: Any = None, seconds: flo
 
 
 def _record(home: Path, name: str, record: Mapping[str, Any]) -> None:
-    state = read_state(home)
-    entry = state["models"].setdefault(name, {"status": "warming", "stages": []})
-    entry["profile"] = record["profile"]
-    entry["stages"].append(dict(record))
-    entry["status"] = "done" if record["done"] else "warming"
-    _write_state(home, state)
+    def change(state: dict[str, Any]) -> None:
+        entry = state["models"].setdefault(name, {"status": "warming", "stages": []})
+        entry["profile"] = record["profile"]
+        entry["stages"].append(dict(record))
+        entry["status"] = "done" if record["done"] else "warming"
+
+    _update_state(home, change)
 
 
 def run_warmup(settings: Settings, *, names: Sequence[str] = MODEL_NAMES, configs: Mapping[str, Any] | None = None,
@@ -279,15 +285,18 @@ def _train_first(send: Any, values: dict[str, Any], model: Any) -> None:
     send("trained", result.as_dict())
 
 
-def _mark_learning(home: Path, name: str, profile: str | None) -> None:
-    """Note (or, `profile` None, clear) that this process trains `name`'s first model now."""
-    state = read_state(home)
-    learning = state.setdefault("learning", {})
-    if profile is None:
-        learning.pop(name, None)
-    else:
-        learning[name] = {"profile": profile, "pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()}
-    _write_state(home, state)
+def _mark_learning(home: Path, name: str, profile: str | None, pid: int | None = None) -> None:
+    """Note (or, `profile` None, clear) that process `pid` (default: this one) trains `name`'s
+    first model now."""
+    def change(state: dict[str, Any]) -> None:
+        learning = state.setdefault("learning", {})
+        if profile is None:
+            learning.pop(name, None)
+        else:
+            learning[name] = {"profile": profile, "pid": pid or os.getpid(), "host": socket.gethostname(),
+                              "started_at": _now()}
+
+    _update_state(home, change)
 
 
 def learning(settings: Settings, name: str) -> dict[str, Any] | None:
@@ -297,23 +306,17 @@ def learning(settings: Settings, name: str) -> dict[str, Any] | None:
     training on this host (never started, finished, or its process is gone)."""
     model = spec(name)
     entry = read_state(settings.home).get("learning", {}).get(model.name)
-    if entry is None or entry.get("host") != socket.gethostname() or not _alive(entry.get("pid")):
+    if entry is None or entry.get("host") != socket.gethostname() or not isinstance(entry.get("pid"), int) \
+            or not pid_alive(entry["pid"]):
         return None
     config = model.config_from(settings.section(model.name), profile=entry["profile"])
     trained = model.training_progress(settings.home, config) or {}
     left = trained.get("seconds_left") if trained.get("epochs_done") else None
     return {"profile": entry["profile"], "started_at": entry["started_at"],
-            "epochs_done": trained.get("epochs_done", 0), "epochs_total": trained.get("epochs_total"),
+            "epochs_done": trained.get("epochs_done", 0),
+            "epochs_total": trained.get("epochs_total") or getattr(config, "epochs", None),
             "seconds_per_epoch": trained.get("seconds_per_epoch"), "seconds_left": left,
             "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="seconds") if left is not None else None}
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
 
 
 def start_first_start(settings: Settings, names: Sequence[str] = MODEL_NAMES, *, warm_up: bool = True) -> Any | None:
@@ -329,10 +332,7 @@ def start_first_start(settings: Settings, names: Sequence[str] = MODEL_NAMES, *,
     process = TrainingProcess(_first_start_main, (settings_values(settings), todo, warm_up and settings.jobs.warmup),
                               name="playbill-first-start", niceness=settings.jobs.training_niceness, daemon=True).start()
     for name in todo:  # learning at once: the process imports TensorFlow before it marks itself
-        state = read_state(settings.home)
-        state.setdefault("learning", {})[name] = {"profile": spec(name).first_profile, "pid": process.pid,
-                                                  "host": socket.gethostname(), "started_at": _now()}
-        _write_state(settings.home, state)
+        _mark_learning(settings.home, name, spec(name).first_profile, pid=process.pid)
     log.info("training %s in the background (process %s)", ", ".join(todo), process.pid)
     return process.process
 

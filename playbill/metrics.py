@@ -50,6 +50,9 @@ REJECTIONS = Counter("playbill_queue_rejections", "Requests turned away because 
                      ["queue"], registry=REGISTRY)
 PROMOTIONS = Counter("playbill_promotions", "Model versions promoted by this process (retrain, warm-up, gate).",
                      ["model"], registry=REGISTRY)
+IDENTIFY_WAIT_SECONDS = Histogram("playbill_identify_wait_seconds", "Time a shard waited for its identify turn "
+                                  "(Discord's limit, shared by the fleet through the database).", registry=REGISTRY,
+                                  buckets=(0.1, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0))
 REJECTED_CANDIDATES = Counter("playbill_rejected_candidates", "Candidates the promotion gate turned down.",
                               ["model"], registry=REGISTRY)
 
@@ -82,6 +85,10 @@ def count_promotion(model: str) -> None:
 
 def count_rejected_candidate(model: str) -> None:
     REJECTED_CANDIDATES.labels(model).inc()
+
+
+def observe_identify_wait(seconds: float) -> None:
+    IDENTIFY_WAIT_SECONDS.observe(max(0.0, seconds))
 
 
 class _Watched(Collector):

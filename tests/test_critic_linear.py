@@ -15,7 +15,7 @@ import pytest
 from playbill.bot.cogs import critic
 from playbill.engine.models import spec
 from playbill.engine.sentiment import CONFIG_FILE, WEIGHTS_FILE, SentimentConfig, SentimentModel
-from playbill.engine.sentiment.linear import VIEWS, counts, features, sentences
+from playbill.engine.sentiment.linear import VIEWS, Lexicon, counts, features, in_scope, read, sentences
 from playbill.engine.sentiment.serving import ngram_arrays
 from tiny_imdb import write_imdb
 
@@ -46,13 +46,29 @@ def trained(tmp_path_factory):
 
 def test_features_are_normalised_per_review_and_read_markup_as_text() -> None:
     view = VIEWS["words13_neg"]
-    x = counts(["A superb film!", "a SUPERB film!<br />", "not good at all"], view)
+    texts = ["A superb film!", "a SUPERB film!<br />", "not good at all"]
+    lexicon = Lexicon.build(texts)
+    x = counts(texts, view, lexicon)
+    # the same n-grams as scikit-learn's HashingVectorizer finds (in other columns)
+    assert np.diff(x.indptr).tolist() == np.diff(counts(texts, view, None).indptr).tolist()
+    assert counts(["an unknown word"], view, lexicon).nnz == 0  # never seen in training: no evidence
     scale = np.ones(x.shape[1], np.float32)
     f = features(x, scale)
     np.testing.assert_allclose(np.asarray(f.multiply(f).sum(axis=1)).ravel(), 1.0, rtol=1e-5)
     assert (f[0] != f[1]).nnz == 0  # case and a line break are not evidence
     assert sentences("One fine film. Two bad acts!<br />Three words here") == [
         "One fine film.", "Two bad acts!", "Three words here"]
+
+
+def test_negation_scope_ends_at_punctuation_and_after_four_words() -> None:
+    texts = ["I did not like the plot at all, but the cast was fine.", "Never boring! Good", "It wasn't bad"]
+    lexicon = Lexicon.build(texts)
+    ids, row = read(texts, lexicon)
+    marked = [lexicon.vocab.tokens[i] for i in ids[in_scope(ids, row, lexicon)]]
+    assert marked == ["like", "the", "plot", "at", "boring", "bad"]
+    negated = counts(["did not like"], VIEWS["words12_neg"], lexicon)
+    plain = counts(["did not like"], VIEWS["words12"], lexicon)
+    assert negated.nnz == plain.nnz == 5 and (negated != plain).nnz > 0  # "like" read as its negated twin
 
 
 def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:

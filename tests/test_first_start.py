@@ -126,3 +126,22 @@ def test_run_train_missing_serves_the_critic_while_the_playwright_trains(home: P
     assert "sentiment model ready after 12 s" in captured.err
     assert "training a quick scene model in the background" in captured.err
     assert "/write-scene PROMPT" in captured.out  # the console started
+
+
+async def test_on_discord_write_scene_says_still_learning_ephemerally(first_start_settings: Settings) -> None:
+    """The same answer on Discord: an ephemeral reply at once, nothing deferred."""
+    from standin import StandIn
+    from test_bot import refusal, running
+
+    settings = first_start_settings
+    process = start_first_start(settings, ["scene"])
+    try:
+        async with StandIn(guilds=1, response_deadline_s=30.0) as standin:
+            with standin.point_discord_py():
+                async with running(settings, standin, publish=False):
+                    asked = await standin.slash(next(iter(standin.guilds)), "write-scene", prompt="ROMEO:")
+                    answer = await refusal(asked)
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.join, 30)
+    assert answer["content"].startswith(LEARNING)

@@ -17,6 +17,7 @@ from standin import StandIn
 from test_cluster import pg_url  # noqa: F401 - the fixture: a fresh, migrated database
 
 from fakes import fake_holders
+from playbill import metrics
 from playbill.bot.client import PlaybillBot
 from playbill.bot.services import refresh_models
 from playbill.history.identify import IdentifyTurns
@@ -80,6 +81,7 @@ async def test_uncoordinated_processes_are_refused(tmp_path) -> None:
 @pytest.mark.parametrize("max_concurrency", [1, 2])
 async def test_bots_started_together_on_one_database_all_connect_unrefused(tmp_path, pg_url, max_concurrency) -> None:
     settings_of_each = fleet_settings(tmp_path, pg_url)
+    turns_before = metrics.REGISTRY.get_sample_value("playbill_identify_wait_seconds_count") or 0
     try:
         async with StandIn(guilds=8, shards=SHARDS, identify_interval_s=5.0, max_concurrency=max_concurrency,
                            response_deadline_s=30.0) as standin, bots_on(standin, settings_of_each) as bots:
@@ -89,6 +91,7 @@ async def test_bots_started_together_on_one_database_all_connect_unrefused(tmp_p
             assert standin.identifies == SHARDS
             assert sorted(s for bot in bots for s in bot.shards) == list(range(SHARDS))
             assert sum(len(bot.guilds) for bot in bots) == len(standin.guilds)
+            assert metrics.REGISTRY.get_sample_value("playbill_identify_wait_seconds_count") - turns_before == SHARDS
     finally:
         for settings in settings_of_each:  # this process's registries back to the folders
             use_model_store(load_settings(home=settings.home))

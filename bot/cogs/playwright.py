@@ -24,10 +24,10 @@ from playbill.bot.cogs import DISCORD_TEXT_OPTION_MAX, BeforeWork
 from playbill.bot.console_command import ConsoleCommand
 from playbill.bot.discord_compat import set_option_bounds
 from playbill.bot.discord_io import NO_MENTIONS, ReportsOwnErrors, request_from
-from playbill.bot.errors import Busy, UserFacingError
+from playbill.bot.errors import Busy
 from playbill.bot.messages import Request
-from playbill.bot.services import Services
-from playbill.engine.errors import InvalidInput
+from playbill.bot.services import Services, refresh_models
+from playbill.engine.errors import InvalidInput, ModelUnavailable
 from playbill.engine.scene import SceneRequest
 from playbill.jobs.warmup import learning
 from playbill.settings import Settings
@@ -51,8 +51,9 @@ class SceneUpdate:
     model_version: str | None = None
 
 
-class StillLearning(UserFacingError):
-    """No playwright is served yet, but its first model is training (a first start)."""
+class StillLearning(ModelUnavailable):
+    """No playwright is served yet, but its first model is training (a first start); counted
+    as unavailable, and shown to the member as it is."""
 
 
 def still_learning(settings: Settings) -> StillLearning | None:
@@ -69,10 +70,22 @@ def still_learning(settings: Settings) -> StillLearning | None:
         ago = max(0, round((datetime.now(UTC) - started).total_seconds()))
         return StillLearning(f"{head} (started {ago} s ago); it can say when it will be ready once its first "
                              f"epoch of {p['epochs_total'] or 'several'} is done. The critic answers meanwhile.")
+    if p["seconds_left"] <= 0:  # every epoch done: checked and published within moments
+        return StillLearning(f"{head} (all {p['epochs_total']} epochs done); it is being checked and published, "
+                             f"ready within moments. The critic answers meanwhile.")
     minutes = max(1, round(p["seconds_left"] / 60))
     return StillLearning(f"{head} (epoch {p['epochs_done']} of {p['epochs_total']} done, about "
                          f"{p['seconds_per_epoch']:.0f} s each); it expects to be ready in about {minutes} min "
                          f"(about {p['eta'][11:16]} UTC). The critic answers meanwhile.")
+
+
+def not_served_yet(services: Services) -> StillLearning | None:
+    """No playwright served: still learning (`still_learning`), or else just published (loaded
+    now, not at the next refresh). Blocking: call it in a thread."""
+    learning_now = still_learning(services.settings)
+    if learning_now is None:
+        refresh_models({"scene": services.holders["scene"]})  # a damaged version is logged, not raised
+    return learning_now
 
 
 async def write_scene(services: Services, request: Request, prompt: str, length: int | None = None,
@@ -88,7 +101,7 @@ async def write_scene(services: Services, request: Request, prompt: str, length:
     worker = services.scene_worker
     try:
         if not services.holders["scene"].loaded:
-            learning_now = await asyncio.to_thread(still_learning, services.settings)
+            learning_now = await asyncio.to_thread(not_served_yet, services)
             if learning_now is not None:
                 raise learning_now
         ask = worker.check(ask)

@@ -1,16 +1,20 @@
-"""`playbill bench sentiment`: the tutorial recipe, the critic of `config` (any profile) and,
-when asked, a baseline profile (the previous default, "wide_deep"), measured in one run.
+"""`playbill bench sentiment`: the tutorial (seed) recipe, a plain TF-IDF logistic regression
+and the critic of `config` (any profile), or a baseline profile instead of the seed recipe,
+measured in one run: IMDB test accuracy, the short development set (`sst2_dev.tsv` in the data
+directory, when there), calibration (expected calibration error on each), one review at a time
+(p50, p99) and batched reviews/s.
 
 The tutorial recipe (Embedding(88584, 32) + LSTM(32) + sigmoid, rmsprop, reviews pre-padded
 and pre-truncated to their last 250 words, 10 epochs, validation_split=0.2, batch 32) is
 rebuilt here from the same raw training reviews (keras.datasets.imdb would download), and
-predicts with `model.predict`, as the tutorial did. The default critic predicts with the
-numpy `SentimentModel`. Same machine, same run, same test reviews.
+predicts with `model.predict`, as the tutorial did. The TF-IDF baseline is scikit-learn's
+`TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)` + `LogisticRegression()` on the same
+training split the critic learns from. The critic predicts with `SentimentModel`. Same
+machine, same run, same test reviews.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
@@ -21,7 +25,8 @@ from keras import layers
 from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME
-from playbill.engine.sentiment.evaluate import accuracy as model_accuracy
+from playbill.engine.sentiment.data import short_reviews, split_rows
+from playbill.engine.sentiment.evaluate import calibration_error
 from playbill.engine.sentiment.serving import SentimentModel
 from playbill.engine.sentiment.fit import train_ngrams
 from playbill.engine.sentiment.train import train_sentiment
@@ -29,7 +34,7 @@ from playbill.engine.text import Vocabulary, tokenize
 
 TUTORIAL_VOCAB = 88_584
 TUTORIAL_MAXLEN = 250
-LATENCY_REVIEWS = 200  # single-review calls timed (median reported)
+LATENCY_REVIEWS = 300  # single-review calls timed (p50 and p99 reported, the first 5 left out)
 THROUGHPUT_REVIEWS = 5_000
 
 
@@ -42,7 +47,7 @@ def _tutorial_encode(token_lists, vocab: Vocabulary) -> np.ndarray:
     return out
 
 
-def bench_tutorial(train, test, epochs: int, progress: bool) -> dict:
+def bench_tutorial(train, test, short, epochs: int, progress: bool) -> dict:
     keras.utils.set_random_seed(1337)
     train_tokens = [tokenize(t) for t in train.texts]
     vocab = Vocabulary.build(train_tokens, TUTORIAL_VOCAB)
@@ -63,22 +68,67 @@ def bench_tutorial(train, test, epochs: int, progress: bool) -> dict:
     started = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, validation_split=0.2, verbose=2 if progress else 0)
     train_seconds = time.perf_counter() - started
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0, batch_size=512)[1])
+    def probabilities(texts):
+        return model.predict(_tutorial_encode([tokenize(t) for t in texts], vocab), batch_size=512, verbose=0).ravel()
 
+    def predict_one(text):
+        model.predict(_tutorial_encode([tokenize(text)], vocab), verbose=0)
+
+    figures = _quality(probabilities, test, short)
+    figures.update(_speed(predict_one, lambda texts: probabilities(texts), test))
+    return {**figures, "train_seconds": train_seconds, "epochs": epochs}
+
+
+def bench_tfidf(train, test, short, progress: bool) -> dict:
+    """The plain baseline of issue 20: TF-IDF word uni+bigrams (sublinear tf) + logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    started = time.perf_counter()
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
+    model.fit(train.texts, train.labels)
+    train_seconds = time.perf_counter() - started
+    if progress:
+        print(f"tf-idf baseline: fitted in {train_seconds:.0f} s", flush=True)
+
+    def probabilities(texts):
+        return model.predict_proba(texts)[:, 1]
+
+    figures = _quality(probabilities, test, short)
+    figures.update(_speed(lambda text: probabilities([text]), probabilities, test))
+    return {**figures, "train_seconds": train_seconds, "epochs": 1}
+
+
+def _quality(probabilities, test, short) -> dict:
+    """Accuracy and calibration on the test reviews and the short development set."""
+    p = np.concatenate([probabilities(test.texts[i : i + 5000]) for i in range(0, len(test), 5000)])
+    y = np.asarray(test.labels)
+    out = {"accuracy": float(np.mean((p >= 0.5) == (y > 0))), "ece": calibration_error(p, y)}
+    if short is not None:
+        p, y = probabilities(short.texts), np.asarray(short.labels)
+        out.update(short_accuracy=float(np.mean((p >= 0.5) == (y > 0))), short_ece=calibration_error(p, y))
+    return out
+
+
+def _speed(predict_one, predict_batch, test) -> dict:
+    """p50/p99 of one review at a time, and reviews/s in batches of 1,000 (full-length test reviews)."""
     latencies = []
     for text in test.texts[:LATENCY_REVIEWS]:
         t0 = time.perf_counter()
-        model.predict(_tutorial_encode([tokenize(text)], vocab), verbose=0)
+        predict_one(text)
         latencies.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
     texts = test.texts[:THROUGHPUT_REVIEWS]
-    model.predict(_tutorial_encode([tokenize(t) for t in texts], vocab), batch_size=512, verbose=0)
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), 1000):
+        predict_batch(texts[start : start + 1000])
     throughput = len(texts) / (time.perf_counter() - t0)
-    return {"accuracy": accuracy, "train_seconds": train_seconds, "epochs": epochs,
-            "latency_ms": 1000 * statistics.median(latencies[5:]), "throughput": throughput}
+    ms = 1000 * np.asarray(latencies[5:])
+    return {"latency_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99)),
+            "throughput": throughput}
 
 
-def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, progress: bool) -> dict:
+def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: bool, progress: bool) -> dict:
     if skip_train:
         version = ModelRegistry.in_home(home, NAME).current()
         train_seconds = float(version.metadata.get("training_seconds", float("nan")))
@@ -92,22 +142,14 @@ def bench_default(config, home: Path, data_dir: Path, test, skip_train: bool, pr
         version = ModelRegistry.in_home(home, NAME).get(result.version)
         train_seconds, epochs = result.extra["training_seconds"], result.epochs_run
     model = SentimentModel.load(version.path)
-    accuracy = version.metrics.get("test_accuracy") if not skip_train else None
-    if accuracy is None:
-        accuracy = model_accuracy(model, test.texts, test.labels)
-    latencies = []
-    for text in test.texts[:LATENCY_REVIEWS]:
-        t0 = time.perf_counter()
-        model.predict_one(text)
-        latencies.append(time.perf_counter() - t0)
-    texts = test.texts[:THROUGHPUT_REVIEWS]
-    t0 = time.perf_counter()
-    for start in range(0, len(texts), 1000):
-        model.predict(texts[start : start + 1000])
-    throughput = len(texts) / (time.perf_counter() - t0)
-    return {"accuracy": accuracy, "val_accuracy": version.metrics.get("val_accuracy"), "train_seconds": train_seconds,
-            "epochs": epochs, "version": version.version, "profile": config.name,
-            "latency_ms": 1000 * statistics.median(latencies[5:]), "throughput": throughput}
+
+    def probabilities(texts):
+        return np.asarray([v.positive_probability for v in model.predict(texts)])
+
+    figures = _quality(probabilities, test, short)
+    figures.update(_speed(model.predict_one, model.predict, test))
+    return {**figures, "val_accuracy": version.metrics.get("val_accuracy"), "train_seconds": train_seconds,
+            "epochs": epochs, "version": version.version, "profile": config.name}
 
 
 def run_bench(config, home: Path, data_dir: Path, *, tutorial_epochs: int = 10, skip_train: bool = False,
@@ -115,20 +157,32 @@ def run_bench(config, home: Path, data_dir: Path, *, tutorial_epochs: int = 10, 
     """`baseline`: another config trained in the same run (its own home under `home`), the
     denominator of the ratios instead of the tutorial."""
     test = load_imdb(Path(data_dir), "test")
-    default = bench_default(config, home, data_dir, test, skip_train, progress)
+    short = short_reviews(Path(data_dir))
+    default = bench_default(config, home, data_dir, test, short, skip_train, progress)
+    train = load_imdb(Path(data_dir), "train")
+    _, rows = split_rows(len(train), config)  # the critic's own training split
+    train_split = type(train)([train.texts[i] for i in rows], [train.labels[i] for i in rows], train.source, "")
+    tfidf = bench_tfidf(train_split, test, short, progress)
     tutorial = None
     if baseline is not None:
-        tutorial = bench_default(baseline, Path(home) / "baseline", data_dir, test, False, progress)
+        tutorial = bench_default(baseline, Path(home) / "baseline", data_dir, test, short, False, progress)
     elif not skip_tutorial:
-        tutorial = bench_tutorial(load_imdb(Path(data_dir), "train"), test, tutorial_epochs, progress)
-    rows = [("validation accuracy", "val_accuracy", "{:.4f}"), ("test accuracy (25,000)", "accuracy", "{:.4f}"), ("training seconds", "train_seconds", "{:.0f}"),
-            ("epochs", "epochs", "{}"), ("one review, median ms", "latency_ms", "{:.2f}"),
-            ("batch reviews/s", "throughput", "{:,.0f}")]
-    base_name = baseline.name if baseline is not None else "tutorial"
-    lines = [f"{'':24s} {base_name:>12s} {config.name:>12s} {'ratio':>17s}"]
-    for title, key, fmt in rows:
-        t = tutorial.get(key) if tutorial else None
-        d = default.get(key)
+        tutorial = bench_tutorial(train, test, short, tutorial_epochs, progress)
+    rows_shown = [("validation accuracy", "val_accuracy", "{:.4f}"), ("test accuracy (25,000)", "accuracy", "{:.4f}"),
+                  ("short reviews (sst2 dev)", "short_accuracy", "{:.4f}"), ("ECE, test", "ece", "{:.4f}"),
+                  ("ECE, short reviews", "short_ece", "{:.4f}"), ("training seconds", "train_seconds", "{:.0f}"),
+                  ("one review, p50 ms", "latency_ms", "{:.2f}"), ("one review, p99 ms", "latency_p99_ms", "{:.2f}"),
+                  ("batch reviews/s", "throughput", "{:,.0f}")]
+    base_name = baseline.name if baseline is not None else "seed recipe"
+    lines = [f"{'':26s} {base_name:>12s} {'tf-idf LR':>12s} {config.name:>12s} {'ratio':>8s}"]
+
+    def cell(figures, key, fmt):
+        value = figures.get(key) if figures else None
+        return fmt.format(value) if value is not None else "-"
+
+    for title, key, fmt in rows_shown:
+        t, d = (tutorial or {}).get(key), default.get(key)
         ratio = f"{d / t:.2f}x" if t and isinstance(d, (int, float)) and isinstance(t, (int, float)) else "-"
-        lines.append(f"{title:24s} {fmt.format(t) if t is not None else '-':>12s} {fmt.format(d) if d is not None else '-':>12s} {ratio:>17s}")
-    return {"tutorial": tutorial, "default": default, "table": "\n".join(lines)}
+        lines.append(f"{title:26s} {cell(tutorial, key, fmt):>12s} {cell(tfidf, key, fmt):>12s} "
+                     f"{cell(default, key, fmt):>12s} {ratio:>8s}")
+    return {"tutorial": tutorial, "tfidf": tfidf, "default": default, "table": "\n".join(lines)}

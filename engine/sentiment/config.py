@@ -97,7 +97,7 @@ PROFILES: dict[str, SentimentConfig] = {
     # First start: one logistic regression over NB-scaled, normalised word uni+bigrams, seconds.
     "quick": SentimentConfig(name="quick", views=("words12",)),
     # The full critic: linear views blended on validation (docs/benchmarks.md "## Critic").
-    "default": SentimentConfig(name="default", views=("words12", "words13_neg")),
+    "default": SentimentConfig(name="default", views=("words13_neg", "words12_sharp")),
     # The previous default (LSTM + n-gram branch, Keras, ~8 min): the benchmark's baseline.
     "wide_deep": SentimentConfig(name="wide_deep"),
 }

@@ -63,6 +63,24 @@ def validation_reviews(data_dir: Path, data: Path | str | None, config: Sentimen
                    f"validation split of {reviews.source}", reviews.fingerprint)
 
 
+SHORT_REVIEWS_FILE = "sst2_dev.tsv"  # one `label<TAB>sentence` a line, in the data directory
+
+
+def short_reviews(data_dir: Path) -> Reviews | None:
+    """The short development set (one-sentence reviews; for choosing and reporting, never for
+    fitting), or None when the data directory has none."""
+    path = Path(data_dir) / SHORT_REVIEWS_FILE
+    if not path.is_file():
+        return None
+    texts, labels = [], []
+    for line in path.read_text("utf-8").splitlines():
+        label, _, text = line.partition("\t")
+        if text.strip() and label in ("positive", "negative"):
+            texts.append(text)
+            labels.append(int(label == "positive"))
+    return Reviews(texts, labels, f"short reviews ({path.name})", "")
+
+
 def clean_extras(extra: Sequence[Any]) -> list[tuple[str, int, float]]:
     """(text, label, weight) of each usable extra example: (text, 0|1) pairs weigh 1.0; rows that
     are not reviews, labels other than 0/1 and weights that are not finite and above 0 are dropped."""

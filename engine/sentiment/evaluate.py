@@ -31,6 +31,20 @@ def hit_rate(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((np.asarray(logits) >= 0) == (np.asarray(labels) > 0)))
 
 
+def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: over `bins` equal-width bins of the confidence max(p, 1 - p),
+    the share-weighted gap between the mean confidence and the accuracy in the bin."""
+    p = np.asarray(probabilities, np.float64)
+    right = (p >= 0.5) == (np.asarray(labels) > 0)
+    confidence = np.maximum(p, 1.0 - p)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    gap = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        gap += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+    return float(gap)
+
+
 def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     """Mean log(1 + exp(-y*z)) with y in {-1, +1}, computed stably."""
     signed = np.where(np.asarray(labels) > 0, logits, -np.asarray(logits)).astype(np.float64)

@@ -26,10 +26,11 @@ from playbill.engine.checkpoints import Checkpoint, CheckpointManager
 from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.community import fit_correction, pooled
-from playbill.engine.sentiment.config import CONFIG_FILE, MEMORY_FILE, NAME, PROFILES, WEIGHTS_FILE, SentimentConfig
+from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, PROFILES, VOCAB_FILE, WEIGHTS_FILE,
+                                              SentimentConfig)
 from playbill.engine.sentiment.data import memory_of, training_split
 from playbill.engine.sentiment.evaluate import accuracy, blend_columns, hit_rate, log_loss
-from playbill.engine.sentiment.linear import LinearModel, counts, features, idf, nb_ratios, sentences, view
+from playbill.engine.sentiment.linear import Lexicon, LinearModel, counts, features, idf, nb_ratios, sentences, view
 from playbill.engine.sentiment.serving import COMMUNITY, SentimentModel, ngram_arrays
 from playbill.engine.training import TrainingResult
 
@@ -47,11 +48,12 @@ class FitState:
             np.savez(fh, **self.weights)
 
 
-def fit_view(name: str, texts: list[str], labels: np.ndarray, progress: bool = False) -> tuple[LinearModel, dict]:
+def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
+             progress: bool = False) -> tuple[LinearModel, dict]:
     """One linear view: idf and NB ratios over `texts` and their sentences, fitted on `texts` (and
     their confident sentences, if the view learns from them)."""
     spec = view(name)
-    x = counts(texts, spec)
+    x = counts(texts, spec, lexicon)
     labels = np.asarray(labels)
     stats: dict[str, Any] = {"reviews": len(texts)}
     owner, parts = [], []
@@ -59,7 +61,7 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, progress: bool = F
         found = sentences(text)
         parts.extend(found)
         owner.extend([row] * len(found))
-    xs = counts(parts, spec) if parts else sp.csr_matrix((0, x.shape[1]), dtype=np.float32)
+    xs = counts(parts, spec, lexicon) if parts else sp.csr_matrix((0, x.shape[1]), dtype=np.float32)
     ys = labels[np.asarray(owner, np.int64)] if parts else np.zeros(0, labels.dtype)
     both = sp.vstack([x, xs]).tocsr()
     scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
@@ -111,11 +113,13 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
     val_columns = []
     per_model: dict[str, dict[str, Any]] = {}
     fit_started = time.perf_counter()
+    lexicon = Lexicon.build(split.train_texts)
+    vocab = lexicon.vocab
     for name in config.views:
         t0 = time.perf_counter()
-        model, stats = fit_view(name, split.train_texts, split.train_labels, progress)
+        model, stats = fit_view(name, split.train_texts, split.train_labels, lexicon, progress)
         weights.update(model.arrays())
-        val_logit = model.logits(counts(split.val_texts, model.spec))
+        val_logit = model.logits(counts(split.val_texts, model.spec, lexicon))
         val_columns.append(val_logit)
         per_model[name] = {"val_accuracy": hit_rate(val_logit, split.val_labels),
                            "seconds": time.perf_counter() - t0, **stats}
@@ -128,13 +132,13 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
     memory = memory_of(split.extras, config.memory_min_weight)
     if split.extras:
         texts = [t for t, _, _ in split.extras]
-        base_model = SentimentModel(weights, None, config)
+        base_model = SentimentModel(weights, vocab, config)
         base = base_model.model_logits(texts).astype(np.float64)
         _, x = base_model.view_logits(texts)
         table = fit_correction(pooled(x), np.asarray([y for _, y, _ in split.extras]),
                                np.asarray([w for _, _, w in split.extras]), base, config.community_l2)
         weights.update(ngram_arrays(COMMUNITY, table, 0.0))
-    serving = SentimentModel(weights, None, config, memory=memory)
+    serving = SentimentModel(weights, vocab, config, memory=memory)
     val_logits = serving.logits(split.val_texts).astype(np.float64)  # as served: memory and community included
     metrics: dict[str, Any] = {"val_loss": log_loss(val_logits, split.val_labels),
                                "val_accuracy": hit_rate(val_logits, split.val_labels)}
@@ -168,6 +172,7 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
     }
     with registry.new_version(meta) as staged:
         np.savez(staged.path / WEIGHTS_FILE, **weights)
+        vocab.save(staged.path / VOCAB_FILE)
         (staged.path / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2), "utf-8")
         (staged.path / MEMORY_FILE).write_text(json.dumps(memory, ensure_ascii=False), "utf-8")
     if promote:

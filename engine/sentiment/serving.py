@@ -36,7 +36,7 @@ from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VO
                                      SentimentConfig, SentimentLimits)
 from playbill.engine.sentiment.features import features, pad_windows, split_windows
 from playbill.engine.sentiment.community import pooled
-from playbill.engine.sentiment.linear import LinearModel, counts
+from playbill.engine.sentiment.linear import Lexicon, LinearModel, counts, read
 from playbill.engine.sentiment.ngrams import community_ids, id_matrix, review_ids
 from playbill.engine.text import Vocabulary, standardize, tokenize
 from playbill.engine.weights import read_arrays
@@ -76,6 +76,7 @@ class SentimentModel:
             tables = [self._table, self._recurrent, self._dense_w, self._ngram_weight]
         elif config.views:
             self._linear = [LinearModel.from_arrays(name, weights) for name in config.views]
+            self._lexicon = Lexicon(vocab) if vocab is not None else None
             self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(len(config.views) + 1)
             self._community = ngram_table(weights, COMMUNITY) if f"{COMMUNITY}_ids" in weights else None
             tables = [a for m in self._linear for a in (m.scale, m.coef)]
@@ -98,7 +99,8 @@ class SentimentModel:
         try:
             weights = read_arrays(version_dir / WEIGHTS_FILE)  # finite, or ValueError
             config = SentimentConfig.from_dict(json.loads((version_dir / CONFIG_FILE).read_text("utf-8")))
-            vocab = Vocabulary.load(version_dir / VOCAB_FILE) if config.wide_deep else None
+            has_vocab = config.wide_deep or (config.views and (version_dir / VOCAB_FILE).is_file())
+            vocab = Vocabulary.load(version_dir / VOCAB_FILE) if has_vocab else None
             memory_path = version_dir / MEMORY_FILE
             memory = json.loads(memory_path.read_text("utf-8")) if memory_path.is_file() else {}
             model = cls(weights, vocab, config, version=version_dir.name, path=version_dir, limits=limits,
@@ -168,8 +170,9 @@ class SentimentModel:
         pass and one sparse product per view for the whole batch."""
         out = np.empty((len(texts), len(self._linear)), np.float64)
         first = None
+        ids = read(texts, self._lexicon) if self._lexicon is not None else None  # once for every view
         for k, model in enumerate(self._linear):
-            x = counts(texts, model.spec)
+            x = counts(texts, model.spec, self._lexicon, ids)
             first = x if first is None else first
             out[:, k] = model.logits(x)
         return out, first

@@ -289,7 +289,7 @@ def _bench_first_start(args: argparse.Namespace, settings) -> int:
           f"{report['minutes_run']} min on {report['cpus']} CPUs (load average {report['load_average']})")
     print(f"{'t (s)':>8}  event")
     for e in report["timeline"]:
-        figures = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t_s", "event", "scene"))
+        figures = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("t_s", "event", "scene", "review"))
         print(f"{e['t_s']:>8.1f}  {e['event']}{': ' + figures if figures else ''}")
     print(f"event-loop lag while warming up: p50 {report['loop_lag_p50_ms']} ms, p95 {report['loop_lag_p95_ms']} ms, "
           f"max {report['loop_lag_max_ms']} ms over {report['answers_while_warming']} answers")
