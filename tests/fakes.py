@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import string
 import threading
 import time
@@ -19,6 +20,14 @@ from playbill.engine.scene import SceneConfig, SceneLimits, SceneRequest, unknow
 from playbill.engine.sentiment import ReviewRequest, SentimentConfig, SentimentLimits
 from playbill.engine.serving import ModelHolder
 from playbill.history import api
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """A `preexec_fn` for a child the test stops with SIGINT: Ctrl-C's default action, as in a
+    terminal, even when the test run itself was started in the background (a non-interactive
+    shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+    across exec, so Python would never raise KeyboardInterrupt in the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 POSITIVE_WORDS = {"good", "great", "superb", "loved", "wonderful", "best"}
 NEGATIVE_WORDS = {"bad", "awful", "boring", "hated", "worst", "dull"}

@@ -181,11 +181,14 @@ def test_ctrl_c_at_the_console_prompt_exits_at_once(home: Path) -> None:
     import pty
     import termios
 
+    from fakes import ctrl_c_as_at_a_terminal
+
     master, slave = pty.openpty()
 
     def own_terminal() -> None:  # the pty becomes the console's controlling terminal, so ^C is SIGINT
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        ctrl_c_as_at_a_terminal()
 
     proc = console_process(home, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal)
     os.close(slave)

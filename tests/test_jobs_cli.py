@@ -138,6 +138,7 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
     import time
     from pathlib import Path
 
+    from fakes import ctrl_c_as_at_a_terminal
     from test_jobs import running
     from test_jobs_fakes import calls
 
@@ -147,7 +148,8 @@ def test_ctrl_c_during_playbill_retrain_stops_the_training_process(settings, tmp
     script.write_text(CLI_HOST)
     env = {**os.environ, "PYTHONFAULTHANDLER": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         deadline = time.monotonic() + 30
         while not calls(settings.home) and time.monotonic() < deadline:

@@ -143,15 +143,12 @@ def read_only(monkeypatch: pytest.MonkeyPatch, folder) -> None:
     import os
     import tempfile
 
-    from playbill.engine import registry as registry_module
-
     def refuse(path) -> None:
         if str(path).startswith(str(folder)):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    real_mkstemp, real_write = tempfile.mkstemp, registry_module._write_atomic
+    real_mkstemp = tempfile.mkstemp  # every atomic write (playbill.files.write_atomic) starts here
     monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: refuse(f"{dir}/x") or real_mkstemp(*a, dir=dir, **k))
-    monkeypatch.setattr(registry_module, "_write_atomic", lambda path, text: refuse(path) or real_write(path, text))
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b, **k: refuse(b) or real_replace(a, b, **k))
 
