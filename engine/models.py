@@ -37,6 +37,12 @@ class ModelSpec:
     keep_runs: int | None  # checkpoint runs `playbill train` keeps (None: all)
     profiles: tuple[str, ...]  # named configs (`config_from(values, profile=...)`); "default" is the full model
     first_profile: str  # the first-start model: good answers within the first minutes
+    # Epochs of `first_profile`'s schedule a first start runs before it serves (None: all of it).
+    # The playwright's first 3 of 6 epochs, still at the schedule's high learning rate, reach
+    # 1.756 nats/char in ~2 min on 2 cores (all 6: 1.677 in ~4 min; the same schedule squeezed
+    # into 3 epochs: 1.853): the first scene within 3 minutes, and the warm-up's first stage
+    # replaces that model minutes later (docs/benchmarks.md, "First start and warm-up").
+    first_epochs: int | None
     _config_from: Callable[..., Any]  # (settings section, profile) -> config
     limits_from: Callable[[Mapping[str, Any]], Any]  # the same section -> limits (keys named as the limits' fields)
     serving_from: Callable[[Mapping[str, Any]], dict[str, Any]]  # the same section -> `load` keywords
@@ -196,7 +202,7 @@ MODELS: tuple[ModelSpec, ...] = (
         gate_metric="accuracy", higher_is_better=True,
         held_out="the IMDB validation split (2,500 held-out training reviews)", has_test_split=True,
         extra_kind="labelled_texts", keep_runs=2,
-        profiles=tuple(sentiment.PROFILES), first_profile="quick",
+        profiles=tuple(sentiment.PROFILES), first_profile="quick", first_epochs=None,
         _config_from=sentiment.SentimentConfig.from_settings, limits_from=sentiment.SentimentLimits.from_settings,
         serving_from=_no_serving_options, data_from=_default_data,
         _load=sentiment.SentimentModel.load, _train=_train_sentiment, _evaluate=_evaluate_sentiment,
@@ -207,7 +213,7 @@ MODELS: tuple[ModelSpec, ...] = (
         gate_metric="val_loss", higher_is_better=False, held_out="the corpus's validation block",
         has_test_split=False,
         extra_kind="texts", keep_runs=None,
-        profiles=tuple(scene.PROFILES), first_profile="quick",
+        profiles=tuple(scene.PROFILES), first_profile="quick", first_epochs=3,
         _config_from=scene.SceneConfig.from_settings, limits_from=scene.SceneLimits.from_settings,
         serving_from=_scene_serving_options, data_from=_scene_corpus,
         _load=scene.SceneWriter.load, _train=_train_scene, _evaluate=_evaluate_scene,

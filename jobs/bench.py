@@ -165,7 +165,7 @@ def feedback_fixture() -> dict[str, list[tuple[str, int]]]:
     import json
     from importlib.resources import files
 
-    raw = json.loads(files("jobs").joinpath("feedback_fixture.json").read_text("utf-8"))
+    raw = json.loads(files("playbill.jobs").joinpath("feedback_fixture.json").read_text("utf-8"))
     return {part: [(row["text"], int(row["label"])) for row in raw[part]] for part in ("voted", "unseen")}
 
 

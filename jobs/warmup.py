@@ -281,7 +281,7 @@ def _train_first(send: Any, values: dict[str, Any], model: Any) -> None:
     section = settings.section(model.name)
     config = model.config_from(section, profile=model.first_profile)
     result = model.train(config, settings.home, settings.data_dir, data=model.data_from(section), progress=False,
-                         keep_runs=model.keep_runs)
+                         keep_runs=model.keep_runs, epochs=model.first_epochs)
     send("trained", result.as_dict())
 
 
@@ -311,10 +311,13 @@ def learning(settings: Settings, name: str) -> dict[str, Any] | None:
         return None
     config = model.config_from(settings.section(model.name), profile=entry["profile"])
     trained = model.training_progress(settings.home, config) or {}
-    left = trained.get("seconds_left") if trained.get("epochs_done") else None
+    budget = trained.get("epochs_total") or getattr(config, "epochs", None)
+    total = min(model.first_epochs, budget) if model.first_epochs and budget else model.first_epochs or budget
+    done, per_epoch = trained.get("epochs_done", 0), trained.get("seconds_per_epoch")
+    left = per_epoch * max(0, total - done) if done and per_epoch is not None and total else None
     return {"profile": entry["profile"], "started_at": entry["started_at"],
-            "epochs_done": trained.get("epochs_done", 0),
-            "epochs_total": trained.get("epochs_total") or getattr(config, "epochs", None),
+            "epochs_done": done,
+            "epochs_total": total,
             "seconds_per_epoch": trained.get("seconds_per_epoch"), "seconds_left": left,
             "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="seconds") if left is not None else None}
 

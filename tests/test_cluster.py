@@ -32,7 +32,7 @@ from playbill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "PLAYBILL_TEST_DATABASE_URL"
-HOLD_LOCK = ("import sys, time; from jobs.leader import AdvisoryLock; AdvisoryLock(sys.argv[1]).acquire(); "
+HOLD_LOCK = ("import sys, time; from playbill.jobs.leader import AdvisoryLock; AdvisoryLock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(600)")
 
 

@@ -53,7 +53,7 @@ def test_settings_sections_become_configs_in_one_place() -> None:
     section = {"epochs": 3, "batch_size": 32, "validation_fraction": 0.2, "patience": 1, "seed": 7, "unrelated": 1}
     assert spec("sentiment").config_from(section) == replace(SENTIMENT_PROFILES["default"], epochs=3, batch_size=32,
                                                              validation_fraction=0.2, patience=1, seed=7)
-    assert spec("sentiment").config_from(section, profile="quick").ngrams == ("words_p",)
+    assert spec("sentiment").config_from(section, profile="quick").views == ("words12",)
     scene = {"profile": "tutorial", "epochs": None, "validation_fraction": 0.2, "seed": 5, "temperature": 0.8}
     config = spec("scene").config_from(scene)
     assert config == replace(PROFILES["tutorial"], validation_fraction=0.2, seed=5)
