@@ -2,7 +2,7 @@
 
 Votes (extra examples, already settled and capped per member by the caller) never enter the
 big fit: one troll's capped votes on long reviews would still be memorised there (2.6-8
-validation points lost, research-critic.md Q3). Instead:
+validation points lost; docs/jobs.md, how the votes move the critic). Instead:
 
 - a memory: reviews settled with weight >= `memory_min_weight` answer with their label
   (engine.sentiment.data.memory_of; served first);

@@ -106,7 +106,7 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
     home, data_dir = Path(home), Path(data_dir)
     if not config.views:
         config, start = linear_layout(config), None
-    manager = CheckpointManager(home / "checkpoints", NAME)
+    manager = CheckpointManager.in_home(home, NAME)
     split = training_split(data_dir, data, extra, config)
 
     weights: dict[str, np.ndarray] = {}

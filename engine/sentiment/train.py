@@ -237,7 +237,7 @@ def train_sentiment(config: SentimentConfig, home: Path, data_dir: Path, *, epoc
     """
     started = time.perf_counter()
     home, data_dir = Path(home), Path(data_dir)
-    manager = CheckpointManager(home / "checkpoints", NAME)
+    manager = CheckpointManager.in_home(home, NAME)
     start = None
     if checkpoint is not None:
         start = manager.resolve(checkpoint)
