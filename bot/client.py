@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from playbill import metrics
-from playbill.bot.discord_compat import point_at, watch_gateway_failures
+from playbill.bot.discord_compat import StopsLaunchingWhenClosed, point_at, watch_gateway_failures
 from playbill.bot.discord_io import NO_MENTIONS, http_error_line, playbill_of
 from playbill.bot.extension import Playbill, configure
 from playbill.bot.services import Services
@@ -32,7 +32,7 @@ log = logging.getLogger("playbill.bot")
 EXTENSION = "playbill.bot"  # what `playbill run` loads, as any host bot would
 
 
-class PlaybillBot(commands.AutoShardedBot):
+class PlaybillBot(StopsLaunchingWhenClosed, commands.AutoShardedBot):
     """`playbill run`: a bot of its own that loads Playbill's extension (the one path; see
     playbill.bot.extension), and bounds its first connection to Discord."""
 

@@ -13,6 +13,10 @@ for them. tests/test_bot_discord_compat.py fails loudly when discord.py changes 
   %.2fs", or "Failed to connect for shard_id" at a shard's launch, retried every 5 s without end)
   with a full traceback, and says so nowhere else; Playbill keeps each to one line naming the
   error, and counts them to give up on a first connection that never succeeds.
+- A closed bot stops launching shards: `AutoShardedClient.launch_shard` retries a failed shard
+  connection every 5 s without end, also after `close()`, and a cancellation that meets a
+  connection failing at the same moment is taken for that failure (Python 3.11's `wait_for`),
+  so `start()` of a bot closed while a shard was failing could run forever.
 """
 
 from __future__ import annotations
@@ -95,3 +99,13 @@ def watch_gateway_failures(on_failure: Callable[[BaseException], None] | None = 
             logger.removeFilter(watcher)
 
     return remove
+
+
+class StopsLaunchingWhenClosed:
+    """Mixed in before `discord.AutoShardedClient`: a closed client launches no more shards
+    (discord.py's retry calls `self.launch_shard` again, so the check meets every retry)."""
+
+    async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
+        if self.is_closed():  # type: ignore[attr-defined]
+            return
+        await super().launch_shard(gateway, shard_id, initial=initial)  # type: ignore[misc]

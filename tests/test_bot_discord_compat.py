@@ -139,3 +139,29 @@ def test_each_failed_connection_is_counted_once() -> None:
         stop()
     logging.getLogger("discord.shard").error(SHARD_RETRY_MESSAGE, 1, exc_info=(OSError, OSError("x"), None))
     assert [type(e) for e in seen] == [ConnectionRefusedError]
+
+
+def test_a_closed_sharded_client_launches_no_more_shards() -> None:
+    """discord.py still retries a shard through `self.launch_shard(gateway, shard_id, initial=...)`
+    (what StopsLaunchingWhenClosed overrides); a closed client's launch returns at once."""
+    import asyncio
+    import inspect
+
+    import discord
+    import yarl
+
+    from playbill.bot.discord_compat import StopsLaunchingWhenClosed
+
+    assert list(inspect.signature(discord.AutoShardedClient.launch_shard).parameters) == [
+        "self", "gateway", "shard_id", "initial"]
+    assert "self.launch_shard(" in inspect.getsource(discord.AutoShardedClient.launch_shard)
+
+    class Closed(StopsLaunchingWhenClosed, discord.AutoShardedClient):
+        def is_closed(self) -> bool:  # as after close(): discord.py would otherwise retry port 9 every 5 s
+            return True
+
+    async def launch_after_close() -> None:
+        client = Closed(intents=discord.Intents.none(), shard_count=1)
+        await asyncio.wait_for(client.launch_shard(yarl.URL("ws://127.0.0.1:9"), 0), 5)
+
+    asyncio.run(launch_after_close())

@@ -42,9 +42,14 @@ async def bots_started_together(standin: StandIn, settings_of_each: list) -> lis
     finally:
         for bot in bots:
             await bot.close()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, 10)
+        # Bounded: a shard still retrying a refused connection when its bot closes can keep its
+        # start() task alive (discord.py's launch_shard retries on any error, and Python 3.11's
+        # wait_for waits for a cancellation the task may swallow), so no wait here is unbounded.
+        _, running = await asyncio.wait(tasks, timeout=10)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=5)
 
 
 @contextlib.asynccontextmanager
