@@ -13,7 +13,7 @@ import signal
 import sys
 
 from playbill.cli.common import CLIError, CommandGroups, serve_metrics
-from playbill.settings import TOKEN_ENV_VARS, discord_token
+from playbill.settings import TOKEN_ENV_VARS, Settings, discord_token
 
 log = logging.getLogger("playbill.bot")
 
@@ -95,7 +95,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     first.set_defaults(handler=_bench_first_start)
 
 
-def _run(args: argparse.Namespace, settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_shards(settings, args.shard_count, args.shard_ids)
     serve_metrics(settings)  # [metrics] port: /metrics, /healthz, /readyz
     if args.train_missing:
@@ -163,7 +163,7 @@ def with_shards(settings, count: int | None, ids: str | None):
     return settings.model_copy(update={"bot": bot})
 
 
-def _console(args: argparse.Namespace, settings) -> int:
+def _console(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.bot.console import console_member, run_console
 
     member = console_member(getattr(args, "user", None), getattr(args, "name", None))  # bad: one line, exit 2
@@ -171,7 +171,7 @@ def _console(args: argparse.Namespace, settings) -> int:
     return asyncio.run(run_console(settings, member=member))
 
 
-def _sync_commands(args: argparse.Namespace, settings) -> int:
+def _sync_commands(args: argparse.Namespace, settings: Settings) -> int:
     token = discord_token()
     if token is None:
         raise CLIError(NO_TOKEN.format(vars=" or ".join(TOKEN_ENV_VARS)))
@@ -225,7 +225,7 @@ def _train_missing(settings, args: argparse.Namespace) -> None:
               "(/write-scene says when it expects to be ready)", file=sys.stderr, flush=True)
 
 
-def _start_warmup(settings) -> None:
+def _start_warmup(settings: Settings) -> None:
     """The console path of `playbill run` (no Discord, so no schedule election): the warm-up's
     own lock keeps it to one per home. The bot starts it when it takes the schedule."""
     from playbill.jobs.warmup import start_warmup
@@ -235,7 +235,7 @@ def _start_warmup(settings) -> None:
               file=sys.stderr)
 
 
-def _bench(args: argparse.Namespace, settings) -> int:
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from playbill.bot.bench import bench_serving
     from playbill.engine.sentiment import SentimentModel
     from playbill.cli.common import print_json
@@ -259,13 +259,12 @@ def _bench(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _bench_first_start(args: argparse.Namespace, settings) -> int:
+def _bench_first_start(args: argparse.Namespace, settings: Settings) -> int:
     import json
     import tempfile
     from pathlib import Path
 
     from playbill.bot.bench_first_start import bench_first_start
-    from playbill.settings import Settings
 
     if args.minutes <= 0:
         raise CLIError("--minutes must be more than 0")

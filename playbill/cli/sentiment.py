@@ -9,6 +9,7 @@ from pathlib import Path
 from playbill.engine.models import ALIASES
 from playbill.cli.common import (CLIError, CommandGroups, ProgressBar, check_training_options, continues, model_spec,
                                  print_json, run_training)
+from playbill.settings import Settings
 
 NAME = "sentiment"  # this module is the critic's commands (engine.models.spec(NAME))
 ALIASES_OF_NAME = [alias for alias, model in ALIASES.items() if model == NAME]  # "critic" (engine.models.ALIASES)
@@ -61,7 +62,7 @@ def register(commands: argparse._SubParsersAction, groups: CommandGroups) -> Non
     predict.set_defaults(handler=_predict)
 
 
-def _train(args: argparse.Namespace, settings) -> int:
+def _train(args: argparse.Namespace, settings: Settings) -> int:
     check_training_options(args)
     model, section = model_spec(NAME), settings.section(NAME)
     gated = continues(args)
@@ -90,7 +91,7 @@ def _train(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace, settings) -> int:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     split = {"split": args.split or "test"} if args.data is None or args.split else {}  # a CSV: all of it
     with ProgressBar("judging the held-out reviews") as bar:
         result = model_spec(NAME).evaluate(settings.home, settings.data_dir, version=args.version, data=args.data,
@@ -142,7 +143,7 @@ def _read_lines(name: str) -> list[tuple[int, str]]:
     return lines
 
 
-def _predict(args: argparse.Namespace, settings) -> int:
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
     if (args.text is None) == (args.file is None):
         raise CLIError('give a review as text (playbill predict "...") or --file FILE, one of the two')
     numbered = _read_lines(args.file) if args.file else [(None, args.text)]
@@ -174,7 +175,7 @@ def _predict(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _checkpoints(args: argparse.Namespace, settings) -> int:
+def _checkpoints(args: argparse.Namespace, settings: Settings) -> int:
     found = model_spec(NAME).checkpoints(settings.home).list()
     if not found and not args.json:
         print("no sentiment checkpoints yet; `playbill train sentiment` writes one every epoch")
@@ -189,7 +190,7 @@ def _checkpoints(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace, settings) -> int:
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.epochs < 1:
         raise CLIError("--epochs must be at least 1")
     from playbill.engine.sentiment.bench import run_bench
