@@ -318,7 +318,7 @@ def learning(settings: Settings, name: str) -> dict[str, Any] | None:
     return {"profile": entry["profile"], "started_at": entry["started_at"],
             "epochs_done": done,
             "epochs_total": total,
-            "seconds_per_epoch": trained.get("seconds_per_epoch"), "seconds_left": left,
+            "seconds_per_epoch": per_epoch, "seconds_left": left,
             "eta": (datetime.now(UTC) + timedelta(seconds=left)).isoformat(timespec="seconds") if left is not None else None}
 
 
@@ -332,31 +332,12 @@ def start_first_start(settings: Settings, names: Sequence[str] = MODEL_NAMES, *,
     todo = missing(settings, names)
     if not todo or warmup_lock(settings).holder() is not None:
         return None
-    process = TrainingProcess(_first_start_main, (settings_values(settings), todo, warm_up and settings.jobs.warmup),
+    process = TrainingProcess(_background_main, (settings_values(settings), todo, warm_up and settings.jobs.warmup),
                               name="playbill-first-start", niceness=settings.jobs.training_niceness, daemon=True).start()
     for name in todo:  # learning at once: the process imports TensorFlow before it marks itself
         _mark_learning(settings.home, name, spec(name).first_profile, pid=process.pid)
     log.info("training %s in the background (process %s)", ", ".join(todo), process.pid)
     return process.process
-
-
-def _first_start_main(send: Any, values: dict[str, Any], names: list[str], warm_up: bool) -> None:
-    settings = restore_settings(values)
-    logging.getLogger("playbill").setLevel(min(logging.INFO, logging.getLevelNamesMapping()[settings.log_level]))
-    try:
-        with warmup_lock(settings):
-            for name, outcome in train_first(settings, names=names, spawn=False).items():
-                log.info("%s: %s", name, f"ready after {outcome:.0f} s" if not isinstance(outcome, str) else outcome)
-            if warm_up:
-                _run_stages(settings, names=MODEL_NAMES, configs=None, seconds=None, epochs=None, max_stages=None,
-                            say=log.info)
-    except JobBusy as exc:
-        log.info("%s", exc)
-    except Exception:  # the served models stay as they are; the next start tries again
-        log.exception("the background training stopped; the next `playbill run --train-missing` continues it")
-
-
-# --- the spawned process ---------------------------------------------------------------------
 
 
 def start_warmup(settings: Settings, *, configs: Mapping[str, Any] | None = None, seconds: float | None = None,
@@ -366,24 +347,35 @@ def start_warmup(settings: Settings, *, configs: Mapping[str, Any] | None = None
     the next start resumes it), or None."""
     if not settings.jobs.warmup or not pending(settings) or warmup_lock(settings).holder() is not None:
         return None
-    process = TrainingProcess(_warmup_main, (settings_values(settings), dict(configs or {}), seconds, epochs, max_stages),
+    process = TrainingProcess(_background_main, (settings_values(settings), [], True, dict(configs or {}), seconds,
+                                                 epochs, max_stages),
                               name="playbill-warmup", niceness=settings.jobs.training_niceness, daemon=True).start()
     log.info("warm-up started in process %s (models: %s)", process.pid, ", ".join(pending(settings)))
     return process.process
 
 
-def _warmup_main(send: Any, values: dict[str, Any], configs: dict[str, Any], seconds: float | None,
-                 epochs: int | None, max_stages: int | None) -> None:
-    """The warm-up process (`jobs.runner`: niced, stops with its parent). Its stage lines go to
-    the log at INFO, one line each."""
+# --- the spawned process ---------------------------------------------------------------------
+
+
+def _background_main(send: Any, values: dict[str, Any], first: list[str], warm_up: bool,
+                     configs: dict[str, Any] | None = None, seconds: float | None = None, epochs: int | None = None,
+                     max_stages: int | None = None) -> None:
+    """The one background training process (`jobs.runner`: niced, stops with its parent) of a
+    first start (`first`: the models to train first, in order) and of the warm-up (`warm_up`: its
+    stages then), holding the home's warm-up lock throughout. Its lines go to the log at INFO."""
     settings = restore_settings(values)
     logging.getLogger("playbill").setLevel(min(logging.INFO, logging.getLevelNamesMapping()[settings.log_level]))
     try:
-        run_warmup(settings, configs=configs, seconds=seconds, epochs=epochs, max_stages=max_stages)
+        with warmup_lock(settings):
+            for name, outcome in train_first(settings, names=first, spawn=False).items():
+                log.info("%s: %s", name, f"ready after {outcome:.0f} s" if not isinstance(outcome, str) else outcome)
+            if warm_up:
+                _run_stages(settings, names=MODEL_NAMES, configs=configs, seconds=seconds, epochs=epochs,
+                            max_stages=max_stages, say=log.info)
     except JobBusy as exc:
         log.info("%s", exc)
     except Exception:  # the served models stay as they are; the next start tries again
-        log.exception("the warm-up stopped; the next `playbill run` continues it")
+        log.exception("the background training stopped; the next `playbill run` continues it")
 
 
 def _now() -> str:
