@@ -67,7 +67,8 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
     scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
     seen = np.bincount(both.indices, minlength=both.shape[1]) > 0
     scale = np.where(seen, scale, 0.0).astype(np.float32)
-    fitted = _logistic(features(x, scale), labels, spec.c)
+    xr = features(x, scale)
+    fitted = _logistic(xr, labels, spec.c)
     if spec.sentences and xs.shape[0]:
         xf = features(xs, scale)
         p = 1.0 / (1.0 + np.exp(-(xf @ fitted.coef_.ravel() + fitted.intercept_[0])))
@@ -77,7 +78,7 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
             print(f"{name}: {keep.sum():,} of {xs.shape[0]:,} sentences kept", flush=True)
         if keep.any():
             weights = np.concatenate([np.ones(x.shape[0]), np.full(int(keep.sum()), spec.sentence_weight)])
-            fitted = _logistic(sp.vstack([features(x, scale), xf[keep]]).tocsr(),
+            fitted = _logistic(sp.vstack([xr, xf[keep]]).tocsr(),
                                np.concatenate([labels, ys[keep]]), spec.c, weights)
     coef = np.where(seen, fitted.coef_.ravel(), 0.0).astype(np.float32)
     return LinearModel(name, scale, coef, float(fitted.intercept_[0])), stats
