@@ -36,3 +36,54 @@ def cell_step(z: np.ndarray, h: np.ndarray, c: np.ndarray, tmp: np.ndarray) -> N
     c += tmp
     np.tanh(c, out=tmp)
     np.multiply(z[:, 2 * units : 3 * units], tmp, out=h)
+
+
+class WindowLSTM:
+    """One LSTM layer and a dense logit over pre-padded windows of word ids (0 = padding), as
+    Keras trained them with `mask_zero`: the critic's word-order member and the wide-and-deep
+    layout's deep branch both serve through it."""
+
+    ARRAYS = ("embedding", "kernel", "recurrent", "bias", "dense_w", "dense_b")  # as a version stores them
+
+    def __init__(self, embedding: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray,
+                 dense_w: np.ndarray, dense_b: np.ndarray) -> None:
+        self.table = input_table(embedding, kernel, bias)  # id -> the gates' input part
+        self.recurrent = fuse_gates(recurrent)
+        self.dense_w = np.asarray(dense_w, np.float32).reshape(-1)
+        self.dense_b = float(np.asarray(dense_b).reshape(-1)[0])
+
+    @classmethod
+    def from_arrays(cls, weights: dict[str, np.ndarray], prefix: str = "") -> WindowLSTM:
+        return cls(*(weights[prefix + key] for key in cls.ARRAYS))
+
+    def tables(self) -> list[np.ndarray]:
+        return [self.table, self.recurrent, self.dense_w]
+
+    def logits(self, padded: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """One logit per window; every window of a chunk is stepped together."""
+        padded = np.asarray(padded)
+        lengths = np.count_nonzero(padded, axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty(len(padded), np.float32)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            out[rows] = self._longest_first(padded[rows], lengths[rows])
+        return out
+
+    def _longest_first(self, padded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Windows sorted longest first: at step t only the first k rows have started (pre-padding),
+        so padding costs nothing and the state of a row that has not started stays zero."""
+        n, steps = padded.shape
+        active = np.searchsorted(-lengths, -(steps - np.arange(steps)), side="right")
+        units = self.recurrent.shape[0]
+        h = np.zeros((n, units), dtype=np.float32)
+        c = np.zeros((n, units), dtype=np.float32)
+        tmp = np.empty((n, units), dtype=np.float32)
+        for t in range(steps):
+            k = active[t]
+            if not k:
+                continue
+            z = self.table[padded[:k, t]]
+            z += h[:k] @ self.recurrent
+            cell_step(z, h[:k], c[:k], tmp[:k])
+        return h @ self.dense_w + self.dense_b

@@ -16,7 +16,10 @@ from playbill.bot.cogs import critic
 from playbill.engine.models import spec
 from playbill.engine.sentiment import CONFIG_FILE, WEIGHTS_FILE, SentimentConfig, SentimentModel
 from playbill.engine.sentiment.linear import VIEWS, Lexicon, counts, features, in_scope, read, sentences
+from playbill.engine.lstm import WindowLSTM
+from playbill.engine.sentiment.sequence import capped, review_windows
 from playbill.engine.sentiment.serving import ngram_arrays
+from playbill.engine.text import OOV
 from tiny_imdb import write_imdb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,8 +81,12 @@ def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
     model = critic_spec.load(version.path)
     assert model.config.views == critic_spec.config_from({}).views and len(model.config.views) >= 1
     assert result.metrics["val_accuracy"] >= 0.9 and result.metrics["test_accuracy"] >= 0.9
-    assert set(version.metadata["per_model"]) == set(model.config.views)
+    # the views and the seed's LSTM (word order) are the blend's members, each measured on validation
+    assert model.config.sequence_units > 0
+    assert set(version.metadata["per_model"]) == {*model.config.views, "lstm"}
+    assert len(version.metadata["blend"]) == len(model.config.views) + 2  # a weight per member, the intercept
     texts = ["a superb delightful film", "a dreadful boring waste", "the plot", "loved it"] * 3
+    assert model.view_logits(texts).shape == (len(texts), len(model.config.views) + 1)
     batch = model.predict(texts)
     one_by_one = [model.predict_one(t) for t in texts]
     assert [v.label for v in batch] == [v.label for v in one_by_one]
@@ -89,6 +96,41 @@ def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
     # stored as plain arrays: no pickle in the version folder
     with np.load(version.path / WEIGHTS_FILE, allow_pickle=False) as arrays:
         assert "blend" in arrays.files
+
+
+def test_the_lstm_member_reads_a_short_review_whole_and_a_long_one_by_its_first_and_last_window() -> None:
+    ids = np.array([5, 6, 7, 8, 9, 10, 11, 3, 4], np.int64)
+    row = np.array([0, 0, 0, 0, 0, 0, 0, 2, 2])  # review 1 has no tokens
+    windows, owner = review_windows(ids, row, 3, window=4)
+    assert owner.tolist() == [0, 1, 2, 0]
+    assert windows.tolist() == [[5, 6, 7, 8], [0, 0, 0, OOV], [0, 0, 3, 4], [8, 9, 10, 11]]
+    assert capped(np.array([2, 9_999, 10_000]), 10_000).tolist() == [2, 9_999, OOV]
+
+
+def test_the_numpy_lstm_serves_what_keras_computes() -> None:
+    """The served member (and the wide-and-deep branch) step windows in numpy: the same logits as
+    the Keras model they were trained as, padding and windows of every length included."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    tokens = keras.Input((None,), dtype="int32")
+    h = layers.Embedding(50, 8, mask_zero=True, name="embedding")(tokens)
+    h = layers.LSTM(6, name="lstm")(h)
+    out = layers.Dense(1, name="logit")(h)
+    model = keras.Model(tokens, out)
+    rng = np.random.default_rng(0)
+    for layer in model.layers[1:]:  # weights large enough that a wrong step shows
+        layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    windows = np.zeros((5, 7), np.int32)
+    for r, length in enumerate([7, 1, 4, 3, 6]):
+        windows[r, 7 - length:] = np.random.default_rng(r).integers(1, 50, length)
+    kernel, recurrent, bias = model.get_layer("lstm").get_weights()
+    dense_w, dense_b = model.get_layer("logit").get_weights()
+    lstm = WindowLSTM(model.get_layer("embedding").get_weights()[0], kernel, recurrent, bias, dense_w, dense_b)
+    np.testing.assert_allclose(lstm.logits(windows), model.predict(windows, verbose=0).ravel(), rtol=1e-4, atol=1e-5)
+    assert np.abs(lstm.logits(windows)).max() > 0.1
+    np.testing.assert_allclose(lstm.logits(windows, chunk=2), lstm.logits(windows), rtol=1e-5, atol=1e-6)
 
 
 def test_a_review_it_cannot_call_is_mixed_and_leans(trained) -> None:
@@ -143,3 +185,6 @@ def test_a_checkpoint_of_the_hand_hashed_layout_trains_todays_profile(tmp_path: 
     result = critic_spec.train(legacy, tmp_path, data_dir, progress=False)
     assert result.extra["profile"] == "quick" and set(result.extra["per_model"]) == set(
         critic_spec.config_from({}, profile="quick").views)
+    # the quick profile has no LSTM member: its versions serve on the views alone
+    quick = critic_spec.load(critic_spec.registry(tmp_path).get(result.version).path)
+    assert quick.config.sequence_units == 0 and quick.view_logits(["fine"]).shape == (1, len(quick.config.views))

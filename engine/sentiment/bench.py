@@ -148,6 +148,16 @@ def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: b
 
     figures = _quality(probabilities, test, short)
     figures.update(_speed(model.predict_one, model.predict, test))
+    without = version.metadata.get("blend_without_lstm")
+    if without:  # the same version's views blended without its LSTM member (fitted on validation too)
+        weights = np.asarray(without, np.float64)
+
+        def views_only(texts):
+            return 1.0 / (1.0 + np.exp(-(model.view_logits(texts)[:, :-1] @ weights[:-1] + weights[-1])))
+
+        alone = _quality(views_only, test, short)
+        figures.update({f"{key}_without_lstm": value for key, value in alone.items()})
+        figures["val_accuracy_without_lstm"] = version.metadata["per_model"]["lstm"]["val_accuracy_blend_without"]
     return {**figures, "val_accuracy": version.metrics.get("val_accuracy"), "train_seconds": train_seconds,
             "epochs": epochs, "version": version.version, "profile": config.name}
 
@@ -169,7 +179,10 @@ def run_bench(config, home: Path, data_dir: Path, *, tutorial_epochs: int = 10, 
     elif not skip_tutorial:
         tutorial = bench_tutorial(train, test, short, tutorial_epochs, progress)
     rows_shown = [("validation accuracy", "val_accuracy", "{:.4f}"), ("test accuracy (25,000)", "accuracy", "{:.4f}"),
-                  ("short reviews (sst2 dev)", "short_accuracy", "{:.4f}"), ("ECE, test", "ece", "{:.4f}"),
+                  ("short reviews (sst2 dev)", "short_accuracy", "{:.4f}"),
+                  ("  without the LSTM: val", "val_accuracy_without_lstm", "{:.4f}"),
+                  ("  without the LSTM: test", "accuracy_without_lstm", "{:.4f}"),
+                  ("  without the LSTM: short", "short_accuracy_without_lstm", "{:.4f}"), ("ECE, test", "ece", "{:.4f}"),
                   ("ECE, short reviews", "short_ece", "{:.4f}"), ("training seconds", "train_seconds", "{:.0f}"),
                   ("one review, p50 ms", "latency_ms", "{:.2f}"), ("one review, p99 ms", "latency_p99_ms", "{:.2f}"),
                   ("batch reviews/s", "throughput", "{:,.0f}")]

@@ -28,8 +28,9 @@ class SentimentConfig:
     """Hyper-parameters of one critic (all of them: nothing else is tuned).
 
     Three layouts. `views` names linear views (`engine.sentiment.linear.VIEWS`: scikit-learn
-    hashed n-grams and logistic regressions), blended and calibrated on validation: the profiles
-    "quick" and "default". `ngrams` names the hand-hashed n-gram models of versions trained
+    hashed n-grams and logistic regressions), with `sequence_units` an LSTM beside them
+    (`engine.sentiment.sequence`), blended and calibrated on validation: the profiles "quick"
+    and "default". `ngrams` names the hand-hashed n-gram models of versions trained
     before (served, no longer trained). Neither is the wide-and-deep layout (an LSTM beside one
     n-gram branch, Keras): the profile "wide_deep", and what a config built with no profile (or
     saved before profiles) means, so old versions and tiny test configs keep their meaning.
@@ -46,6 +47,15 @@ class SentimentConfig:
     # from which a review is remembered verbatim (docs/benchmarks.md "votes")
     community_l2: float = 0.03
     memory_min_weight: float = 1.0
+    # the linear layout's word-order member (engine.sentiment.sequence): an LSTM over the views'
+    # tokens, blended with them; 0 units: none (versions trained before it, the quick profile).
+    # Chosen on IMDB validation and the short development set (docs/benchmarks.md "## Critic")
+    sequence_units: int = 0
+    sequence_vocab: int = 10_000  # most frequent tokens it knows (30,000: worse on validation)
+    sequence_window: int = 60  # tokens per window; a longer review is read by its first and last
+    sequence_epochs: int = 1
+    sequence_batch_size: int = 128
+    sequence_dropout: float = 0.3
     vocab_size: int = 40_000  # words the LSTM knows, including the padding and unknown ids
     ngram_buckets: int = 2**21  # hashed unigram + bigram table of the wide branch (2**22: no better)
     wide_l2: float = 2e-5  # L2 on the wide weights: liblinear's C = 1 for 22,500 reviews (1 / 2NC)
@@ -97,7 +107,7 @@ PROFILES: dict[str, SentimentConfig] = {
     # First start: one logistic regression over NB-scaled, normalised word uni+bigrams, seconds.
     "quick": SentimentConfig(name="quick", views=("words12",)),
     # The full critic: linear views blended on validation (docs/benchmarks.md "## Critic").
-    "default": SentimentConfig(name="default", views=("words13_neg", "words12_sharp")),
+    "default": SentimentConfig(name="default", views=("words13_neg", "words12_sharp"), sequence_units=32),
     # The previous default (LSTM + n-gram branch, Keras, ~8 min): the benchmark's baseline.
     "wide_deep": SentimentConfig(name="wide_deep"),
 }

@@ -30,7 +30,9 @@ from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, PR
                                               SentimentConfig)
 from playbill.engine.sentiment.data import memory_of, training_split
 from playbill.engine.sentiment.evaluate import accuracy, blend_columns, hit_rate, log_loss
-from playbill.engine.sentiment.linear import Lexicon, LinearModel, counts, features, idf, nb_ratios, sentences, view
+from playbill.engine.sentiment.linear import (Lexicon, LinearModel, counts, features, idf, nb_ratios, read,
+                                             review_sentences, view)
+from playbill.engine.sentiment.sequence import NAME as SEQUENCE, SequenceMember, fit_sequence
 from playbill.engine.sentiment.serving import COMMUNITY_WORDS, SentimentModel, ngram_arrays
 from playbill.engine.training import TrainingResult
 
@@ -56,13 +58,9 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
     x = counts(texts, spec, lexicon)
     labels = np.asarray(labels)
     stats: dict[str, Any] = {"reviews": len(texts)}
-    owner, parts = [], []
-    for row, text in enumerate(texts):
-        found = sentences(text)
-        parts.extend(found)
-        owner.extend([row] * len(found))
+    parts, owner = review_sentences(texts)
     xs = counts(parts, spec, lexicon) if parts else sp.csr_matrix((0, x.shape[1]), dtype=np.float32)
-    ys = labels[np.asarray(owner, np.int64)] if parts else np.zeros(0, labels.dtype)
+    ys = labels[owner]
     both = sp.vstack([x, xs]).tocsr()
     scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
     seen = np.bincount(both.indices, minlength=both.shape[1]) > 0
@@ -82,6 +80,14 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
                                np.concatenate([labels, ys[keep]]), spec.c, weights)
     coef = np.where(seen, fitted.coef_.ravel(), 0.0).astype(np.float32)
     return LinearModel(name, scale, coef, float(fitted.intercept_[0])), stats
+
+
+def fit_sequence_member(texts: list[str], labels: np.ndarray, lexicon: Lexicon, config: SentimentConfig,
+                        progress: bool = False) -> dict[str, np.ndarray]:
+    """The LSTM member, on the reviews and their sentences (each labelled by its review)."""
+    parts, owner = review_sentences(texts)
+    labels = np.asarray(labels)
+    return fit_sequence(read(texts, lexicon), read(parts, lexicon), labels, labels[owner], config, progress)
 
 
 def _logistic(x, labels: np.ndarray, c: float, weights: np.ndarray | None = None) -> LogisticRegression:
@@ -127,8 +133,23 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
         if progress:
             print(f"{name}: validation accuracy {per_model[name]['val_accuracy']:.4f} "
                   f"({per_model[name]['seconds']:.1f} s)", flush=True)
+    if config.sequence_units:
+        t0 = time.perf_counter()
+        weights.update(fit_sequence_member(split.train_texts, split.train_labels, lexicon, config, progress))
+        val_logit = SequenceMember(weights, config).logits(*read(split.val_texts, lexicon), len(split.val_texts))
+        val_columns.append(val_logit)
+        per_model[SEQUENCE] = {"val_accuracy": hit_rate(val_logit, split.val_labels),
+                               "seconds": time.perf_counter() - t0}
+        if progress:
+            print(f"{SEQUENCE}: validation accuracy {per_model[SEQUENCE]['val_accuracy']:.4f} "
+                  f"({per_model[SEQUENCE]['seconds']:.1f} s)", flush=True)
     columns = np.column_stack(val_columns)
     weights["blend"] = blend = blend_columns(columns, split.val_labels)
+    without_sequence = None
+    if config.sequence_units:  # what the LSTM adds, for the record (issue 20: it earns its place)
+        without_sequence = blend_columns(columns[:, :-1], split.val_labels)
+        per_model[SEQUENCE]["val_accuracy_blend_without"] = hit_rate(
+            columns[:, :-1] @ without_sequence[:-1] + without_sequence[-1], split.val_labels)
     train_seconds = time.perf_counter() - fit_started
     memory = memory_of(split.extras, config.memory_min_weight)
     if split.extras:
@@ -166,6 +187,7 @@ def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: 
         "epochs_run": 1,
         "last_epoch": 1,
         "blend": [float(x) for x in blend],
+        "blend_without_lstm": None if without_sequence is None else [float(x) for x in without_sequence],
         "training_seconds": round(train_seconds, 1),
         "started_from": start.label() if start else None,
         "checkpoint_run": run,

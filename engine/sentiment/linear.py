@@ -234,6 +234,18 @@ def sentences(text: str, min_words: int = 3) -> list[str]:
     return [s for s in _SENTENCE_END.split(text) if len(s.split()) >= min_words]
 
 
+def review_sentences(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(the sentences of every review, end to end; the review row of each): short-text evidence
+    the fits learn from, each sentence labelled by its review."""
+    parts: list[str] = []
+    owner: list[int] = []
+    for row, text in enumerate(texts):
+        found = sentences(text)
+        parts.extend(found)
+        owner.extend([row] * len(found))
+    return parts, np.asarray(owner, np.int64)
+
+
 @dataclass
 class LinearModel:
     """One fitted view: logit = features(counts) @ coef + bias."""

@@ -30,13 +30,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from playbill.engine.errors import ModelUnavailable
-from playbill.engine.lstm import cell_step, fuse_gates, input_table
+from playbill.engine.lstm import WindowLSTM
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import (CONFIG_FILE, MEMORY_FILE, NAME, VOCAB_FILE, WEIGHTS_FILE, ReviewRequest,
                                      SentimentConfig, SentimentLimits)
 from playbill.engine.sentiment.features import features, pad_windows, split_windows
 from playbill.engine.sentiment.community import pooled
 from playbill.engine.sentiment.linear import COMMUNITY_VIEW, Lexicon, LinearModel, counts, read
+from playbill.engine.sentiment.sequence import SequenceMember
 from playbill.engine.sentiment.ngrams import community_ids, id_matrix, review_ids
 from playbill.engine.text import Vocabulary, standardize, tokenize
 from playbill.engine.weights import read_arrays
@@ -68,24 +69,24 @@ class SentimentModel:
         self.limits = limits or SentimentLimits()
         self.memory = dict(memory or {})
         if config.wide_deep:
-            self._table = input_table(weights["embedding"], weights["kernel"], weights["bias"])  # id -> gates' input part
-            self._recurrent = fuse_gates(weights["recurrent"])
-            self._dense_w = weights["dense_w"].astype(np.float32)
-            self._dense_b = float(np.asarray(weights["dense_b"]).reshape(-1)[0])
+            self._lstm = WindowLSTM.from_arrays(weights)
             self._wide_b = float(np.asarray(weights["wide_b"]).reshape(-1)[0])
             self._ngram_weight = weights["ngram_weight"].astype(np.float32)
             # served logit = a * deep + b * wide + c (models of the fasttext layout: the plain sum)
             self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
-            tables = [self._table, self._recurrent, self._dense_w, self._ngram_weight]
+            tables = [*self._lstm.tables(), self._ngram_weight]
         elif config.views:
             self._linear = [LinearModel.from_arrays(name, weights) for name in config.views]
             self._lexicon = Lexicon(vocab) if vocab is not None else None
-            self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(len(config.views) + 1)
+            self._sequence = SequenceMember(weights, config) if config.sequence_units else None
+            members = len(config.views) + (self._sequence is not None)
+            self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(members + 1)
             self._community_over_first_view = f"{COMMUNITY}_ids" in weights
             stored = COMMUNITY if self._community_over_first_view else COMMUNITY_WORDS
             self._community = ngram_table(weights, stored) if f"{stored}_ids" in weights else None
             tables = [a for m in self._linear for a in (m.scale, m.coef)]
             tables += [self._community] if self._community is not None else []
+            tables += self._sequence.tables() if self._sequence is not None else []
         else:
             self._tables = {name: ngram_table(weights, name) for name in config.ngrams}
             self._biases = {name: float(np.asarray(weights[f"{name}_bias"]).reshape(-1)[0]) for name in config.ngrams}
@@ -172,7 +173,8 @@ class SentimentModel:
         return out.astype(np.float32)
 
     def view_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """[reviews, views]: each linear view's own logit (before the blend)."""
+        """[reviews, members]: each linear view's own logit, then the LSTM member's, if the
+        version has one (before the blend)."""
         return self._view_columns(texts)[0]
 
     def community_rows(self, texts: Sequence[str]) -> Any:
@@ -181,15 +183,17 @@ class SentimentModel:
         return pooled(counts(texts, COMMUNITY_VIEW, self._lexicon))
 
     def _view_columns(self, texts: Sequence[str]) -> tuple[np.ndarray, Any, Any]:
-        """(the views' logits, the batch's token ids, the first view's counts): one tokenization
-        and one sparse product per view for the whole batch."""
-        out = np.empty((len(texts), len(self._linear)), np.float64)
+        """(the members' logits, the batch's token ids, the first view's counts): one tokenization
+        and one sparse product per view for the whole batch, one batched pass of the LSTM."""
+        out = np.empty((len(texts), len(self._linear) + (self._sequence is not None)), np.float64)
         first = None
         ids = read(texts, self._lexicon) if self._lexicon is not None else None  # once for every view
         for k, model in enumerate(self._linear):
             x = counts(texts, model.spec, self._lexicon, ids)
             first = x if first is None else first
             out[:, k] = model.logits(x)
+        if self._sequence is not None:
+            out[:, -1] = self._sequence.logits(*ids, len(texts))
         return out, ids, first
 
     def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -231,21 +235,7 @@ class SentimentModel:
         return deep, wide
 
     def _lstm_logits(self, windows: list[np.ndarray]) -> np.ndarray:
-        """LSTM over windows sorted longest first: at step t only the first k rows have started."""
-        padded = pad_windows(windows)
-        n, steps = padded.shape
-        lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=n)
-        active = np.searchsorted(-lengths, -(steps - np.arange(steps)), side="right")  # rows started by step t
-        units = self._recurrent.shape[0]
-        h = np.zeros((n, units), dtype=np.float32)
-        c = np.zeros((n, units), dtype=np.float32)
-        tmp = np.empty((n, units), dtype=np.float32)
-        for t in range(steps):
-            k = active[t]
-            z = self._table[padded[:k, t]]
-            z += h[:k] @ self._recurrent
-            cell_step(z, h[:k], c[:k], tmp[:k])
-        return h @ self._dense_w + self._dense_b
+        return self._lstm.logits(pad_windows(windows))
 
 
 def ngram_table(weights: dict[str, np.ndarray], name: str) -> np.ndarray:
