@@ -14,8 +14,8 @@ offers a quarter of a million of them.
 
 Serving (numpy, `engine.lstm.WindowLSTM`): a review of at most `sequence_window` tokens is
 read whole; a longer one through its first and its last window (openings and verdicts carry
-the sentiment; reading every window costs ~2.5x for +0.0 in the blend, docs/benchmarks.md
-"## Critic"), and its logit is the mean of the two. Every window of a batch is stepped
+the sentiment: reading every window was no better in the blend on validation and costs ~2.5x,
+docs/benchmarks.md "## Critic"), and its logit is the mean of the two. Every window of a batch is stepped
 together. The blend weighs this member against the views on IMDB validation.
 """
 
