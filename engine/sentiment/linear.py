@@ -205,13 +205,19 @@ def vectorizer(spec: View) -> HashingVectorizer:
 def features(x: sp.csr_matrix, scale: np.ndarray) -> sp.csr_matrix:
     """Counts -> the model's input: 1 + log(tf), times the column scale, L2-normalised rows
     (a row of unknown n-grams stays 0)."""
+    values, _ = feature_values(x, scale)
+    return sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
+
+
+def feature_values(x: sp.csr_matrix, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the values `features` gives x's stored entries, the row of each): numpy only."""
     values = np.log(x.data)
     values += 1.0
     values *= scale[x.indices]
     rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
     norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=x.shape[0]))
     values /= np.where(norms > 0, norms, 1.0)[rows].astype(values.dtype)
-    return sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
+    return values, rows
 
 
 def idf(x: sp.csr_matrix) -> np.ndarray:
@@ -260,8 +266,11 @@ class LinearModel:
         return view(self.name)
 
     def logits(self, x: sp.csr_matrix) -> np.ndarray:
-        """Logits of counts (`counts`) read with this view."""
-        return features(x, self.scale) @ self.coef + self.bias
+        """Logits of counts (`counts`) read with this view: features(x) @ coef + bias, summed per
+        row without building the feature matrix (a scipy matrix costs ~60 us to build, a fifth
+        of one review's time)."""
+        values, rows = feature_values(x, self.scale)
+        return np.bincount(rows, weights=values * self.coef[x.indices], minlength=x.shape[0]) + self.bias
 
     def arrays(self) -> dict[str, np.ndarray]:
         ids = np.flatnonzero(self.scale).astype(np.int32)
