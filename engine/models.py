@@ -159,7 +159,7 @@ def _train_sentiment(config, home, data_dir, *, data, extra, resume, checkpoint,
     if layout.wide_deep:
         return sentiment.train_sentiment(config, home, data_dir, data=data, extra_examples=extra, epochs=epochs,
                                          checkpoint=start.path if start else None, **options)
-    return sentiment.train_ngrams(layout, home, data_dir, start=start, data=data, extra=extra, **options)
+    return sentiment.train_blend(layout, home, data_dir, start=start, data=data, extra=extra, **options)
 
 
 def _no_serving_options(values: Mapping[str, Any]) -> dict[str, Any]:

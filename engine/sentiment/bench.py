@@ -28,7 +28,7 @@ from playbill.engine.sentiment.config import NAME
 from playbill.engine.sentiment.data import short_reviews, split_rows
 from playbill.engine.sentiment.evaluate import calibration_error
 from playbill.engine.sentiment.serving import SentimentModel
-from playbill.engine.sentiment.fit import train_ngrams
+from playbill.engine.sentiment.fit import train_blend
 from playbill.engine.sentiment.train import train_sentiment
 from playbill.engine.text import Vocabulary, tokenize
 
@@ -137,7 +137,7 @@ def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: b
         if config.wide_deep:
             result = train_sentiment(config, home, data_dir, progress=progress)
         else:
-            result = train_ngrams(config, home, data_dir, start=None, data=None, extra=(), promote=True,
+            result = train_blend(config, home, data_dir, start=None, data=None, extra=(), promote=True,
                                   progress=progress, evaluate_test=True, keep_runs=2)
         version = ModelRegistry.in_home(home, NAME).get(result.version)
         train_seconds, epochs = result.extra["training_seconds"], result.epochs_run

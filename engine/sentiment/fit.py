@@ -1,8 +1,11 @@
-"""Training the linear critic (the "quick" and "default" profiles): scikit-learn, no Keras.
+"""Training the blended critic (the "quick" and "default" profiles): scikit-learn views, and
+for the default the seed's LSTM beside them (Keras).
 
 Each view of `config.views` (engine.sentiment.linear) is fitted on the training reviews (and,
-where the view says so, their denoised sentences); the blend of the views' logits is a
-logistic regression on the validation reviews, so the served probability is calibrated there;
+where the view says so, their denoised sentences); with `config.sequence_units`, the LSTM
+member (engine.sentiment.sequence) on the reviews' sentences and windows; the blend of the
+members' logits is a logistic regression on the validation reviews, so the served probability
+is calibrated there;
 the extra examples (votes) go into the community layer on top (engine.sentiment.community: a
 memory and a mean-pooled correction). One checkpoint per fit holds the fitted arrays; a resume
 (the nightly job's path) fits again from the data (a fit takes seconds to minutes) and records
@@ -105,7 +108,7 @@ def linear_layout(config: SentimentConfig) -> SentimentConfig:
     return profile if profile is not None and profile.views else PROFILES["default"]
 
 
-def train_ngrams(config: SentimentConfig, home: Path, data_dir: Path, *, start: Checkpoint | None,
+def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: Checkpoint | None,
                  data: Path | None, extra, promote: bool, progress: bool, evaluate_test: bool,
                  keep_runs: int | None) -> TrainingResult:
     """Fit the linear views, blend them on validation, publish a version; see the module doc."""
