@@ -188,3 +188,22 @@ def test_a_checkpoint_of_the_hand_hashed_layout_trains_todays_profile(tmp_path: 
     # the quick profile has no LSTM member: its versions serve on the views alone
     quick = critic_spec.load(critic_spec.registry(tmp_path).get(result.version).path)
     assert quick.config.sequence_units == 0 and quick.view_logits(["fine"]).shape == (1, len(quick.config.views))
+
+
+def test_bench_sentiment_measures_the_critic_as_served_with_and_without_its_lstm(trained, tmp_path: Path) -> None:
+    """`playbill bench sentiment` in small: quality on the test and short reviews, the blend
+    without the LSTM member beside it, and the served speed (timed in a fresh process)."""
+    from playbill.engine.sentiment.bench import run_bench
+
+    _, data_dir, _ = trained
+    (data_dir / "sst2_dev.tsv").write_text("positive\tA superb, delightful film.\nnegative\tA dreadful waste.\n"
+                                           "positive\tLoved it, brilliant.\nnegative\tBoring and awful.\n", "utf-8")
+    try:
+        report = run_bench(spec("sentiment").config_from({}), tmp_path, data_dir, skip_tutorial=True, progress=False)
+    finally:
+        (data_dir / "sst2_dev.tsv").unlink()
+    default = report["default"]
+    assert default["accuracy"] >= 0.9 and default["short_accuracy"] >= 0.75
+    assert 0.0 <= default["short_accuracy_without_lstm"] <= 1.0 and default["val_accuracy_without_lstm"] >= 0.5
+    assert default["throughput"] > 0 and 0 < default["latency_ms"] <= default["latency_p99_ms"]
+    assert "without the LSTM: short" in report["table"] and report["tfidf"]["accuracy"] >= 0.5

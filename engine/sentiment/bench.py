@@ -9,8 +9,9 @@ and pre-truncated to their last 250 words, 10 epochs, validation_split=0.2, batc
 rebuilt here from the same raw training reviews (keras.datasets.imdb would download), and
 predicts with `model.predict`, as the tutorial did. The TF-IDF baseline is scikit-learn's
 `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)` + `LogisticRegression()` on the same
-training split the critic learns from. The critic predicts with `SentimentModel`. Same
-machine, same run, same test reviews.
+training split the critic learns from. The critic predicts with `SentimentModel`, timed in a
+fresh process that only loads the version, as the bot serves it (`evaluate.speed_as_served`).
+Same machine, same run, same test reviews.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME
 from playbill.engine.sentiment.data import short_reviews, split_rows
-from playbill.engine.sentiment.evaluate import calibration_error
+from playbill.engine.sentiment.evaluate import calibration_error, speed, speed_as_served
 from playbill.engine.sentiment.serving import SentimentModel
 from playbill.engine.sentiment.fit import train_blend
 from playbill.engine.sentiment.train import train_sentiment
@@ -34,8 +35,6 @@ from playbill.engine.text import Vocabulary, tokenize
 
 TUTORIAL_VOCAB = 88_584
 TUTORIAL_MAXLEN = 250
-LATENCY_REVIEWS = 300  # single-review calls timed (p50 and p99 reported, the first 5 left out)
-THROUGHPUT_REVIEWS = 5_000
 
 
 def _tutorial_encode(token_lists, vocab: Vocabulary) -> np.ndarray:
@@ -75,7 +74,7 @@ def bench_tutorial(train, test, short, epochs: int, progress: bool) -> dict:
         model.predict(_tutorial_encode([tokenize(text)], vocab), verbose=0)
 
     figures = _quality(probabilities, test, short)
-    figures.update(_speed(predict_one, lambda texts: probabilities(texts), test))
+    figures.update(speed(predict_one, lambda texts: probabilities(texts), test.texts))
     return {**figures, "train_seconds": train_seconds, "epochs": epochs}
 
 
@@ -96,7 +95,7 @@ def bench_tfidf(train, test, short, progress: bool) -> dict:
         return model.predict_proba(texts)[:, 1]
 
     figures = _quality(probabilities, test, short)
-    figures.update(_speed(lambda text: probabilities([text]), probabilities, test))
+    figures.update(speed(lambda text: probabilities([text]), probabilities, test.texts))
     return {**figures, "train_seconds": train_seconds, "epochs": 1}
 
 
@@ -109,23 +108,6 @@ def _quality(probabilities, test, short) -> dict:
         p, y = probabilities(short.texts), np.asarray(short.labels)
         out.update(short_accuracy=float(np.mean((p >= 0.5) == (y > 0))), short_ece=calibration_error(p, y))
     return out
-
-
-def _speed(predict_one, predict_batch, test) -> dict:
-    """p50/p99 of one review at a time, and reviews/s in batches of 1,000 (full-length test reviews)."""
-    latencies = []
-    for text in test.texts[:LATENCY_REVIEWS]:
-        t0 = time.perf_counter()
-        predict_one(text)
-        latencies.append(time.perf_counter() - t0)
-    texts = test.texts[:THROUGHPUT_REVIEWS]
-    t0 = time.perf_counter()
-    for start in range(0, len(texts), 1000):
-        predict_batch(texts[start : start + 1000])
-    throughput = len(texts) / (time.perf_counter() - t0)
-    ms = 1000 * np.asarray(latencies[5:])
-    return {"latency_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99)),
-            "throughput": throughput}
 
 
 def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: bool, progress: bool) -> dict:
@@ -147,7 +129,7 @@ def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: b
         return np.asarray([v.positive_probability for v in model.predict(texts)])
 
     figures = _quality(probabilities, test, short)
-    figures.update(_speed(model.predict_one, model.predict, test))
+    figures.update(speed_as_served(version.path, test.texts))
     without = version.metadata.get("blend_without_lstm")
     if without:  # the same version's views blended without its LSTM member (fitted on validation too)
         weights = np.asarray(without, np.float64)
@@ -168,11 +150,11 @@ def run_bench(config, home: Path, data_dir: Path, *, tutorial_epochs: int = 10, 
     denominator of the ratios instead of the tutorial."""
     test = load_imdb(Path(data_dir), "test")
     short = short_reviews(Path(data_dir))
-    default = bench_default(config, home, data_dir, test, short, skip_train, progress)
     train = load_imdb(Path(data_dir), "train")
     _, rows = split_rows(len(train), config)  # the critic's own training split
     train_split = type(train)([train.texts[i] for i in rows], [train.labels[i] for i in rows], train.source, "")
-    tfidf = bench_tfidf(train_split, test, short, progress)
+    tfidf = bench_tfidf(train_split, test, short, progress)  # first: before any Keras training in this process
+    default = bench_default(config, home, data_dir, test, short, skip_train, progress)
     tutorial = None
     if baseline is not None:
         tutorial = bench_default(baseline, Path(home) / "baseline", data_dir, test, short, False, progress)

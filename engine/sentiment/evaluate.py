@@ -7,7 +7,10 @@ served model's; reviews longer than it are scored on their first `max_chars` cha
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,44 @@ def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int =
         inside = which == b
         gap += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
     return float(gap)
+
+
+LATENCY_REVIEWS = 300  # single-review calls timed (p50 and p99 reported, the first 5 left out)
+THROUGHPUT_REVIEWS = 5_000  # reviews judged in batches of 1,000
+
+
+def speed(predict_one: Callable[[str], Any], predict_batch: Callable[[Sequence[str]], Any],
+          texts: Sequence[str]) -> dict:
+    """p50/p99 of one review at a time, and reviews/s in batches of 1,000 (`texts`: full-length
+    reviews, at least `LATENCY_REVIEWS`)."""
+    latencies = []
+    for text in texts[:LATENCY_REVIEWS]:
+        t0 = time.perf_counter()
+        predict_one(text)
+        latencies.append(time.perf_counter() - t0)
+    batch = texts[:THROUGHPUT_REVIEWS]
+    t0 = time.perf_counter()
+    for start in range(0, len(batch), 1000):
+        predict_batch(batch[start : start + 1000])
+    throughput = len(batch) / (time.perf_counter() - t0)
+    ms = 1000 * np.asarray(latencies[5:])
+    return {"latency_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99)),
+            "throughput": throughput}
+
+
+def speed_as_served(version_path: Path, texts: Sequence[str]) -> dict:
+    """`speed` of a saved version in a fresh process that only loads it, as the bot serves it: a
+    process that has just trained with Keras keeps TensorFlow's threads spinning for seconds
+    after, and everything in it runs ~30% slower meanwhile (docs/benchmarks.md "## Critic")."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_speed_of_version, str(version_path),
+                           list(texts[: max(LATENCY_REVIEWS, THROUGHPUT_REVIEWS)])).result()
+
+
+def _speed_of_version(path: str, texts: list[str]) -> dict:
+    model = SentimentModel.load(Path(path))
+    return speed(model.predict_one, model.predict, texts)
 
 
 def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
