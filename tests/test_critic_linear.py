@@ -18,6 +18,7 @@ from playbill.engine.sentiment import CONFIG_FILE, WEIGHTS_FILE, SentimentConfig
 from playbill.engine.sentiment.linear import VIEWS, Lexicon, counts, features, in_scope, read, sentences
 from playbill.engine.lstm import WindowLSTM
 from playbill.engine.sentiment.sequence import capped, review_windows
+from playbill.engine.sentiment import serving
 from playbill.engine.sentiment.serving import ngram_arrays
 from playbill.engine.text import OOV
 from tiny_imdb import write_imdb
@@ -93,6 +94,11 @@ def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
     np.testing.assert_allclose([v.positive_probability for v in batch],
                                [v.positive_probability for v in one_by_one], rtol=1e-5)
     assert [v.label for v in batch[:2]] == ["positive", "negative"]
+    # a large batch is judged in two halves on two threads: the same answers as in small batches
+    many = [f"{text} {n}" for n in range(30) for text in texts]
+    assert len(many) >= 2 * serving.HALF_BATCH
+    np.testing.assert_allclose(model.logits(many), np.concatenate([model.logits(many[i:i + 100])
+                                                                   for i in range(0, len(many), 100)]), rtol=1e-5)
     # stored as plain arrays: no pickle in the version folder
     with np.load(version.path / WEIGHTS_FILE, allow_pickle=False) as arrays:
         assert "blend" in arrays.files
