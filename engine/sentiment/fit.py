@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +53,33 @@ class FitState:
             np.savez(fh, **self.weights)
 
 
-def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
-             progress: bool = False) -> tuple[LinearModel, dict]:
-    """One linear view: idf and NB ratios over `texts` and their sentences, fitted on `texts` (and
-    their confident sentences, if the view learns from them)."""
+@dataclass
+class TrainingText:
+    """The training reviews and their sentences (each labelled by its review), read once for
+    every member (`linear.read`: token ids and the row of each)."""
+
+    reviews: list[str]
+    labels: np.ndarray
+    sentences: list[str]
+    sentence_labels: np.ndarray
+    review_ids: tuple[np.ndarray, np.ndarray]
+    sentence_ids: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def read(cls, texts: list[str], labels: np.ndarray, lexicon: Lexicon) -> TrainingText:
+        labels = np.asarray(labels)
+        parts, owner = review_sentences(texts)
+        return cls(texts, labels, parts, labels[owner], read(texts, lexicon), read(parts, lexicon))
+
+
+def fit_view(name: str, text: TrainingText, lexicon: Lexicon, progress: bool = False) -> tuple[LinearModel, dict]:
+    """One linear view: idf and NB ratios over the reviews and their sentences, fitted on the
+    reviews (and their confident sentences, if the view learns from them)."""
     spec = view(name)
-    x = counts(texts, spec, lexicon)
-    labels = np.asarray(labels)
-    stats: dict[str, Any] = {"reviews": len(texts)}
-    parts, owner = review_sentences(texts)
-    xs = counts(parts, spec, lexicon) if parts else sp.csr_matrix((0, x.shape[1]), dtype=np.float32)
-    ys = labels[owner]
+    labels, ys = text.labels, text.sentence_labels
+    x = counts(text.reviews, spec, lexicon, text.review_ids)
+    stats: dict[str, Any] = {"reviews": len(text.reviews)}
+    xs = counts(text.sentences, spec, lexicon, text.sentence_ids)
     both = sp.vstack([x, xs]).tocsr()
     scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
     seen = np.bincount(both.indices, minlength=both.shape[1]) > 0
@@ -83,14 +99,6 @@ def fit_view(name: str, texts: list[str], labels: np.ndarray, lexicon: Lexicon,
                                np.concatenate([labels, ys[keep]]), spec.c, weights)
     coef = np.where(seen, fitted.coef_.ravel(), 0.0).astype(np.float32)
     return LinearModel(name, scale, coef, float(fitted.intercept_[0])), stats
-
-
-def fit_sequence_member(texts: list[str], labels: np.ndarray, lexicon: Lexicon, config: SentimentConfig,
-                        progress: bool = False) -> dict[str, np.ndarray]:
-    """The LSTM member, on the reviews and their sentences (each labelled by its review)."""
-    parts, owner = review_sentences(texts)
-    labels = np.asarray(labels)
-    return fit_sequence(read(texts, lexicon), read(parts, lexicon), labels, labels[owner], config, progress)
 
 
 def _logistic(x, labels: np.ndarray, c: float, weights: np.ndarray | None = None) -> LogisticRegression:
@@ -125,11 +133,13 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
     fit_started = time.perf_counter()
     lexicon = Lexicon.build(split.train_texts)
     vocab = lexicon.vocab
+    text = TrainingText.read(split.train_texts, split.train_labels, lexicon)
+    val_ids = read(split.val_texts, lexicon)
     for name in config.views:
         t0 = time.perf_counter()
-        model, stats = fit_view(name, split.train_texts, split.train_labels, lexicon, progress)
+        model, stats = fit_view(name, text, lexicon, progress)
         weights.update(model.arrays())
-        val_logit = model.logits(counts(split.val_texts, model.spec, lexicon))
+        val_logit = model.logits(counts(split.val_texts, model.spec, lexicon, val_ids))
         val_columns.append(val_logit)
         per_model[name] = {"val_accuracy": hit_rate(val_logit, split.val_labels),
                            "seconds": time.perf_counter() - t0, **stats}
@@ -138,8 +148,9 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
                   f"({per_model[name]['seconds']:.1f} s)", flush=True)
     if config.sequence_units:
         t0 = time.perf_counter()
-        weights.update(fit_sequence_member(split.train_texts, split.train_labels, lexicon, config, progress))
-        val_logit = SequenceMember(weights, config).logits(*read(split.val_texts, lexicon), len(split.val_texts))
+        weights.update(fit_sequence(text.review_ids, text.sentence_ids, text.labels, text.sentence_labels, config,
+                                    progress))
+        val_logit = SequenceMember(weights, config).logits(*val_ids, len(split.val_texts))
         val_columns.append(val_logit)
         per_model[SEQUENCE] = {"val_accuracy": hit_rate(val_logit, split.val_labels),
                                "seconds": time.perf_counter() - t0}

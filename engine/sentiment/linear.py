@@ -267,8 +267,8 @@ class LinearModel:
 
     def logits(self, x: sp.csr_matrix) -> np.ndarray:
         """Logits of counts (`counts`) read with this view: features(x) @ coef + bias, summed per
-        row without building the feature matrix (a scipy matrix costs ~60 us to build, a fifth
-        of one review's time)."""
+        row without building the feature matrix (for one review, the two default views took
+        0.40 ms with it and 0.28 ms without)."""
         values, rows = feature_values(x, self.scale)
         return np.bincount(rows, weights=values * self.coef[x.indices], minlength=x.shape[0]) + self.bias
 
