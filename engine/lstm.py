@@ -75,9 +75,11 @@ class WindowLSTM:
 
     def _longest_first(self, padded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Windows sorted longest first: at step t only the first k rows have started (pre-padding),
-        so padding costs nothing and the state of a row that has not started stays zero. The
+        so padding costs nothing (columns before the longest window are not stepped at all) and
+        the state of a row that has not started stays zero. The
         input part of every step is looked up at once ([steps, rows, 4H]): one review's 40
         steps are ~20% faster than with a lookup per step, a chunk of 1,024 windows no slower."""
+        padded = padded[:, padded.shape[1] - int(lengths[0]):]  # the columns no window has started
         n, steps = padded.shape
         active = np.searchsorted(-lengths, -(steps - np.arange(steps)), side="right").tolist()
         inputs = self.table[padded.T]

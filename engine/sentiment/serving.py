@@ -240,18 +240,10 @@ class SentimentModel:
             windows.extend(parts)
             owner.extend([row] * len(parts))
         owner_arr = np.asarray(owner)
-        lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
-        by_length = np.argsort(-lengths, kind="stable")
-        window_logits = np.empty(len(windows), dtype=np.float32)
-        for start in range(0, len(windows), chunk):
-            rows = by_length[start : start + chunk]
-            window_logits[rows] = self._lstm_logits([windows[r] for r in rows])
+        window_logits = self._lstm.logits(pad_windows(windows), chunk=chunk)
         deep_sum = np.bincount(owner_arr, weights=window_logits, minlength=len(feats))
         deep = deep_sum / np.bincount(owner_arr, minlength=len(feats))
         return deep, wide
-
-    def _lstm_logits(self, windows: list[np.ndarray]) -> np.ndarray:
-        return self._lstm.logits(pad_windows(windows))
 
 
 @functools.cache
