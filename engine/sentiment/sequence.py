@@ -21,15 +21,11 @@ together. The blend weighs this member against the views on IMDB validation.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from playbill.engine.lstm import WindowLSTM
 from playbill.engine.sentiment.config import SentimentConfig
 from playbill.engine.text import OOV
-
-log = logging.getLogger(__name__)
 
 NAME = "lstm"  # its name among the blend's members (per_model, the stored arrays' prefix)
 
