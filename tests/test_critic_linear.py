@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,10 +85,11 @@ def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
     assert result.metrics["val_accuracy"] >= 0.9 and result.metrics["test_accuracy"] >= 0.9
     # the views and the seed's LSTM (word order) are the blend's members, each measured on validation
     assert model.config.sequence_units > 0
-    assert set(version.metadata["per_model"]) == {*model.config.views, "lstm"}
+    assert set(version.metadata["per_model"]) == {*model.config.linear_views, "lstm"}
     assert len(version.metadata["blend"]) == len(model.config.views) + 2  # a weight per member, the intercept
+    assert len(version.metadata["blend_long"]) == len(model.config.long_views) + 2
     texts = ["a superb delightful film", "a dreadful boring waste", "the plot", "loved it"] * 3
-    assert model.view_logits(texts).shape == (len(texts), len(model.config.views) + 1)
+    assert model.view_logits(texts).shape == (len(texts), len(model.config.linear_views) + 1)
     batch = model.predict(texts)
     one_by_one = [model.predict_one(t) for t in texts]
     assert [v.label for v in batch] == [v.label for v in one_by_one]
@@ -102,6 +104,36 @@ def test_the_default_profile_trains_blends_and_serves_batches(trained) -> None:
     # stored as plain arrays: no pickle in the version folder
     with np.load(version.path / WEIGHTS_FILE, allow_pickle=False) as arrays:
         assert "blend" in arrays.files
+
+
+def test_a_long_review_is_judged_by_the_long_blend_and_a_one_liner_by_the_other(trained, tmp_path) -> None:
+    home, _, result = trained
+    critic_spec = spec("sentiment")
+    version = critic_spec.registry(home).get(result.version)
+    model = critic_spec.load(version.path)
+    config = model.config
+    assert config.long_blend and set(config.long_views) - set(config.views)
+    one_liner = "a superb delightful film, loved it"
+    long_review = " ".join(["a dreadful boring waste of a film, but the cast tries."] * 8)
+    columns, tokens = model.members([one_liner, long_review])
+    assert tokens[0] <= config.long_review_tokens < tokens[1]
+    weights = {key: np.asarray(version.metadata[key]) for key in ("blend", "blend_long")}
+    by_hand = [columns[0, config.blend_members("blend")] @ weights["blend"][:-1] + weights["blend"][-1],
+               columns[1, config.blend_members("blend_long")] @ weights["blend_long"][:-1] + weights["blend_long"][-1]]
+    np.testing.assert_allclose(model.logits([one_liner, long_review]), by_hand, rtol=1e-5)
+    # in a batch of its own kind, a review's answer does not change (members no review reads are skipped)
+    np.testing.assert_allclose(model.logits([long_review]), by_hand[1:], rtol=1e-5)
+    np.testing.assert_allclose(model.logits([one_liner]), by_hand[:1], rtol=1e-5)
+    # a version saved before the long blend (its config has no such fields) judges both with the one blend
+    older = tmp_path / version.path.name
+    shutil.copytree(version.path, older)
+    saved = json.loads((older / CONFIG_FILE).read_text("utf-8"))
+    del saved["long_views"], saved["long_review_tokens"]
+    (older / CONFIG_FILE).write_text(json.dumps(saved), "utf-8")
+    single = SentimentModel.load(older)
+    np.testing.assert_allclose(single.logits([long_review]),
+                               [columns[1, config.blend_members("blend")] @ weights["blend"][:-1] + weights["blend"][-1]],
+                               rtol=1e-5)
 
 
 def test_the_lstm_member_reads_a_short_review_whole_and_a_long_one_by_its_first_and_last_window() -> None:

@@ -28,7 +28,7 @@ from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME
 from playbill.engine.sentiment.data import short_reviews, split_rows
 from playbill.engine.sentiment.evaluate import calibration_error, speed, speed_as_served
-from playbill.engine.sentiment.serving import SentimentModel
+from playbill.engine.sentiment.serving import SentimentModel, blended
 from playbill.engine.sentiment.fit import train_blend
 from playbill.engine.sentiment.train import train_sentiment
 from playbill.engine.text import Vocabulary, tokenize
@@ -132,10 +132,12 @@ def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: b
     figures.update(speed_as_served(version.path, test.texts))
     without = version.metadata.get("blend_without_lstm")
     if without:  # the same version's views blended without its LSTM member (fitted on validation too)
-        weights = np.asarray(without, np.float64)
+        blends = {key: np.asarray(weights, np.float64) for key, weights in
+                  (without.items() if isinstance(without, dict) else [("blend", without)])}
 
         def views_only(texts):
-            return 1.0 / (1.0 + np.exp(-(model.view_logits(texts)[:, :-1] @ weights[:-1] + weights[-1])))
+            columns, tokens = model.members(texts)
+            return 1.0 / (1.0 + np.exp(-blended(columns, tokens, blends, model.config, sequence=False)))
 
         alone = _quality(views_only, test, short)
         figures.update({f"{key}_without_lstm": value for key, value in alone.items()})

@@ -38,6 +38,13 @@ class SentimentConfig:
 
     name: str = "custom"  # the profile it came from, for metadata and warm-up progress
     views: tuple[str, ...] = ()  # linear views, blended on validation (engine.sentiment.linear)
+    # A second blend for long reviews: a review of more than `long_review_tokens` tokens is judged
+    # by these views (and the LSTM member), blended on validation too; () or 0: one blend for
+    # every review. Views read long and short reviews best with different statistics, and no
+    # one blend of them is best for both (docs/benchmarks.md "## Critic"); 50 tokens: every
+    # sentence of the short development set is shorter (48 at most), 99% of IMDB's reviews longer
+    long_views: tuple[str, ...] = ()
+    long_review_tokens: int = 0
     ngrams: tuple[str, ...] = ()  # hand-hashed n-gram models of earlier versions (serving only)
     # a verdict whose calibrated probability is within this of 0.5 is shown as mixed ("leans
     # positive, 56%"); checked on validation (docs/benchmarks.md "## Critic")
@@ -78,6 +85,29 @@ class SentimentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ngrams", tuple(self.ngrams))  # JSON gives lists
         object.__setattr__(self, "views", tuple(self.views))
+        object.__setattr__(self, "long_views", tuple(self.long_views))
+
+    @property
+    def linear_views(self) -> tuple[str, ...]:
+        """Every linear view the critic fits and reads: the blend's, then the long blend's others."""
+        return self.views + tuple(v for v in self.long_views if v not in self.views)
+
+    @property
+    def long_blend(self) -> bool:
+        return bool(self.views and self.long_views and self.long_review_tokens > 0)
+
+    @property
+    def blend_names(self) -> tuple[str, ...]:
+        """The blends a version of this config stores (weights under these names)."""
+        return ("blend", "blend_long") if self.long_blend else ("blend",)
+
+    def blend_members(self, blend: str, sequence: bool = True) -> list[int]:
+        """The member columns ("blend": `views`, "blend_long": `long_views`, each then the LSTM
+        member unless `sequence` is off) that blend reads, members in `linear_views` order
+        with the LSTM last."""
+        views = self.long_views if blend == "blend_long" else self.views
+        members = [self.linear_views.index(name) for name in views]
+        return members + [len(self.linear_views)] if sequence and self.sequence_units else members
 
     @property
     def wide_deep(self) -> bool:
@@ -108,7 +138,8 @@ PROFILES: dict[str, SentimentConfig] = {
     # First start: one logistic regression over NB-scaled, normalised word uni+bigrams, seconds.
     "quick": SentimentConfig(name="quick", views=("words12",)),
     # The full critic: linear views blended on validation (docs/benchmarks.md "## Critic").
-    "default": SentimentConfig(name="default", views=("words13_neg", "words12_sharp"), sequence_units=32),
+    "default": SentimentConfig(name="default", views=("words13_neg", "words12_sharp"), sequence_units=32,
+                               long_views=("words13_neg_reviews", "words13_neg"), long_review_tokens=50),
     # The previous default (LSTM + n-gram branch, Keras, ~8 min): the benchmark's baseline.
     "wide_deep": SentimentConfig(name="wide_deep"),
 }

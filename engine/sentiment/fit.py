@@ -36,7 +36,7 @@ from playbill.engine.sentiment.evaluate import accuracy, blend_columns, hit_rate
 from playbill.engine.sentiment.linear import (Lexicon, LinearModel, counts, features, idf, nb_ratios, read,
                                              review_sentences, view)
 from playbill.engine.sentiment.sequence import NAME as SEQUENCE, SequenceMember, fit_sequence
-from playbill.engine.sentiment.serving import COMMUNITY_WORDS, SentimentModel, ngram_arrays
+from playbill.engine.sentiment.serving import COMMUNITY_WORDS, SentimentModel, blended, ngram_arrays, review_tokens
 from playbill.engine.training import TrainingResult
 
 log = logging.getLogger(__name__)
@@ -73,20 +73,21 @@ class TrainingText:
 
 
 def fit_view(name: str, text: TrainingText, lexicon: Lexicon, progress: bool = False) -> tuple[LinearModel, dict]:
-    """One linear view: idf and NB ratios over the reviews and their sentences, fitted on the
-    reviews (and their confident sentences, if the view learns from them)."""
+    """One linear view: idf and NB ratios over the reviews and their sentences (or the reviews
+    alone), fitted on the reviews (and their confident sentences, if the view learns from them)."""
     spec = view(name)
     labels, ys = text.labels, text.sentence_labels
     x = counts(text.reviews, spec, lexicon, text.review_ids)
     stats: dict[str, Any] = {"reviews": len(text.reviews)}
-    xs = counts(text.sentences, spec, lexicon, text.sentence_ids)
-    both = sp.vstack([x, xs]).tocsr()
-    scale = idf(both) * (spec.nb_floor + np.abs(nb_ratios(both, np.concatenate([labels, ys]))))
-    seen = np.bincount(both.indices, minlength=both.shape[1]) > 0
+    xs = counts(text.sentences, spec, lexicon, text.sentence_ids) if spec.sentence_stats or spec.sentences else None
+    counted, counted_labels = (sp.vstack([x, xs]).tocsr(), np.concatenate([labels, ys])) if spec.sentence_stats \
+        else (x, labels)
+    scale = idf(counted) * (spec.nb_floor + np.abs(nb_ratios(counted, counted_labels)))
+    seen = np.bincount(counted.indices, minlength=counted.shape[1]) > 0
     scale = np.where(seen, scale, 0.0).astype(np.float32)
     xr = features(x, scale)
     fitted = _logistic(xr, labels, spec.c)
-    if spec.sentences and xs.shape[0]:
+    if spec.sentences and xs is not None and xs.shape[0]:
         xf = features(xs, scale)
         p = 1.0 / (1.0 + np.exp(-(xf @ fitted.coef_.ravel() + fitted.intercept_[0])))
         keep = np.where(ys > 0, p >= spec.sentence_confidence, p <= 1 - spec.sentence_confidence)
@@ -135,7 +136,7 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
     vocab = lexicon.vocab
     text = TrainingText.read(split.train_texts, split.train_labels, lexicon)
     val_ids = read(split.val_texts, lexicon)
-    for name in config.views:
+    for name in config.linear_views:
         t0 = time.perf_counter()
         model, stats = fit_view(name, text, lexicon, progress)
         weights.update(model.arrays())
@@ -158,12 +159,16 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
             print(f"{SEQUENCE}: validation accuracy {per_model[SEQUENCE]['val_accuracy']:.4f} "
                   f"({per_model[SEQUENCE]['seconds']:.1f} s)", flush=True)
     columns = np.column_stack(val_columns)
-    weights["blend"] = blend = blend_columns(columns, split.val_labels)
-    without_sequence = None
-    if config.sequence_units:  # what the LSTM adds, for the record (issue 20: it earns its place)
-        without_sequence = blend_columns(columns[:, :-1], split.val_labels)
+    without_sequence: dict[str, np.ndarray] = {}
+    for key in config.blend_names:
+        weights[key] = blend_columns(columns[:, config.blend_members(key)], split.val_labels)
+        if config.sequence_units:  # what the LSTM adds, for the record (issue 20: it earns its place)
+            without_sequence[key] = blend_columns(columns[:, config.blend_members(key, sequence=False)],
+                                                  split.val_labels)
+    if config.sequence_units:
         per_model[SEQUENCE]["val_accuracy_blend_without"] = hit_rate(
-            columns[:, :-1] @ without_sequence[:-1] + without_sequence[-1], split.val_labels)
+            blended(columns, review_tokens(val_ids[1], len(split.val_texts)), without_sequence, config,
+                    sequence=False), split.val_labels)
     train_seconds = time.perf_counter() - fit_started
     memory = memory_of(split.extras, config.memory_min_weight)
     if split.extras:
@@ -190,7 +195,7 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
         "metrics": metrics,
         "profile": config.name,
         "config": asdict(config),
-        "views": {name: asdict(view(name)) for name in config.views},
+        "views": {name: asdict(view(name)) for name in config.linear_views},
         "per_model": per_model,
         "data_fingerprint": split.fingerprint,
         "data_source": "IMDB train" if data is None else f"CSV {Path(data).name}",
@@ -200,8 +205,9 @@ def train_blend(config: SentimentConfig, home: Path, data_dir: Path, *, start: C
         "remembered_reviews": len(memory),
         "epochs_run": 1,
         "last_epoch": 1,
-        "blend": [float(x) for x in blend],
-        "blend_without_lstm": None if without_sequence is None else [float(x) for x in without_sequence],
+        "blend": [float(x) for x in weights["blend"]],
+        "blend_long": [float(x) for x in weights["blend_long"]] if config.long_blend else None,
+        "blend_without_lstm": {key: [float(x) for x in blend] for key, blend in without_sequence.items()} or None,
         "training_seconds": round(train_seconds, 1),
         "started_from": start.label() if start else None,
         "checkpoint_run": run,

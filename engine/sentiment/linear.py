@@ -18,7 +18,8 @@ L2-normalised per review: a one-line review and a 230-word one land on the same 
 what lets one model read both. A logistic regression (liblinear) on top.
 
 The idf and the NB ratios are counted over the training reviews and their sentences (each
-labelled by its review), so short-text evidence counts; the fit is on whole reviews, and for a
+labelled by its review), so short-text evidence counts (a view with `sentence_stats` off: over
+the reviews alone, what long reviews are read with); the fit is on whole reviews, and for a
 view with `sentences` also on the sentences that a first fit reads with their review's label
 confidently enough (self-training, noisy sentence labels denoised), each at a small weight.
 Everything stored is a plain array (`arrays`/`from_arrays`): the scale and the weights of the
@@ -64,6 +65,10 @@ class View:
     sentences: bool  # learn from the training reviews' sentences too (self-training)
     sentence_weight: float = 0.3
     sentence_confidence: float = 0.6  # a sentence is kept when the review fit gives its review's label this probability
+    # idf and NB ratios counted over the reviews and their sentences (short-text evidence), or
+    # over the reviews alone (the long-review blend's view: better on IMDB validation, worse on
+    # one-line reviews)
+    sentence_stats: bool = True
 
 
 VIEWS: dict[str, View] = {
@@ -71,6 +76,7 @@ VIEWS: dict[str, View] = {
     "words12_sharp": View(2, False, 0.25, 10.0, False),
     "words12_neg": View(2, True, 1.0, 30.0, False),
     "words13_neg": View(3, True, 1.0, 30.0, False),
+    "words13_neg_reviews": View(3, True, 1.0, 100.0, False, sentence_stats=False),
     "words12_sentences": View(2, False, 0.5, 30.0, True),  # measured, not used: no better on short reviews
 }
 

@@ -81,11 +81,11 @@ class SentimentModel:
             self._blend = np.asarray(weights.get("blend", (1.0, 1.0, 0.0)), dtype=np.float64).reshape(3)
             tables = [*self._lstm.tables(), self._ngram_weight]
         elif config.views:
-            self._linear = [LinearModel.from_arrays(name, weights) for name in config.views]
+            self._linear = [LinearModel.from_arrays(name, weights) for name in config.linear_views]
             self._lexicon = Lexicon(vocab) if vocab is not None else None
             self._sequence = SequenceMember(weights, config) if config.sequence_units else None
-            members = len(config.views) + (self._sequence is not None)
-            self._blend = np.asarray(weights["blend"], dtype=np.float64).reshape(members + 1)
+            self._blends = {key: np.asarray(weights[key], dtype=np.float64).reshape(len(config.blend_members(key)) + 1)
+                            for key in config.blend_names}
             self._community_over_first_view = f"{COMMUNITY}_ids" in weights
             stored = COMMUNITY if self._community_over_first_view else COMMUNITY_WORDS
             self._community = ngram_table(weights, stored) if f"{stored}_ids" in weights else None
@@ -176,8 +176,8 @@ class SentimentModel:
 
     def _model_logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.config.views:
-            columns, ids, first = self._view_columns(texts)
-            out = columns @ self._blend[:-1] + self._blend[-1]
+            columns, ids, first, tokens = self._view_columns(texts)
+            out = blended(columns, tokens, self._blends, self.config)
             if self._community is not None:
                 x = first if self._community_over_first_view else counts(texts, COMMUNITY_VIEW, self._lexicon, ids)
                 out += pooled(x) @ self._community
@@ -189,28 +189,41 @@ class SentimentModel:
         return out.astype(np.float32)
 
     def view_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """[reviews, members]: each linear view's own logit, then the LSTM member's, if the
-        version has one (before the blend)."""
-        return self._view_columns(texts)[0]
+        """[reviews, members]: each linear view's own logit (`config.linear_views`), then the LSTM
+        member's, if the version has one (before the blend)."""
+        return self.members(texts)[0]
+
+    def members(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`view_logits`, each review's token count: what `blended` reads to pick its blend)."""
+        columns, _, _, tokens = self._view_columns(texts, every_member=True)
+        return columns, tokens
 
     def community_rows(self, texts: Sequence[str]) -> Any:
         """The pooled rows the votes' correction reads (engine.sentiment.community): the words of
         `COMMUNITY_VIEW`."""
         return pooled(counts(texts, COMMUNITY_VIEW, self._lexicon))
 
-    def _view_columns(self, texts: Sequence[str]) -> tuple[np.ndarray, Any, Any]:
-        """(the members' logits, the batch's token ids, the first view's counts): one tokenization
-        and one sparse product per view for the whole batch, one batched pass of the LSTM."""
-        out = np.empty((len(texts), len(self._linear) + (self._sequence is not None)), np.float64)
-        first = None
+    def _view_columns(self, texts: Sequence[str], every_member: bool = False) -> tuple[np.ndarray, Any, Any, Any]:
+        """(the members' logits, the batch's token ids, the first view's counts, each review's
+        token count): one tokenization for the batch, one count matrix per way of reading
+        (views that differ only in their statistics share it), one sparse product per view, one
+        batched pass of the LSTM. A member no review's blend reads (the short blend's views for
+        a batch of long reviews) is skipped, its column NaN, unless `every_member`."""
+        out = np.full((len(texts), len(self._linear) + (self._sequence is not None)), np.nan)
         ids = read(texts, self._lexicon) if self._lexicon is not None else None  # once for every view
+        tokens = review_tokens(ids[1], len(texts)) if ids is not None else None
+        needed = range(out.shape[1]) if every_member else needed_members(tokens, self._blends, self.config)
+        read_as: dict[tuple[int, bool], Any] = {}
         for k, model in enumerate(self._linear):
-            x = counts(texts, model.spec, self._lexicon, ids)
-            first = x if first is None else first
-            out[:, k] = model.logits(x)
-        if self._sequence is not None:
+            if k in needed or (k == 0 and self._community_over_first_view):
+                way = (model.spec.ngram_max, model.spec.negation)
+                if way not in read_as:
+                    read_as[way] = counts(texts, model.spec, self._lexicon, ids)
+                out[:, k] = model.logits(read_as[way])
+        if self._sequence is not None and out.shape[1] - 1 in needed:
             out[:, -1] = self._sequence.logits(*ids, len(texts))
-        return out, ids, first
+        first = read_as.get((self._linear[0].spec.ngram_max, self._linear[0].spec.negation))
+        return out, ids, first, tokens
 
     def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
         """[reviews, models]: each hand-hashed n-gram model's own logit (before the blend)."""
@@ -244,6 +257,43 @@ class SentimentModel:
         deep_sum = np.bincount(owner_arr, weights=window_logits, minlength=len(feats))
         deep = deep_sum / np.bincount(owner_arr, minlength=len(feats))
         return deep, wide
+
+
+def review_tokens(row: np.ndarray, count: int) -> np.ndarray:
+    """How many tokens (`linear.read`'s, punctuation included) each review of a batch has: what
+    picks its blend."""
+    return np.bincount(row, minlength=count)
+
+
+def long_reviews(tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig) -> np.ndarray:
+    """Which reviews the long blend judges: those of more than `config.long_review_tokens`
+    tokens, if the version has a long blend."""
+    if tokens is None or "blend_long" not in blends:
+        return np.zeros(0 if tokens is None else len(tokens), bool)
+    return tokens > config.long_review_tokens
+
+
+def needed_members(tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig) -> set[int]:
+    """The member columns some review of the batch is blended from."""
+    long_rows = long_reviews(tokens, blends, config)
+    needed = set(config.blend_members("blend_long")) if long_rows.any() else set()
+    if tokens is None or not long_rows.all():
+        needed |= set(config.blend_members("blend"))
+    return needed
+
+
+def blended(columns: np.ndarray, tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig,
+            sequence: bool = True) -> np.ndarray:
+    """Each review's logit from its members' logits (`SentimentModel.view_logits`' columns): the
+    long blend for a long review (`long_reviews`), the blend for the others. `blends` holds
+    the weights (a_1..a_k, c) by name; `sequence` False: blends without the LSTM member."""
+    long_rows = long_reviews(tokens, blends, config) if tokens is not None else np.zeros(len(columns), bool)
+    out = np.empty(len(columns), np.float64)
+    for key, rows in (("blend", ~long_rows), ("blend_long", long_rows)):
+        if rows.any():
+            weights = blends[key]
+            out[rows] = columns[np.ix_(rows, config.blend_members(key, sequence))] @ weights[:-1] + weights[-1]
+    return out
 
 
 @functools.cache
