@@ -5,7 +5,8 @@ Each view of `config.views` (engine.sentiment.linear) is fitted on the training 
 where the view says so, their denoised sentences); with `config.sequence_units`, the LSTM
 member (engine.sentiment.sequence) on the reviews' sentences and windows; the blend of the
 members' logits is a logistic regression on the validation reviews, so the served probability
-is calibrated there;
+is calibrated there (with `config.long_views`, a second blend for long reviews, fitted the same
+way);
 the extra examples (votes) go into the community layer on top (engine.sentiment.community: a
 memory and a mean-pooled correction). One checkpoint per fit holds the fitted arrays; a resume
 (the nightly job's path) fits again from the data (a fit takes seconds to minutes) and records

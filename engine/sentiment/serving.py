@@ -4,7 +4,9 @@ Three layouts (`SentimentConfig`):
 - linear views (`views`, the "quick" and "default" profiles since issue 20): scikit-learn's
   hashed n-gram counts of a batch, one sparse matrix product per view
   (engine.sentiment.linear); the served logit is the blend of the views' logits fitted on
-  validation (a logistic regression there: the probability is calibrated on it).
+  validation (a logistic regression there: the probability is calibrated on it). With
+  `long_views`, a review of more than `long_review_tokens` tokens has a blend of its own
+  (`blended`): what reads long reviews best reads one-liners worse.
 - hand-hashed n-gram models (`ngrams`, versions trained before issue 20): each model's logit
   is its table's entries over the review's hashed n-grams plus a bias (engine.sentiment.ngrams,
   one sparse product per model); the served logit is a_1 * logit_1 + ... + a_k * logit_k + c.
