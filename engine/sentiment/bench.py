@@ -9,8 +9,9 @@ and pre-truncated to their last 250 words, 10 epochs, validation_split=0.2, batc
 rebuilt here from the same raw training reviews (keras.datasets.imdb would download), and
 predicts with `model.predict`, as the tutorial did. The TF-IDF baseline is scikit-learn's
 `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)` + `LogisticRegression()` on the same
-training split the critic learns from. The critic predicts with `SentimentModel`, timed in a
-fresh process that only loads the version, as the bot serves it (`evaluate.speed_as_served`).
+training split the critic learns from. The critic is trained in a process of its own (as the
+nightly job trains) and predicts with `SentimentModel`, timed in a fresh process that only
+loads the version, as the bot serves it (`evaluate.speed_as_served`).
 Same machine, same run, same test reviews.
 """
 
@@ -27,7 +28,7 @@ from playbill.engine.imdb import load_imdb
 from playbill.engine.registry import ModelRegistry
 from playbill.engine.sentiment.config import NAME
 from playbill.engine.sentiment.data import short_reviews, split_rows
-from playbill.engine.sentiment.evaluate import calibration_error, speed, speed_as_served
+from playbill.engine.sentiment.evaluate import calibration_error, in_fresh_process, speed, speed_as_served
 from playbill.engine.sentiment.serving import SentimentModel, blended
 from playbill.engine.sentiment.fit import train_blend
 from playbill.engine.sentiment.train import train_sentiment
@@ -110,19 +111,24 @@ def _quality(probabilities, test, short) -> dict:
     return out
 
 
+def _train(config, home: Path, data_dir: Path, progress: bool) -> tuple[str, float, int]:
+    """(version, training seconds, epochs) of the critic of `config`, trained and promoted in `home`."""
+    if config.wide_deep:
+        result = train_sentiment(config, home, data_dir, progress=progress)
+    else:
+        result = train_blend(config, home, data_dir, start=None, data=None, extra=(), promote=True,
+                             progress=progress, evaluate_test=True, keep_runs=2)
+    return result.version, result.extra["training_seconds"], result.epochs_run
+
+
 def bench_default(config, home: Path, data_dir: Path, test, short, skip_train: bool, progress: bool) -> dict:
     if skip_train:
         version = ModelRegistry.in_home(home, NAME).current()
         train_seconds = float(version.metadata.get("training_seconds", float("nan")))
         epochs = version.metadata.get("epochs_run")
-    else:
-        if config.wide_deep:
-            result = train_sentiment(config, home, data_dir, progress=progress)
-        else:
-            result = train_blend(config, home, data_dir, start=None, data=None, extra=(), promote=True,
-                                  progress=progress, evaluate_test=True, keep_runs=2)
-        version = ModelRegistry.in_home(home, NAME).get(result.version)
-        train_seconds, epochs = result.extra["training_seconds"], result.epochs_run
+    else:  # in its own process, as the nightly job trains: Keras leaves nothing running here
+        name, train_seconds, epochs = in_fresh_process(_train, config, home, data_dir, progress)
+        version = ModelRegistry.in_home(home, NAME).get(name)
     model = SentimentModel.load(version.path)
 
     def probabilities(texts):

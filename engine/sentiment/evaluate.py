@@ -75,10 +75,15 @@ def speed_as_served(version_path: Path, texts: Sequence[str]) -> dict:
     """`speed` of a saved version in a fresh process that only loads it, as the bot serves it: a
     process that has just trained with Keras keeps TensorFlow's threads spinning for seconds
     after, and everything in it runs ~30% slower meanwhile (docs/benchmarks.md "## Critic")."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_speed_of_version, str(version_path),
-                           list(texts[: max(LATENCY_REVIEWS, THROUGHPUT_REVIEWS)])).result()
+    return in_fresh_process(_speed_of_version, str(version_path), list(texts[: max(LATENCY_REVIEWS, THROUGHPUT_REVIEWS)]))
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a fresh (spawned) process, its result returned here: what it leaves
+    behind (TensorFlow's spinning threads, its memory) goes with that process instead of slowing
+    what this one times next."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
 
 def _speed_of_version(path: str, texts: list[str]) -> dict:
