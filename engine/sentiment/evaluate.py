@@ -75,7 +75,8 @@ def speed_as_served(version_path: Path, texts: Sequence[str]) -> dict:
     """`speed` of a saved version in a fresh process that only loads it, as the bot serves it: a
     process that has just trained with Keras keeps TensorFlow's threads spinning for seconds
     after, and everything in it runs ~30% slower meanwhile (docs/benchmarks.md "## Critic")."""
-    return in_fresh_process(_speed_of_version, str(version_path), list(texts[: max(LATENCY_REVIEWS, THROUGHPUT_REVIEWS)]))
+    timed = list(texts[: max(LATENCY_REVIEWS, THROUGHPUT_REVIEWS)])
+    return in_fresh_process(_speed_of_version, str(version_path), timed)
 
 
 def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:

@@ -70,6 +70,11 @@ class View:
     # one-line reviews)
     sentence_stats: bool = True
 
+    @property
+    def reading(self) -> tuple[int, bool]:
+        """What `counts` reads a review by: views alike in this share one count matrix."""
+        return self.ngram_max, self.negation
+
 
 VIEWS: dict[str, View] = {
     "words12": View(2, False, 1.0, 30.0, False),

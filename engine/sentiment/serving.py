@@ -214,18 +214,17 @@ class SentimentModel:
         out = np.full((len(texts), len(self._linear) + (self._sequence is not None)), np.nan)
         ids = read(texts, self._lexicon) if self._lexicon is not None else None  # once for every view
         tokens = review_tokens(ids[1], len(texts)) if ids is not None else None
-        needed = range(out.shape[1]) if every_member else needed_members(tokens, self._blends, self.config)
+        needed = range(out.shape[1]) if every_member else needed_members(
+            long_reviews(tokens, len(texts), self._blends, self.config), self.config)
         read_as: dict[tuple[int, bool], Any] = {}
         for k, model in enumerate(self._linear):
             if k in needed or (k == 0 and self._community_over_first_view):
-                way = (model.spec.ngram_max, model.spec.negation)
-                if way not in read_as:
-                    read_as[way] = counts(texts, model.spec, self._lexicon, ids)
-                out[:, k] = model.logits(read_as[way])
+                if model.spec.reading not in read_as:
+                    read_as[model.spec.reading] = counts(texts, model.spec, self._lexicon, ids)
+                out[:, k] = model.logits(read_as[model.spec.reading])
         if self._sequence is not None and out.shape[1] - 1 in needed:
             out[:, -1] = self._sequence.logits(*ids, len(texts))
-        first = read_as.get((self._linear[0].spec.ngram_max, self._linear[0].spec.negation))
-        return out, ids, first, tokens
+        return out, ids, read_as.get(self._linear[0].spec.reading), tokens
 
     def ngram_logits(self, texts: Sequence[str]) -> np.ndarray:
         """[reviews, models]: each hand-hashed n-gram model's own logit (before the blend)."""
@@ -267,21 +266,20 @@ def review_tokens(row: np.ndarray, count: int) -> np.ndarray:
     return np.bincount(row, minlength=count)
 
 
-def long_reviews(tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig) -> np.ndarray:
-    """Which reviews the long blend judges: those of more than `config.long_review_tokens`
-    tokens, if the version has a long blend."""
+def long_reviews(tokens: np.ndarray | None, count: int, blends: dict[str, np.ndarray],
+                 config: SentimentConfig) -> np.ndarray:
+    """Which of a batch's `count` reviews the long blend judges: those of more than
+    `config.long_review_tokens` tokens, if the version has a long blend (and its token counts
+    are known: a version saved without a vocabulary has one blend)."""
     if tokens is None or "blend_long" not in blends:
-        return np.zeros(0 if tokens is None else len(tokens), bool)
+        return np.zeros(count, bool)
     return tokens > config.long_review_tokens
 
 
-def needed_members(tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig) -> set[int]:
-    """The member columns some review of the batch is blended from."""
-    long_rows = long_reviews(tokens, blends, config)
+def needed_members(long_rows: np.ndarray, config: SentimentConfig) -> set[int]:
+    """The member columns some review of the batch is blended from (`long_rows`: `long_reviews`)."""
     needed = set(config.blend_members("blend_long")) if long_rows.any() else set()
-    if tokens is None or not long_rows.all():
-        needed |= set(config.blend_members("blend"))
-    return needed
+    return needed | set(config.blend_members("blend")) if not long_rows.all() else needed
 
 
 def blended(columns: np.ndarray, tokens: np.ndarray | None, blends: dict[str, np.ndarray], config: SentimentConfig,
@@ -289,7 +287,7 @@ def blended(columns: np.ndarray, tokens: np.ndarray | None, blends: dict[str, np
     """Each review's logit from its members' logits (`SentimentModel.view_logits`' columns): the
     long blend for a long review (`long_reviews`), the blend for the others. `blends` holds
     the weights (a_1..a_k, c) by name; `sequence` False: blends without the LSTM member."""
-    long_rows = long_reviews(tokens, blends, config) if tokens is not None else np.zeros(len(columns), bool)
+    long_rows = long_reviews(tokens, len(columns), blends, config)
     out = np.empty(len(columns), np.float64)
     for key, rows in (("blend", ~long_rows), ("blend_long", long_rows)):
         if rows.any():
